@@ -1,0 +1,35 @@
+"""edgeproof analytics: CloudFront log readers, metrics, strategies, replay and reports.
+
+The public API is listed in ``__all__``; names are imported lazily so that ``import analytics``
+stays cheap (no pandas, no boto3) until a name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "LOG_SCHEMA",
+    "compare_strategies",
+    "get_strategy",
+    "list_strategies",
+    "read_logs",
+    "summarize",
+]
+
+_LAZY = {
+    "LOG_SCHEMA": "analytics.schema",
+    "read_logs": "analytics.reader",
+    "summarize": "analytics.metrics",
+    "get_strategy": "analytics.strategies",
+    "list_strategies": "analytics.strategies",
+    "compare_strategies": "analytics.replay",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'analytics' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,1 @@
+"""Reports over CloudFront logs and rehearsals (HTML, Markdown, PNG, JSON)."""

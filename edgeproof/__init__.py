@@ -1,0 +1,1 @@
+"""edgeproof core: the CLI, the error hierarchy and the canonical request."""

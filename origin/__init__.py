@@ -1,0 +1,1 @@
+"""The reference origin: aiohttp + pyvips transformer, derivative/source stores, prescale."""

@@ -1,0 +1,1 @@
+"""The edge emulator: a local CloudFront stand-in (strategy, per-POP caches, origin group, logs)."""
