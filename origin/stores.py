@@ -1,0 +1,288 @@
+"""Source and derivative stores: a local folder or ``s3://bucket/prefix``.
+
+One small interface, used by the origin (sources and derivatives), prescale, and the edge emulator
+(which reads the derivative store as its primary origin)::
+
+    store = open_store("./derivatives")            # or "s3://bucket/prefix"
+    store.get(key) -> bytes | None                  # None when the object does not exist
+    store.get(key, max_bytes=N)                     # PayloadTooLarge if the object is over N bytes
+    store.put(key, data, content_type)              # atomic: readers never see a partial object
+    store.exists(key) -> bool
+    store.head(key) -> ObjectInfo | None            # size and content type, without the body
+    store.keys(prefix="") -> Iterator[str]          # every key under prefix, sorted for folders
+    store.describe() -> str                         # "folder /abs/path" / "s3://bucket/prefix"
+
+Keys are relative ``/``-separated paths (``images/sku-00001-1.jpg`` or a derivative key such as
+``images/sku-00001-1.jpg/w=640,h=0,fit=cover,q=80,f=webp``). A key that is absolute, contains
+``..``/``.``/empty segments or control characters raises :class:`~edgeproof.errors.BadRequest`.
+Every I/O failure (permissions, disk full, S3 unreachable) raises
+:class:`~edgeproof.errors.StoreError` — the one place such library errors are translated.
+
+Both stores are thread-safe and may be shared by a thread pool. The S3 store creates its boto3
+client lazily (after ``fork``), honours ``AWS_ENDPOINT_URL`` (and the usual AWS_* variables), and
+pools up to ``max_pool_connections`` HTTP connections. For folders, the derivative store and the
+source store must be different folders: a derivative key uses its source key as a directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mimetypes
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeproof.canonical import CONTENT_TYPES, split_canonical, validate_source_key
+from edgeproof.errors import PayloadTooLarge, StoreError
+
+__all__ = ["FolderStore", "ObjectInfo", "S3Store", "Store", "content_type_for_key", "open_store"]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What ``head`` tells about an object."""
+
+    key: str
+    size: int
+    content_type: str
+
+
+def content_type_for_key(key: str) -> str:
+    """The content type a key implies: its ``f=`` op for a derivative key, else its extension."""
+    split = split_canonical("/" + key)
+    if split is not None:
+        for op in split[1].split(","):
+            name, _, value = op.partition("=")
+            if name == "f" and value in CONTENT_TYPES:
+                return CONTENT_TYPES[value]
+    guessed, _ = mimetypes.guess_type(key)
+    return guessed or "application/octet-stream"
+
+
+class Store:
+    """The store interface; see the module docstring. Subclasses implement the ``_``-less methods."""
+
+    def get(self, key: str, max_bytes: int | None = None) -> bytes | None:
+        raise NotImplementedError
+
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        raise NotImplementedError
+
+    def head(self, key: str) -> ObjectInfo | None:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
+
+
+def _too_large(key: str, size: int, max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        "source over the byte limit", detail=f"{key} is {size} bytes; the limit is {max_bytes} bytes"
+    )
+
+
+class FolderStore(Store):
+    """Objects as files under ``root``; writes go to a temp file then ``os.replace`` (atomic)."""
+
+    def __init__(self, root: str | Path, *, create: bool = True) -> None:
+        self.root = Path(root).expanduser().resolve()
+        if create:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StoreError(f"cannot create store folder {self.root}", detail=str(err)) from err
+        elif not self.root.is_dir():
+            raise StoreError(f"store folder {self.root} does not exist")
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*validate_source_key(key).split("/"))
+
+    def get(self, key: str, max_bytes: int | None = None) -> bytes | None:
+        path = self._path(key)
+        try:
+            with path.open("rb") as fh:
+                if max_bytes is None:
+                    return fh.read()
+                data = fh.read(max_bytes + 1)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError as err:
+            raise StoreError(f"cannot read {key} from {self.describe()}", detail=str(err)) from err
+        if len(data) > max_bytes:
+            raise _too_large(key, path.stat().st_size, max_bytes)
+        return data
+
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        path = self._path(key)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise StoreError(f"cannot write {key} to {self.describe()}", detail=str(err)) from err
+
+    def head(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            raise StoreError(f"cannot stat {key} in {self.describe()}", detail=str(err)) from err
+        if not path.is_file():
+            return None
+        return ObjectInfo(key, st.st_size, content_type_for_key(key))
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue  # temp files of in-progress writes
+                key = name if rel == "." else f"{rel}/{name}"
+                if key.startswith(prefix):
+                    yield key
+
+    def describe(self) -> str:
+        return f"folder {self.root}"
+
+
+class S3Store(Store):
+    """Objects in ``s3://bucket/prefix`` through one pooled, lazily created boto3 client."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, max_pool_connections: int = 32) -> None:
+        if not bucket:
+            raise StoreError("an S3 store needs a bucket: s3://bucket/prefix")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.max_pool_connections = max_pool_connections
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client, made on first use (and again in a forked child)."""
+        if self._client is None or self._pid != os.getpid():
+            with self._lock:
+                if self._client is None or self._pid != os.getpid():
+                    import boto3
+                    from botocore.config import Config
+
+                    config = Config(
+                        max_pool_connections=self.max_pool_connections,
+                        retries={"max_attempts": 3, "mode": "standard"},
+                        connect_timeout=5,
+                        read_timeout=30,
+                    )
+                    self._client = boto3.client(
+                        "s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None, config=config
+                    )
+                    self._pid = os.getpid()
+        return self._client
+
+    def _key(self, key: str) -> str:
+        key = validate_source_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _fail(self, action: str, key: str, err: Exception) -> StoreError:
+        return StoreError(f"cannot {action} {key} in {self.describe()}", detail=type(err).__name__ + ": " + str(err))
+
+    @staticmethod
+    def _is_missing(err: Exception) -> bool:
+        code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
+        return code in ("NoSuchKey", "404", "NotFound")
+
+    def get(self, key: str, max_bytes: int | None = None) -> bytes | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            size = int(obj.get("ContentLength", 0))
+            body = obj["Body"]
+            try:
+                if max_bytes is not None and size > max_bytes:
+                    raise _too_large(key, size, max_bytes)
+                data: bytes = body.read() if max_bytes is None else body.read(max_bytes + 1)
+            finally:
+                body.close()
+        except ClientError as err:
+            if self._is_missing(err):
+                return None
+            raise self._fail("read", key, err) from err
+        except BotoCoreError as err:
+            raise self._fail("read", key, err) from err
+        if max_bytes is not None and len(data) > max_bytes:
+            raise _too_large(key, size, max_bytes)
+        return data
+
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType=content_type or content_type_for_key(key),
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("write", key, err) from err
+
+    def head(self, key: str) -> ObjectInfo | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            obj = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as err:
+            if self._is_missing(err):
+                return None
+            raise self._fail("stat", key, err) from err
+        except BotoCoreError as err:
+            raise self._fail("stat", key, err) from err
+        return ObjectInfo(key, int(obj.get("ContentLength", 0)), obj.get("ContentType") or content_type_for_key(key))
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"][strip:]
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("list", prefix or "/", err) from err
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+
+def open_store(spec: str | Path, *, create: bool = True) -> Store:
+    """``s3://bucket[/prefix]`` → :class:`S3Store`; anything else is a folder path (created if missing)."""
+    text = str(spec)
+    if text.startswith("s3://"):
+        bucket, _, prefix = text[5:].partition("/")
+        return S3Store(bucket, prefix)
+    if "://" in text:
+        raise StoreError(f"unsupported store {text!r}", detail="use a folder path or s3://bucket/prefix")
+    return FolderStore(text, create=create)
