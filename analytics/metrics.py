@@ -1,0 +1,235 @@
+"""The one definition of edgeproof's cache metrics.
+
+- **Result classes** (:func:`classify`): every request is a ``hit``, a ``miss``, or *excluded* with a
+  reason. Over GET/HEAD requests only: ``Hit`` and ``RefreshHit`` are hits; ``Miss`` and
+  ``OriginShieldHit`` are misses (the POP did not have it). Everything else is excluded and counted by
+  reason: other methods (``method``), ``Error`` (``error``), ``Redirect`` (``redirect``),
+  ``LimitExceeded`` (``limit_exceeded``), ``CapacityExceeded`` (``capacity_exceeded``),
+  ``LambdaGeneratedResponse``/``FunctionGeneratedResponse`` (``generated``), anything else or missing
+  (``unknown``). The method is checked first: a ``POST`` that errored counts under ``method``.
+- **Hit rate** (:func:`hit_rate`): hits / (hits + misses), ``None`` when there is no cacheable request.
+  This is CloudWatch's CacheHitRate made exact.
+- **Latency percentiles over logs** (:class:`LatencySketch`): a log-bucket histogram with relative
+  accuracy 1 % (bucket ratio γ = 1.01/0.99, DDSketch-style), mergeable across files, processes and
+  days by adding counts. Values are milliseconds; 0 ms (CloudFront logs ``0.000``) has its own bucket.
+- **Exact percentiles over recorder rows** (:func:`exact_quantiles`).
+- :func:`summarize` (implemented in :mod:`analytics.summary`) turns logs into the summary JSON.
+
+Importing this module is cheap: numpy only; pyarrow/boto3 are imported by :func:`summarize`'s module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_QUANTILES",
+    "EXCLUDED_REASONS",
+    "HIT_TYPES",
+    "MISS_TYPES",
+    "LatencySketch",
+    "classify",
+    "exact_quantiles",
+    "hit_rate",
+    "quantile_label",
+    "summarize",
+    "xcache_result",
+]
+
+HIT_TYPES: frozenset[str] = frozenset({"Hit", "RefreshHit"})
+MISS_TYPES: frozenset[str] = frozenset({"Miss", "OriginShieldHit"})
+CACHEABLE_METHODS: frozenset[str] = frozenset({"GET", "HEAD"})
+_REASON_BY_TYPE: dict[str, str] = {
+    "Error": "error",
+    "Redirect": "redirect",
+    "LimitExceeded": "limit_exceeded",
+    "CapacityExceeded": "capacity_exceeded",
+    "LambdaGeneratedResponse": "generated",
+    "FunctionGeneratedResponse": "generated",
+}
+#: every excluded reason :func:`classify` can return, in display order
+EXCLUDED_REASONS: tuple[str, ...] = (
+    "method", "error", "redirect", "limit_exceeded", "capacity_exceeded", "generated", "unknown",
+)
+#: the percentiles every summary reports
+DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)
+
+
+def classify(result_type: str | None, method: str | None) -> str:
+    """``"hit"``, ``"miss"`` or the excluded reason (see the module docstring)."""
+    if (method or "").upper() not in CACHEABLE_METHODS:
+        return "method"
+    rt = (result_type or "").strip()
+    if rt in HIT_TYPES:
+        return "hit"
+    if rt in MISS_TYPES:
+        return "miss"
+    return _REASON_BY_TYPE.get(rt, "unknown")
+
+
+def xcache_result(x_cache: str | None) -> str | None:
+    """An ``X-Cache`` response header → its result type.
+
+    ``"Hit from cloudfront"`` → ``"Hit"``, ``"RefreshHit from cloudfront"`` → ``"RefreshHit"``,
+    ``"Miss from cloudfront"`` → ``"Miss"``, ``"Error from cloudfront"`` → ``"Error"``,
+    ``"LambdaGeneratedResponse from cloudfront"`` → itself. Missing/empty → ``None``.
+    """
+    if not x_cache:
+        return None
+    word = x_cache.strip().split(" ", 1)[0]
+    if not word:
+        return None
+    known = {t.lower(): t for t in (*HIT_TYPES, *MISS_TYPES, *_REASON_BY_TYPE)}
+    return known.get(word.lower(), word)
+
+
+def hit_rate(hits: int, misses: int) -> float | None:
+    """(Hit + RefreshHit) / (Hit + RefreshHit + Miss + OriginShieldHit); None with no cacheable request."""
+    total = hits + misses
+    return hits / total if total else None
+
+
+def quantile_label(q: float) -> str:
+    """0.5 → ``p50``, 0.99 → ``p99``, 0.999 → ``p999``."""
+    digits = f"{q * 100:.6f}".rstrip("0").rstrip(".")
+    return "p" + digits.replace(".", "")
+
+
+def exact_quantiles(
+    values: Iterable[float] | np.ndarray,
+    qs: Sequence[float] = DEFAULT_QUANTILES,
+    *,
+    method: str = "linear",
+) -> dict[str, float | None]:
+    """Exact percentiles (``{"p50": …, "p99": …}``) of ``values``; ``None`` when there are none.
+
+    ``method`` is numpy's (``linear`` interpolation by default; ``inverted_cdf`` is nearest-rank).
+    NaN values are ignored.
+    """
+    arr = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        return {quantile_label(q): None for q in qs}
+    found = np.quantile(arr, list(qs), method=method)  # type: ignore[call-overload]
+    return {quantile_label(q): float(v) for q, v in zip(qs, found, strict=True)}
+
+
+class LatencySketch:
+    """Mergeable log-bucket histogram of non-negative values (milliseconds), ≤ 1 % relative error.
+
+    Bucket ``i`` holds values in ``(γ^(i-1), γ^i]`` with ``γ = (1+α)/(1-α)``, α = 0.01; a quantile is
+    answered with ``2γ^i/(γ+1)``, within α of every value in the bucket. Values ≤ ``min_value`` count
+    as 0; values above ``max_value`` are clamped to the last bucket. Counts live in one dense int64
+    array, so :meth:`merge` is an addition and :meth:`to_dict` is small.
+    """
+
+    __slots__ = ("alpha", "counts", "gamma", "max_value", "min_value", "n", "total", "zero", "_offset", "_lg")
+
+    def __init__(self, alpha: float = 0.01, min_value: float = 1e-3, max_value: float = 1e7) -> None:
+        self.alpha = alpha
+        self.gamma = (1 + alpha) / (1 - alpha)
+        self._lg = math.log(self.gamma)
+        self.min_value = min_value
+        self.max_value = max_value
+        self._offset = math.ceil(math.log(min_value) / self._lg)
+        top = math.ceil(math.log(max_value) / self._lg)
+        self.counts = np.zeros(top - self._offset + 1, dtype=np.int64)
+        self.zero = 0
+        self.n = 0
+        self.total = 0.0
+
+    # -- adding --------------------------------------------------------------------------------
+    def add(self, value: float) -> None:
+        """Add one value (NaN and negatives are ignored)."""
+        self.add_many(np.array([value], dtype=np.float64))
+
+    def add_many(self, values: Any) -> None:
+        """Add an array (numpy, pyarrow or a sequence) of values; NaN/None and negatives are ignored."""
+        arr = values.to_numpy(zero_copy_only=False) if hasattr(values, "to_numpy") else values
+        arr = np.asarray(arr, dtype=np.float64)
+        arr = arr[arr >= 0]  # drops NaN too
+        if arr.size == 0:
+            return
+        small = arr <= self.min_value
+        nz = int(small.sum())
+        big = arr[~small]
+        self.zero += nz
+        self.n += int(arr.size)
+        self.total += float(arr.sum())
+        if big.size:
+            idx = np.ceil(np.log(np.minimum(big, self.max_value)) / self._lg).astype(np.int64) - self._offset
+            np.clip(idx, 0, self.counts.size - 1, out=idx)
+            self.counts += np.bincount(idx, minlength=self.counts.size)
+
+    def merge(self, other: LatencySketch) -> LatencySketch:
+        """Add ``other``'s counts into this sketch (same parameters required); returns self."""
+        if (other.alpha, other.min_value, other.max_value) != (self.alpha, self.min_value, self.max_value):
+            raise ValueError("cannot merge sketches with different parameters")
+        self.counts += other.counts
+        self.zero += other.zero
+        self.n += other.n
+        self.total += other.total
+        return self
+
+    # -- reading -------------------------------------------------------------------------------
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile (nearest rank, within α relative error); None when empty."""
+        if self.n == 0:
+            return None
+        if not 0.0 <= q <= 1.0:
+            raise ValueError("q must be in [0, 1]")
+        rank = max(math.ceil(q * self.n) - 1, 0)  # 0-based nearest-rank
+        if rank < self.zero:
+            return 0.0
+        cum = np.cumsum(self.counts)
+        i = int(np.searchsorted(cum, rank - self.zero + 1))
+        return float(2 * self.gamma ** (i + self._offset) / (self.gamma + 1))
+
+    def quantiles(self, qs: Sequence[float] = DEFAULT_QUANTILES, *, ndigits: int = 3) -> dict[str, float | None]:
+        """``{"p50": …, "p90": …, "p99": …, "p999": …}`` rounded to ``ndigits``."""
+        out: dict[str, float | None] = {}
+        for q in qs:
+            v = self.quantile(q)
+            out[quantile_label(q)] = None if v is None else round(v, ndigits)
+        return out
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (sparse counts) that :meth:`from_dict` restores."""
+        nz = np.nonzero(self.counts)[0]
+        return {
+            "alpha": self.alpha,
+            "min_value": self.min_value,
+            "max_value": self.max_value,
+            "n": self.n,
+            "total": self.total,
+            "zero": self.zero,
+            "buckets": {str(int(i) + self._offset): int(self.counts[i]) for i in nz},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LatencySketch:
+        sketch = cls(float(data["alpha"]), float(data["min_value"]), float(data["max_value"]))
+        sketch.n = int(data["n"])
+        sketch.total = float(data["total"])
+        sketch.zero = int(data["zero"])
+        for key, count in data.get("buckets", {}).items():
+            sketch.counts[int(key) - sketch._offset] += int(count)
+        return sketch
+
+    def __repr__(self) -> str:
+        return f"LatencySketch(n={self.n}, p50={self.quantile(0.5)}, p99={self.quantile(0.99)})"
+
+
+def summarize(source: Any, *, by: str | None = None, start: Any = None, end: Any = None, **kwargs: Any) -> dict:
+    """Summarize CloudFront logs into the summary dict (see :func:`analytics.summary.summarize`)."""
+    from analytics.summary import summarize as _summarize
+
+    return _summarize(source, by=by, start=start, end=end, **kwargs)
