@@ -1,0 +1,251 @@
+"""Matplotlib chart helpers (Agg backend, PNG files) shared by the weekly and rehearsal reports.
+
+Every helper takes plain sequences, writes one PNG and returns its path, or returns ``None`` when
+there is nothing to draw (so a report can skip an empty chart instead of showing a blank frame).
+Rates are given as fractions (0..1) and drawn as percentages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+__all__ = ["PALETTE", "Phase", "bars", "grouped_bars", "stacked_bars", "time_series"]
+
+PALETTE = ["#2f5fb3", "#e07b39", "#3a9a5b", "#b3261e", "#7a4fb3", "#8c6d31", "#1a9bb3", "#d4a017"]
+_TARGET = "#b3261e"
+_PHASE_COLOURS = {"baseline": "#f2f2f2", "ramp": "#fff1d6", "peak": "#fde0dc", "hold": "#fde0dc",
+                  "decay": "#e6f0fb"}
+
+#: (start, end, name): a shaded span on a time axis (x values of the same kind as the series)
+Phase = tuple[Any, Any, str]
+
+_pct = FuncFormatter(lambda v, _pos: f"{v * 100:.0f}%")
+_pct_fine = FuncFormatter(lambda v, _pos: f"{v * 100:.1f}%")
+
+
+def _new(figsize: tuple[float, float] = (10, 3.6)) -> tuple[Any, Any]:
+    plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False,
+                         "axes.grid": True, "grid.alpha": 0.3, "axes.titleweight": "bold",
+                         "axes.titlesize": 11})
+    fig, ax = plt.subplots(figsize=figsize, dpi=100)
+    return fig, ax
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, format="png")
+    plt.close(fig)
+    return out
+
+
+def _rate_axis(ax: Any, values: Sequence[float | None], target: float | None) -> None:
+    finite = [v for v in values if v is not None]
+    if target is not None:
+        finite.append(target)
+    low = min(finite) if finite else 0.0
+    # zoom in when everything is high (hit rates live near the top), keep 0 otherwise
+    bottom = 0.0 if low < 0.5 else max(0.0, low - (1.0 - low) * 0.6 - 0.01)
+    ax.set_ylim(bottom, 1.0 + (1.0 - bottom) * 0.04)
+    ax.yaxis.set_major_formatter(_pct_fine if bottom > 0.8 else _pct)
+
+
+def _target_line(ax: Any, target: float | None) -> None:
+    if target is not None:
+        ax.axhline(target, color=_TARGET, linestyle="--", linewidth=1.2, label=f"target {target * 100:.1f}%")
+
+
+def time_series(
+    path: str | Path,
+    x: Sequence[Any],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    title: str,
+    ylabel: str = "",
+    percent: bool = False,
+    target: float | None = None,
+    phases: Sequence[Phase] = (),
+    right: Mapping[str, Sequence[float | None]] | None = None,
+    right_label: str = "",
+    right_percent: bool = False,
+    right_target: float | None = None,
+    log_y: bool = False,
+    step: bool = False,
+) -> Path | None:
+    """Lines over time (datetimes or seconds) with optional shaded phases and a second y axis."""
+    if not len(x) or not any(any(v is not None for v in s) for s in series.values()):
+        return None
+    fig, ax = _new()
+    for name_start_end in phases:
+        start, end, name = name_start_end
+        colour = next((c for key, c in _PHASE_COLOURS.items() if key in name.lower()), "#f4f4f4")
+        ax.axvspan(start, end, color=colour, alpha=0.9, zorder=0, linewidth=0)
+        ax.text(start, 1.0, f" {name}", transform=ax.get_xaxis_transform(), va="top", ha="left",
+                fontsize=8, color="#5d6675")
+    colours = iter(PALETTE)
+    drawn = []
+    for name, values in series.items():
+        ys = [float("nan") if v is None else v for v in values]
+        kw = {"drawstyle": "steps-post"} if step else {}
+        drawn += ax.plot(x, ys, label=name, color=next(colours), linewidth=1.6, **kw)
+    if percent:
+        _rate_axis(ax, [v for s in series.values() for v in s], target)
+    _target_line(ax, target)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    if right:
+        ax2 = ax.twinx()
+        ax2.grid(False)
+        ax2.spines["right"].set_visible(True)
+        for name, values in right.items():
+            ys = [float("nan") if v is None else v for v in values]
+            drawn += ax2.plot(x, ys, label=name, color=next(colours), linewidth=1.6)
+        if right_percent:
+            _rate_axis(ax2, [v for s in right.values() for v in s], right_target)
+        if right_target is not None:
+            drawn.append(ax2.axhline(right_target, color=_TARGET, linestyle="--", linewidth=1.2,
+                                     label=f"target {right_target * 100:.1f}%"))
+        ax2.set_ylabel(right_label)
+    handles = drawn + [h for h in ax.get_lines() if h not in drawn and not h.get_label().startswith("_")]
+    ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9)
+    if x and hasattr(x[0], "year"):
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
+    return _save(fig, path)
+
+
+def bars(
+    path: str | Path,
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    *,
+    title: str,
+    ylabel: str = "",
+    percent: bool = False,
+    target: float | None = None,
+    annotate: bool = True,
+    horizontal: bool = False,
+    highlight: str | None = None,
+) -> Path | None:
+    """One bar per label; bars under ``target`` are drawn in red, ``highlight`` in green."""
+    pairs = [(lab, v) for lab, v in zip(labels, values, strict=True) if v is not None]
+    if not pairs:
+        return None
+    labs = [p[0] for p in pairs]
+    vals = [float(p[1]) for p in pairs]
+    height = max(3.0, 0.35 * len(labs) + 1.2) if horizontal else 3.6
+    fig, ax = _new((10, height))
+    colours = []
+    for lab, v in pairs:
+        if highlight is not None and lab == highlight:
+            colours.append(PALETTE[2])
+        elif target is not None and v < target:
+            colours.append(PALETTE[3])
+        else:
+            colours.append(PALETTE[0])
+    if horizontal:
+        rects = ax.barh(labs, vals, color=colours)
+        ax.invert_yaxis()
+        ax.grid(axis="y", visible=False)
+        if target is not None:
+            ax.axvline(target, color=_TARGET, linestyle="--", linewidth=1.2, label=f"target {target * 100:.1f}%")
+            ax.legend(loc="lower right", fontsize=8)
+        if percent:
+            ax.set_xlim(0, 1.08)
+            ax.xaxis.set_major_formatter(_pct)
+    else:
+        rects = ax.bar(labs, vals, color=colours)
+        ax.grid(axis="x", visible=False)
+        if percent:
+            _rate_axis(ax, vals, target)
+        _target_line(ax, target)
+        if target is not None:
+            ax.legend(loc="lower right", fontsize=8)
+        if len(labs) > 8 or max(len(lab) for lab in labs) > 10:
+            plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    if annotate:
+        fmt = (lambda v: f"{v * 100:.1f}%") if percent else (lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.3g}")
+        ax.bar_label(rects, labels=[fmt(v) for v in vals], fontsize=8, padding=2)
+    ax.set_title(title)
+    if horizontal:
+        ax.set_xlabel(ylabel)
+    else:
+        ax.set_ylabel(ylabel)
+    return _save(fig, path)
+
+
+def grouped_bars(
+    path: str | Path,
+    labels: Sequence[str],
+    groups: Mapping[str, Sequence[float | None]],
+    *,
+    title: str,
+    ylabel: str = "",
+    log_y: bool = False,
+) -> Path | None:
+    """Side-by-side bars: one cluster per label, one bar per group."""
+    if not labels or not any(any(v is not None for v in g) for g in groups.values()):
+        return None
+    fig, ax = _new()
+    n = max(len(groups), 1)
+    width = 0.8 / n
+    for i, (name, values) in enumerate(groups.items()):
+        xs = [j + (i - (n - 1) / 2) * width for j in range(len(labels))]
+        vals = [0.0 if v is None else float(v) for v in values]
+        rects = ax.bar(xs, vals, width=width, label=name, color=PALETTE[i % len(PALETTE)])
+        ax.bar_label(rects, labels=[f"{v:,.0f}" if v >= 10 else f"{v:.2g}" for v in vals], fontsize=7, padding=2)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.grid(axis="x", visible=False)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def stacked_bars(
+    path: str | Path,
+    labels: Sequence[str],
+    stacks: Mapping[str, Sequence[float]],
+    *,
+    title: str,
+    ylabel: str = "",
+    horizontal: bool = False,
+) -> Path | None:
+    """Stacked bars (e.g. bytes from cache vs origin per day, misses by class per strategy)."""
+    if not labels or not any(any(v for v in s) for s in stacks.values()):
+        return None
+    fig, ax = _new((10, max(3.0, 0.4 * len(labels) + 1.4)) if horizontal else (10, 3.6))
+    base = [0.0] * len(labels)
+    for i, (name, values) in enumerate(stacks.items()):
+        vals = [float(v or 0) for v in values]
+        if horizontal:
+            ax.barh(labels, vals, left=base, label=name, color=PALETTE[i % len(PALETTE)])
+        else:
+            ax.bar(labels, vals, bottom=base, label=name, color=PALETTE[i % len(PALETTE)])
+        base = [b + v for b, v in zip(base, vals, strict=True)]
+    if horizontal:
+        ax.invert_yaxis()
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel(ylabel)
+    else:
+        ax.grid(axis="x", visible=False)
+        ax.set_ylabel(ylabel)
+        if len(labels) > 8:
+            plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
