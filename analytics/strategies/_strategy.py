@@ -1,0 +1,220 @@
+"""A strategy: a pure function (method, path, query, headers) → :class:`KeyResult`.
+
+Parameter semantics (aliases, value parsing, presets, format negotiation) come from
+:mod:`edgeproof.canonical`; this module only orders the building blocks around it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from edgeproof.canonical import (
+    DEFAULT_PRESETS,
+    MAX_DIMENSION_SYNTAX,
+    PARAM_ALIASES,
+    Variant,
+    negotiate_format,
+    parse_canonical,
+    parse_request,
+    split_canonical,
+    validate_source_key,
+    variant_from_params,
+)
+from edgeproof.errors import BadRequest
+
+from ._config import StrategyConfig
+from ._query import name_matches, pct_decode, pct_encode, split_query, strip_ws
+
+__all__ = ["DEFAULT_VALUES", "KeyResult", "Strategy", "parse_dpr_milli"]
+
+#: values that mean "the default" per op, dropped by ``drop_defaults`` (compared trimmed, lower-case)
+DEFAULT_VALUES: dict[str, tuple[str, ...]] = {
+    "fit": ("cover",), "q": ("80",), "g": ("centre", "center"), "bg": ("ffffff", "#ffffff"),
+    "dpr": ("1", "1.0"), "f": ("auto",),
+}
+_CACHE_MAX = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class KeyResult:
+    cache_key: str         # what a POP caches by
+    origin_uri: str        # path (and ?query if the strategy forwards one) sent to the origin
+    variant: str | None    # the canonical request the origin renders; None if not a valid variant request
+
+
+def parse_dpr_milli(raw: str) -> int | None:
+    """``"2"`` → 2000, ``"1.5"`` → 1500, ``"1.125"`` → 1125; anything else (``1e1``, ``nan``, ``.5``) → None."""
+    s = strip_ws(raw)
+    whole, dot, frac = s.partition(".")
+    if not (1 <= len(whole) <= 2 and whole.isascii() and whole.isdigit()):
+        return None
+    if dot and not (1 <= len(frac) <= 3 and frac.isascii() and frac.isdigit()):
+        return None
+    return int(whole) * 1000 + (int(frac.ljust(3, "0")) if dot else 0)
+
+
+def _snap_up(value: int, steps: tuple[int, ...]) -> int:
+    for step in steps:
+        if step >= value:
+            return step
+    return steps[-1]
+
+
+class Strategy:
+    """One cache-key strategy, built from a :class:`StrategyConfig`. ``apply`` is pure and cached."""
+
+    __slots__ = ("name", "config", "_cache", "_allow", "_plain")
+
+    def __init__(self, config: StrategyConfig) -> None:
+        self.name = config.name
+        self.config = config
+        self._cache: dict[tuple[str, str, str], KeyResult | BadRequest] = {}
+        allow = config.params.allowlist
+        self._allow = frozenset(allow) if allow is not None else None
+        p = config.params
+        self._plain = config.mode == "query" and not (
+            p.drop or allow is not None or p.rewrites or p.drop_defaults or p.dedupe or p.sort
+        )
+
+    def __repr__(self) -> str:
+        return f"Strategy({self.name!r}, mode={self.config.mode!r})"
+
+    # ------------------------------------------------------------------ public
+    def apply(self, method: str, path: str, query: str, headers: Mapping[str, str]) -> KeyResult:
+        """The cache key, origin URI and variant of one request; BadRequest if the strategy refuses it."""
+        accept = headers.get("accept") or headers.get("Accept") or ""
+        token = (path, query or "", accept)
+        hit = self._cache.get(token)
+        if hit is None:
+            try:
+                hit = self._compute(path, query or "", accept)
+            except BadRequest as err:
+                hit = err
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[token] = hit
+        if isinstance(hit, BadRequest):
+            raise BadRequest(hit.message, detail=hit.detail)
+        return hit
+
+    # ------------------------------------------------------------------ internals
+    def _compute(self, path: str, query: str, accept: str) -> KeyResult:
+        if self.config.path_case == "lower":
+            path = path.lower()
+        if self.config.mode == "query":
+            return self._query_mode(path, query, accept)
+        key = self.canonical_request(path, query, accept)
+        return KeyResult(key, key, key)
+
+    def _query_mode(self, path: str, query: str, accept: str) -> KeyResult:
+        if self._plain:
+            uri = f"{path}?{query}" if query else path
+            return KeyResult(uri, uri, _true_variant(path, split_query(query), accept))
+        p = self.config.params
+        out: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for raw_name, raw_value in split_query(query):
+            match = strip_ws(pct_decode(raw_name)).lower()
+            if p.drop and name_matches(match, p.drop):
+                continue
+            if self._allow is not None and match not in self._allow:
+                continue
+            op = PARAM_ALIASES.get(match)
+            if p.drop_defaults and op in DEFAULT_VALUES and (
+                strip_ws(pct_decode(raw_value)).lower() in DEFAULT_VALUES[op]
+            ):
+                continue
+            if p.rewrites:
+                name, value = pct_decode(raw_name), pct_decode(raw_value)
+                if p.lowercase_names:
+                    name = strip_ws(name).lower()
+                if p.aliases and op is not None:
+                    name = op
+                if p.trim:
+                    value = strip_ws(value)
+                if p.lowercase_values:
+                    value = value.lower()
+                raw_name, raw_value = pct_encode(name), pct_encode(value)
+            if p.dedupe:
+                if raw_name in seen:
+                    continue
+                seen.add(raw_name)
+            out.append((raw_name, raw_value))
+        if p.sort:
+            out.sort()
+        uri = path + ("?" + "&".join(f"{n}={v}" for n, v in out) if out else "")
+        return KeyResult(uri, uri, _true_variant(path, out, accept))
+
+    def canonical_request(self, path: str, query: str, accept: str) -> str:
+        """Canonical mode: the canonical request (path case already applied by the caller)."""
+        c = self.config.canonical
+        fallback = c.on_invalid == "fallback"
+        if split_canonical(path) is not None:
+            source_key, variant = parse_canonical(path, DEFAULT_PRESETS)
+            if c.format_param == "ignore":
+                variant = replace(variant, f=negotiate_format(accept, c.formats))
+            return self._finish(source_key, variant, 1000, fallback)
+        source_key = validate_source_key(path[1:] if path.startswith("/") else path)
+        ops: dict[str, str] = {}
+        dpr_raw: str | None = None
+        for raw_name, raw_value in split_query(query):
+            op = PARAM_ALIASES.get(strip_ws(pct_decode(raw_name)).lower())
+            if op is None:
+                continue  # unknown names, tracking parameters, cache busters: not part of a variant
+            if op == "dpr":
+                if dpr_raw is None:
+                    dpr_raw = pct_decode(raw_value)
+            elif op not in ops:
+                ops[op] = pct_decode(raw_value)
+        if fallback:
+            for op in list(ops):
+                try:
+                    variant_from_params({op: ops[op]}, accept, DEFAULT_PRESETS)
+                except BadRequest:
+                    del ops[op]  # documented fallback: an invalid parameter is ignored
+        fmt = ops.get("f")
+        if c.format_param == "ignore" or fmt is None or strip_ws(fmt).lower() in ("", "auto"):
+            ops["f"] = negotiate_format(accept, c.formats)
+        variant = variant_from_params(ops, accept, DEFAULT_PRESETS)
+        dpr = 1000
+        if dpr_raw is not None:
+            parsed = parse_dpr_milli(dpr_raw)
+            if parsed is None:
+                if not fallback:
+                    raise BadRequest("malformed dpr", detail=f"dpr={dpr_raw!r} is not a number like 2 or 1.5")
+            else:
+                dpr = min(max(parsed, 1000), self.config.max_dpr_milli)
+        return self._finish(source_key, variant, dpr, fallback)
+
+    def _finish(self, source_key: str, variant: Variant, dpr: int, fallback: bool) -> str:
+        c = self.config.canonical
+        w, h, q = variant.w, variant.h, variant.q
+        if dpr != 1000:
+            dw, dh = (w * dpr + 500) // 1000, (h * dpr + 500) // 1000
+            if c.breakpoints or max(dw, dh) <= MAX_DIMENSION_SYNTAX:
+                w, h = dw, dh
+            elif not fallback:
+                raise BadRequest("size out of range", detail=f"w={dw},h={dh} after dpr")
+        if c.breakpoints and w > 0:
+            snapped = _snap_up(w, c.breakpoints)
+            if h > 0:
+                h = min(max((h * snapped + w // 2) // w, 1), MAX_DIMENSION_SYNTAX)
+            w = snapped
+        if c.quality_buckets:
+            q = _snap_up(q, c.quality_buckets)
+        if (w, h, q) != (variant.w, variant.h, variant.q):
+            variant = replace(variant, w=w, h=h, q=q)
+        return variant.path(source_key)
+
+
+def _true_variant(path: str, pairs: list[tuple[str, str]], accept: str) -> str | None:
+    """What the origin renders for ``path?pairs`` (the friendly form, first occurrence of a name wins)."""
+    params: dict[str, str] = {}
+    for raw_name, raw_value in pairs:
+        params.setdefault(pct_decode(raw_name), pct_decode(raw_value))
+    try:
+        source_key, variant = parse_request(path, params, accept or None)
+    except (BadRequest, ValueError, OverflowError):
+        return None
+    return variant.path(source_key)
