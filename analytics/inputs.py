@@ -1,0 +1,210 @@
+"""Log inputs: files, folders, globs and ``s3://bucket/prefix``, opened as (decompressed) byte streams.
+
+- A folder is walked recursively (hidden files and ``.md`` files skipped); a glob is expanded.
+- ``s3://bucket/prefix`` is listed with boto3 (``AWS_ENDPOINT_URL`` is honoured, so S3-compatible
+  servers work). With a time range, keys whose name carries CloudFront's ``DIST.YYYY-MM-DD-HH.``
+  are filtered *before* download, so objects outside the range are never fetched. Local files whose
+  names carry the same stamp are filtered the same way.
+- Compression is detected by content (gzip magic), not by name. A truncated gzip stream ends the
+  file where the damage starts; :class:`GzipTail` records that so the reader can report it.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from edgeproof.errors import LogFormatError, UsageError
+
+__all__ = ["LogInput", "GzipTail", "expand_inputs", "hour_from_name", "open_input"]
+
+_STAMP = re.compile(r"\.(\d{4})-(\d{2})-(\d{2})-(\d{2})\.")
+_SKIP_SUFFIXES = (".md",)
+
+
+@dataclass(frozen=True, slots=True)
+class LogInput:
+    """One log object: a local path or an S3 object (``bucket``/``key``)."""
+
+    name: str  # how it is named in reports: a path or s3://bucket/key
+    path: Path | None = None
+    bucket: str | None = None
+    key: str | None = None
+    size: int | None = None
+
+
+def hour_from_name(name: str) -> datetime | None:
+    """``E2ABC.2024-05-01-13.a1b2c3.gz`` → 2024-05-01 13:00 UTC; None when the name has no stamp."""
+    m = _STAMP.search("." + os.path.basename(name))
+    if not m:
+        return None
+    try:
+        return datetime(int(m[1]), int(m[2]), int(m[3]), int(m[4]), tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _in_range(name: str, start: datetime | None, end: datetime | None) -> bool:
+    hour = hour_from_name(name)
+    if hour is None:
+        return True
+    if start is not None and hour + timedelta(hours=1) <= start:
+        return False
+    return not (end is not None and hour >= end)
+
+
+def _s3_client() -> Any:
+    import boto3  # lazily: analytics never imports boto3 at module import time
+
+    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+def _expand_s3(url: str, start: datetime | None, end: datetime | None) -> list[LogInput]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, prefix = url[len("s3://"):].partition("/")
+    if not bucket:
+        raise UsageError(f"bad S3 URL {url!r}", detail="expected s3://bucket/prefix")
+    client = _s3_client()
+    found: list[LogInput] = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith("/") or not _in_range(key, start, end):
+                    continue
+                found.append(LogInput(f"s3://{bucket}/{key}", bucket=bucket, key=key, size=obj.get("Size")))
+    except (BotoCoreError, ClientError) as err:
+        raise LogFormatError(f"cannot list {url}", detail=str(err)) from err
+    return found
+
+
+def _wanted_file(p: Path) -> bool:
+    return not p.name.startswith(".") and not p.name.lower().endswith(_SKIP_SUFFIXES)
+
+
+def expand_inputs(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[LogInput]:
+    """Every log object named by ``paths`` (files, folders, globs, s3:// prefixes), sorted per argument.
+
+    Raises :class:`~edgeproof.errors.UsageError` when an argument matches nothing that exists.
+    """
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    out: list[LogInput] = []
+    for raw in paths:
+        text = os.fspath(raw)
+        if text.startswith("s3://"):
+            out.extend(_expand_s3(text, start, end))
+            continue
+        p = Path(text)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and _wanted_file(f))
+        elif p.is_file():
+            files = [p]
+        elif glob.has_magic(text):
+            files = sorted(Path(f) for f in glob.glob(text, recursive=True) if Path(f).is_file())
+        else:
+            raise UsageError(f"no such log file or folder: {text}")
+        out.extend(LogInput(str(f), path=f) for f in files if _in_range(f.name, start, end))
+    return out
+
+
+class GzipTail(io.RawIOBase):
+    """A read-only stream over a (possibly multi-member) gzip stream that survives truncation.
+
+    A truncated or corrupt stream reads as EOF at the point of damage; ``error`` then says why.
+    Decompression uses zlib directly (it releases the GIL), in 1 MiB chunks.
+    """
+
+    def __init__(self, raw: IO[bytes], chunk: int = 1 << 20) -> None:
+        self._raw = raw
+        self._chunk = chunk
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._buf = b""
+        self._eof = False
+        self._pending = b""
+        self._started = False
+        self.error: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        while not self._buf and not self._eof:
+            data = self._pending or self._raw.read(self._chunk)
+            self._pending = b""
+            if not data:
+                if self._started:
+                    self.error = "truncated gzip: the compressed stream ends before its end marker"
+                self._eof = True
+                return
+            try:
+                self._started = True
+                self._buf = self._d.decompress(data, 8 * self._chunk)
+            except zlib.error as err:
+                self.error = f"corrupt gzip: {err}"
+                self._eof = True
+                return
+            self._pending = self._d.unconsumed_tail
+            if self._d.eof:  # end of one gzip member; more members may follow
+                rest = self._d.unused_data
+                self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                self._started = False
+                self._pending = rest if rest.strip(b"\0") else b""
+
+    def readinto(self, b: Any) -> int:
+        self._fill()
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _download(inp: LogInput) -> IO[bytes]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    tmp = tempfile.SpooledTemporaryFile(max_size=64 << 20)  # noqa: SIM115 - returned to the caller
+    try:
+        body = _s3_client().get_object(Bucket=inp.bucket, Key=inp.key)["Body"]
+        shutil.copyfileobj(body, tmp, 1 << 20)
+    except (BotoCoreError, ClientError) as err:
+        tmp.close()
+        raise LogFormatError(f"cannot download {inp.name}", detail=str(err)) from err
+    tmp.seek(0)
+    return tmp  # type: ignore[return-value]
+
+
+def open_input(inp: LogInput) -> tuple[IO[bytes], GzipTail | None]:
+    """Open ``inp`` as a decompressed binary stream; the second item is set for gzip input.
+
+    Raises :class:`~edgeproof.errors.LogFormatError` when the object cannot be opened at all.
+    """
+    try:
+        raw: IO[bytes] = _download(inp) if inp.bucket else open(inp.path or inp.name, "rb")  # noqa: SIM115
+    except OSError as err:
+        raise LogFormatError(f"cannot open {inp.name}", detail=err.strerror or str(err)) from err
+    head = raw.read(2)
+    raw.seek(0)
+    if head == b"\x1f\x8b":
+        tail = GzipTail(raw)
+        return io.BufferedReader(tail, 1 << 20), tail  # type: ignore[return-value]
+    return raw, None

@@ -1,0 +1,236 @@
+"""Read CloudFront logs, any format, any input, into Arrow record batches of one schema.
+
+>>> stream = read_logs(["logs/", "s3://my-log-bucket/cf/"], start="2024-05-01", end="2024-05-02")
+>>> for batch in stream:          # pyarrow.RecordBatch in analytics.schema.LOG_SCHEMA
+...     ...
+>>> stream.bad_lines, stream.bad_line_examples, stream.files
+
+Formats (``fmt="auto"`` detects per file): ``w3c`` (standard/legacy logs, any historical field set),
+``realtime`` (Kinesis TSV records; ``realtime_fields`` names the fields, in AWS's canonical order),
+``json`` (standard logging v2 JSON lines) and ``parquet`` (v2 Parquet). Memory is bounded by one
+batch per file: nothing is materialised. A file that cannot be read is reported in ``files`` and the
+others are still read. Bad lines are counted with ``file:line: reason`` examples; ``strict=True``
+raises :class:`~edgeproof.errors.StrictModeError` instead.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analytics.inputs import LogInput, expand_inputs, open_input
+from analytics.reader_v2 import read_json_lines, read_parquet
+from analytics.reader_w3c import REALTIME_FIELDS, FileStats, parse_header, read_tsv
+from analytics.schema import LOG_SCHEMA
+from edgeproof.errors import LogFormatError, StrictModeError, UsageError
+
+__all__ = ["FORMATS", "REALTIME_FIELDS", "FileStats", "LogStream", "detect_format", "parse_time", "read_logs"]
+
+FORMATS = ("auto", "w3c", "realtime", "json", "parquet")
+_EPOCH = re.compile(r"^\d{9,11}(\.\d+)?$")
+
+
+def parse_time(value: str | datetime | date | None) -> datetime | None:
+    """``2024-05-01``, ``2024-05-01T13:00``, ``2024-05-01 13:00:00Z`` or a datetime → aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    text = str(value).strip().replace(" ", "T")
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        return parse_time(datetime.fromisoformat(text))
+    except ValueError as err:
+        raise UsageError(f"bad time {value!r}", detail="use ISO 8601, e.g. 2024-05-01 or 2024-05-01T13:00Z") from err
+
+
+def detect_format(head: bytes, name: str = "") -> str:
+    """Guess a file's format from its first bytes: ``parquet``, ``json``, ``realtime`` or ``w3c``."""
+    if head[:4] == b"PAR1":
+        return "parquet"
+    header = parse_header(head)
+    if header.fields is not None:
+        names = {f.lower() for f in header.fields}
+        return "w3c" if "date" in names else "realtime"
+    sample = (header.sample or "").lstrip()
+    if sample.startswith("{"):
+        return "json"
+    first = re.split(r"\s", sample, maxsplit=1)[0] if sample else ""
+    return "realtime" if _EPOCH.match(first) else "w3c"
+
+
+def _peekable(stream: IO[bytes]) -> io.BufferedReader:
+    if isinstance(stream, io.BufferedReader):
+        return stream
+    return io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
+
+
+class LogStream:
+    """An iterable of typed record batches over many log objects, with bad-line accounting.
+
+    Iterate once. After (or during) iteration: ``files`` (one :class:`FileStats` per object),
+    ``bad_lines`` and ``bad_line_examples`` (first examples over all files, ``file:line: reason``).
+    """
+
+    def __init__(
+        self,
+        inputs: Sequence[LogInput],
+        *,
+        fmt: str = "auto",
+        realtime_fields: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        strict: bool = False,
+        batch_rows: int = 65536,
+        columns: Sequence[str] | None = None,
+        max_examples: int = 10,
+    ) -> None:
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown log format {fmt!r}", detail=f"use one of {', '.join(FORMATS)}")
+        self.inputs = list(inputs)
+        self.fmt = fmt
+        self.realtime_fields = tuple(realtime_fields) if realtime_fields else None
+        self.start = start
+        self.end = end
+        self.strict = strict
+        self.batch_rows = batch_rows
+        self.columns = [n for n in LOG_SCHEMA.names if columns is None or n in columns]
+        self.max_examples = max_examples
+        self.files: list[FileStats] = []
+        self.schema = pa.schema([LOG_SCHEMA.field(n) for n in self.columns])
+
+    # -- accounting ----------------------------------------------------------------------------
+    @property
+    def bad_lines(self) -> int:
+        return sum(f.bad_lines for f in self.files)
+
+    @property
+    def bad_line_examples(self) -> list[str]:
+        out: list[str] = []
+        for f in self.files:
+            out.extend(f.examples[: self.max_examples - len(out)])
+        return out
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    # -- reading -------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for inp in self.inputs:
+            yield from self.read_one(inp)
+
+    def read_one(self, inp: LogInput) -> Iterator[pa.RecordBatch]:
+        """Batches of one log object; its :class:`FileStats` is appended to ``files``."""
+        stats = FileStats(inp.name)
+        self.files.append(stats)
+        try:
+            stream, tail = open_input(inp)
+        except LogFormatError as err:
+            stats.error = err.message + (f": {err.detail}" if err.detail else "")
+            stats.bad(None, stats.error)
+            self._check_strict(stats)
+            return
+        need = list(self.columns)
+        filtering = self.start is not None or self.end is not None
+        if filtering and "timestamp" not in need:
+            need.append("timestamp")
+        with stream:
+            for batch in self._batches(stream, stats, need):
+                if filtering:
+                    batch = self._in_range(batch)
+                if "timestamp" not in self.columns and "timestamp" in batch.schema.names:
+                    batch = batch.drop_columns(["timestamp"])
+                stats.rows += batch.num_rows
+                if batch.num_rows:
+                    yield batch
+        if tail is not None and tail.error:
+            stats.error = f"{tail.error}; the lines before the break were kept"
+            stats.bad(None, stats.error)
+        self._check_strict(stats)
+
+    def _batches(self, stream: IO[bytes], stats: FileStats, need: list[str]) -> Iterator[pa.RecordBatch]:
+        buffered = _peekable(stream)
+        head = buffered.peek(1 << 16)[: 1 << 16]
+        fmt = self.fmt if self.fmt != "auto" else detect_format(head, stats.name)
+        stats.format = fmt
+        if fmt == "parquet":
+            yield from read_parquet(buffered, stats, columns=need, batch_rows=self.batch_rows)
+        elif fmt == "json":
+            yield from read_json_lines(buffered, stats, columns=need, batch_rows=self.batch_rows)
+        else:
+            yield from read_tsv(
+                buffered, stats, parse_header(head), columns=need, realtime=fmt == "realtime",
+                realtime_fields=self.realtime_fields, batch_rows=self.batch_rows,
+            )
+
+    def _in_range(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        ts = batch.column(batch.schema.get_field_index("timestamp"))
+        mask = None
+        if self.start is not None:
+            mask = pc.greater_equal(ts, pa.scalar(self.start, ts.type))
+        if self.end is not None:
+            upper = pc.less(ts, pa.scalar(self.end, ts.type))
+            mask = upper if mask is None else pc.and_(mask, upper)
+        return batch.filter(pc.fill_null(mask, False)) if mask is not None else batch
+
+    def _check_strict(self, stats: FileStats) -> None:
+        if self.strict and stats.bad_lines:
+            first = stats.examples[0] if stats.examples else stats.name
+            raise StrictModeError(
+                f"{stats.bad_lines} bad line(s) in {stats.name} (--strict): {first}",
+                detail="; ".join(stats.examples[1:4]) or None,
+            )
+
+    def read_all(self) -> pa.Table:
+        """Everything as one table (small inputs only: this materialises)."""
+        return pa.Table.from_batches(list(self), schema=self.schema)
+
+
+def read_logs(
+    paths: str | Sequence[str] | Any,
+    *,
+    fmt: str = "auto",
+    realtime_fields: Sequence[str] | str | None = None,
+    start: str | datetime | date | None = None,
+    end: str | datetime | date | None = None,
+    strict: bool = False,
+    batch_rows: int = 65536,
+    columns: Sequence[str] | None = None,
+) -> LogStream:
+    """A :class:`LogStream` over ``paths`` (files, folders, globs, ``s3://bucket/prefix``).
+
+    ``start``/``end`` (UTC, end exclusive) filter rows, and skip files and S3 keys whose
+    ``DIST.YYYY-MM-DD-HH.`` name is outside the range before they are opened or downloaded.
+    ``realtime_fields`` is a list or a comma-separated string of real-time field names.
+    ``columns`` restricts the schema columns produced (faster). Raises
+    :class:`~edgeproof.errors.UsageError` for a path that does not exist.
+    """
+    if isinstance(realtime_fields, str):
+        realtime_fields = [f.strip() for f in realtime_fields.replace(" ", ",").split(",") if f.strip()]
+    if realtime_fields:
+        unknown = [f for f in realtime_fields if f not in REALTIME_FIELDS]
+        if unknown:
+            raise UsageError(
+                f"unknown real-time field(s): {', '.join(unknown)}",
+                detail="known fields, in AWS's canonical order: " + " ".join(REALTIME_FIELDS),
+            )
+    if columns is not None:
+        unknown = [c for c in columns if c not in LOG_SCHEMA.names]
+        if unknown:
+            raise UsageError(f"unknown column(s): {', '.join(unknown)}")
+    t0, t1 = parse_time(start), parse_time(end)
+    inputs = expand_inputs(paths, start=t0, end=t1)
+    return LogStream(
+        inputs, fmt=fmt, realtime_fields=realtime_fields, start=t0, end=t1, strict=strict,
+        batch_rows=batch_rows, columns=columns,
+    )
