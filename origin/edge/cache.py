@@ -1,0 +1,163 @@
+"""Cache entries, the byte-bounded LRU cache of one POP (or tier), and the TTL policy.
+
+TTL policy (like a CloudFront cache policy with min / default / max TTL):
+
+- ``Cache-Control: s-maxage`` (else ``max-age``) → that many seconds, clamped to [min, max];
+- ``no-store``, ``no-cache`` or ``private`` → min TTL (0 means: not cached);
+- ``Expires`` (and no max-age) → seconds until then, clamped to [min, max];
+- nothing → default TTL.
+
+Error responses (status in :data:`ERROR_CACHED_STATUSES`) are cached for the error-caching TTL
+(default 10 s), unless the origin's ``Cache-Control`` says otherwise (``max-age``/``no-store``), as
+CloudFront's "error caching minimum TTL" does. The origin's ``Age`` header is honoured.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+__all__ = ["ERROR_CACHED_STATUSES", "Entry", "LruCache", "TtlPolicy"]
+
+#: Statuses CloudFront caches for the error-caching TTL.
+ERROR_CACHED_STATUSES = frozenset({400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504})
+
+_ENTRY_OVERHEAD = 256  # bytes charged per entry for key, headers and bookkeeping
+
+
+@dataclass(slots=True)
+class Entry:
+    """One cached (or just fetched) response."""
+
+    status: int
+    body: bytes
+    content_type: str
+    etag: str | None
+    #: pre-rendered ``Name: value\r\n`` lines for Content-Type, Content-Length, ETag, Cache-Control …
+    head: bytes
+    #: monotonic time the origin produced the object (minus its Age): the Age header counts from here
+    born: float
+    #: monotonic time after which the entry must be revalidated
+    expires: float
+    #: x-edge-detailed-result-type for an error entry (Error, OriginError, OriginConnectError …)
+    detail: str = "Error"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_error(self) -> bool:
+        return self.status >= 400
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + len(self.head) + _ENTRY_OVERHEAD
+
+
+class LruCache:
+    """Entries bounded by total bytes, least recently used evicted first."""
+
+    __slots__ = ("_items", "bytes", "capacity", "evictions", "name")
+
+    def __init__(self, name: str, capacity_bytes: int) -> None:
+        self.name = name
+        self.capacity = capacity_bytes
+        self.bytes = 0
+        self.evictions = 0
+        self._items: OrderedDict[str, Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> Entry | None:
+        """The entry (fresh or stale) and mark it recently used; None if absent."""
+        entry = self._items.get(key)
+        if entry is not None:
+            self._items.move_to_end(key)
+        return entry
+
+    def put(self, key: str, entry: Entry) -> bool:
+        """Store ``entry``; False (and nothing stored) when it alone is over the capacity."""
+        size = entry.size
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old.size
+        if size > self.capacity:
+            return False
+        self._items[key] = entry
+        self.bytes += size
+        while self.bytes > self.capacity:
+            _, evicted = self._items.popitem(last=False)
+            self.bytes -= evicted.size
+            self.evictions += 1
+        return True
+
+    def discard(self, key: str) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old.size
+
+    def clear(self) -> int:
+        n = len(self._items)
+        self._items.clear()
+        self.bytes = 0
+        return n
+
+
+def _directives(cache_control: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in cache_control.split(","):
+        name, _, value = part.strip().partition("=")
+        if name:
+            out[name.strip().lower()] = value.strip().strip('"')
+    return out
+
+
+def _seconds(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return max(0, int(value))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class TtlPolicy:
+    """min / default / max TTL and the error-caching TTL, in seconds."""
+
+    min_ttl: float = 0.0
+    default_ttl: float = 86400.0
+    max_ttl: float = 31536000.0
+    error_ttl: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_ttl <= self.default_ttl <= self.max_ttl:
+            raise ValueError("TTLs must satisfy 0 <= min <= default <= max")
+        if self.error_ttl < 0:
+            raise ValueError("the error-caching TTL must be >= 0")
+
+    def ttl(self, status: int, headers: dict[str, str], now: float | None = None) -> float:
+        """Seconds to cache a response with ``status`` and (lower-case) ``headers``; 0 = do not cache."""
+        cc = _directives(headers.get("cache-control", ""))
+        if status >= 400:
+            if status not in ERROR_CACHED_STATUSES:
+                return 0.0
+            if "no-store" in cc or "no-cache" in cc or "private" in cc:
+                return 0.0
+            age = _seconds(cc.get("s-maxage", cc.get("max-age")))
+            return float(age) if age is not None else self.error_ttl
+        if status not in (200, 203, 206, 300, 301, 410):
+            return 0.0
+        if "no-store" in cc or "no-cache" in cc or "private" in cc:
+            return self.min_ttl
+        age = _seconds(cc.get("s-maxage", cc.get("max-age")))
+        if age is None and "expires" in headers:
+            try:
+                when = email.utils.parsedate_to_datetime(headers["expires"]).timestamp()
+            except (TypeError, ValueError, IndexError, OverflowError):
+                when = 0.0  # an invalid Expires means "already expired" (RFC 9111)
+            age = max(0, int(when - (time.time() if now is None else now)))
+        if age is None:
+            return self.default_ttl
+        return float(min(max(age, self.min_ttl), self.max_ttl))

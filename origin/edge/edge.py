@@ -1,0 +1,481 @@
+"""The edge: strategy → POP → cache tiers → origin group, with CloudFront's headers and logs.
+
+Request flow (see docs/edge.md):
+
+1. method other than GET/HEAD → 403 (``InvalidRequestMethod``); malformed percent-encoding → 400,
+   URL over 8,192 bytes → 414 (``InvalidRequest``); the strategy refuses → 400
+   (``FunctionGeneratedResponse``: the strategy is the viewer-request function).
+2. The POP (``X-Edge-Pop`` or client-address hash) looks the cache key up. Fresh → ``Hit`` served from
+   ``data_received`` with no task. Otherwise one task per key per tier (request collapsing: later
+   requests for the key wait for it and are served as ``Hit``).
+3. Tiers above the POP (regional edge cache, Origin Shield) are looked up in turn; the top tier asks
+   the origin group, conditionally (``If-None-Match``) when it holds a stale copy: a 304 makes a
+   ``RefreshHit``. An Origin Shield hit is logged ``OriginShieldHit``.
+4. Responses of 4xx/5xx are ``Error`` (``X-Cache: Error from cloudfront``), cached for the error TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import json
+import os
+import re
+import time
+from dataclasses import replace
+from typing import Any
+
+from analytics.metrics import classify, hit_rate
+from edgeproof.errors import BadRequest
+
+from .cache import Entry, LruCache, TtlPolicy
+from .config import EdgeConfig
+from .http import Request, ViewerProtocol
+from .logsink import LogSink
+from .origin_group import KEPT_HEADERS, OriginGroup, OriginResponse
+from .pops import PopSelector, pop_ids, region_of
+
+__all__ = ["Edge", "Pop", "Tier"]
+
+_BAD_PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_REASONS = {
+    200: "OK", 203: "Non-Authoritative Information", 206: "Partial Content", 301: "Moved Permanently",
+    302: "Found", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 410: "Gone", 413: "Payload Too Large", 414: "URI Too Long",
+    416: "Range Not Satisfiable", 422: "Unprocessable Entity", 429: "Too Many Requests",
+    494: "Request Header Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+}
+_X_CACHE = {
+    "Hit": b"Hit from cloudfront", "RefreshHit": b"RefreshHit from cloudfront",
+    "Miss": b"Miss from cloudfront", "OriginShieldHit": b"Miss from cloudfront",
+}
+_perf = time.perf_counter
+_mono = time.monotonic
+_now = time.time
+
+
+class Tier:
+    """One cache (a POP's, a regional edge cache or the Origin Shield) and its in-flight fetches."""
+
+    __slots__ = ("cache", "inflight", "kind", "name")
+
+    def __init__(self, name: str, kind: str, capacity: int) -> None:
+        self.name = name
+        self.kind = kind  # pop | regional | shield
+        self.cache = LruCache(name, capacity)
+        self.inflight: dict[str, asyncio.Future[tuple[Entry, str]]] = {}
+
+
+class Pop:
+    """A POP: its cache tier chain and its counters."""
+
+    __slots__ = ("chain", "counts", "id", "id_b", "requests", "sc_bytes", "tier")
+
+    def __init__(self, pop_id: str, chain: list[Tier]) -> None:
+        self.id = pop_id
+        self.id_b = pop_id.encode()
+        self.tier = chain[0]
+        self.chain = chain
+        self.requests = 0
+        self.sc_bytes = 0
+        self.counts: dict[str, int] = {}
+
+
+def _request_id() -> str:
+    return base64.urlsafe_b64encode(os.urandom(40)).decode()  # 56 characters ending in ==, like AWS
+
+
+def _render_head(status: int, headers: dict[str, str], body_len: int) -> bytes:
+    lines = [f"Content-Length: {body_len}\r\n"]
+    for name in KEPT_HEADERS:
+        value = headers.get(name)
+        if value is not None:
+            lines.append(f"{name.title()}: {value}\r\n")
+    return "".join(lines).replace("Etag:", "ETag:").encode("latin-1", "replace")
+
+
+def _json_error(status: int, error: str, detail: str) -> tuple[bytes, dict[str, str]]:
+    return json.dumps({"error": error, "detail": detail}).encode(), {"content-type": "application/json"}
+
+
+class Edge:
+    """The whole edge in one process: POPs, tiers, origin group, log sink, counters."""
+
+    def __init__(self, config: EdgeConfig, group: OriginGroup, logs: LogSink | None) -> None:
+        from analytics.strategies import get_strategy
+
+        self.config = config
+        self.strategy = get_strategy(config.strategy)
+        self.group = group
+        self.logs = logs
+        self.ttl: TtlPolicy = config.ttl
+        self.max_head = config.max_head
+        self.max_uri = config.max_uri
+        self.host = config.host
+        ids = pop_ids(config.pops)
+        self.selector = PopSelector(ids)
+        shield = Tier("shield", "shield", config.tier_capacity_bytes) if config.tier == "shield" else None
+        regional: dict[str, Tier] = {}
+        self.pops: list[Pop] = []
+        for pid in ids:
+            chain = [Tier(pid, "pop", config.capacity_bytes)]
+            if config.tier in ("regional", "shield"):
+                region = region_of(pid)
+                if region not in regional:
+                    regional[region] = Tier(region, "regional", config.tier_capacity_bytes)
+                chain.append(regional[region])
+            if shield is not None:
+                chain.append(shield)
+            self.pops.append(Pop(pid, chain))
+        self.regional = regional
+        self.shield = shield
+        suffix = os.urandom(16).hex()
+        self._via = f"1.1 {suffix}.cloudfront.net (CloudFront)".encode()
+        self._date_sec = 0
+        self._date = b""
+        self.collapsed = 0
+        self.ready = False
+
+    # -- small helpers --------------------------------------------------------------------------
+    def _http_date(self) -> bytes:
+        sec = int(_now())
+        if sec != self._date_sec:
+            self._date_sec = sec
+            self._date = email.utils.formatdate(sec, usegmt=True).encode()
+        return self._date
+
+    def _write(
+        self,
+        conn: ViewerProtocol,
+        req: Request | None,
+        pop: Pop,
+        status: int,
+        head: bytes,
+        body: bytes,
+        x_cache: bytes,
+        age: int | None,
+        rid: str,
+        extra: bytes = b"",
+    ) -> int:
+        """Send one response; returns the bytes sent."""
+        keep = conn.keep_alive
+        out = b"".join(
+            (
+                b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, "Unknown").encode()),
+                head,
+                extra,
+                b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n",
+                b"Date: ", self._http_date(),
+                b"\r\nServer: CloudFront\r\nX-Cache: ", x_cache,
+                b"\r\nVia: ", self._via,
+                b"\r\nX-Amz-Cf-Pop: ", pop.id_b,
+                b"\r\nX-Amz-Cf-Id: ", rid.encode(),
+                b"\r\nAge: %d\r\n\r\n" % age if age is not None else b"\r\n\r\n",
+            )
+        )
+        if req is None or req.method != "HEAD":
+            out += body
+        conn.send(out)
+        return len(out)
+
+    def _log(
+        self,
+        conn: ViewerProtocol,
+        req: Request | None,
+        pop: Pop,
+        status: int,
+        sent: int,
+        result: str,
+        detail: str,
+        rid: str,
+        content_type: str | None,
+        content_len: int | None,
+        t_first: float,
+        t_last: float,
+        method: str = "-",
+        target: str = "-",
+        cs_bytes: int = 0,
+    ) -> None:
+        pop.requests += 1
+        pop.sc_bytes += sent
+        counts = pop.counts
+        counts[result] = counts.get(result, 0) + 1
+        if self.logs is None:
+            return
+        if req is not None:
+            h = req.headers
+            method, path, query = req.method, req.path, req.query
+            cs_bytes = req.head_len + req.body_len
+            t0 = req.t0
+            host_h = h.get("host")
+            referer, ua, xff, version = h.get("referer"), h.get("user-agent"), h.get("x-forwarded-for"), req.version
+        else:
+            path, _, query = target.partition("?")
+            t0 = t_first
+            host_h = referer = ua = xff = None
+            version = "HTTP/1.1"
+        resp_result = "Error" if result in ("Hit", "Miss", "RefreshHit") and status >= 400 else result
+        self.logs.add(
+            (
+                _now() * 1000.0, pop.id, sent, conn.client_ip, method, self.host, path or "-", status, referer,
+                ua, query, None, result, rid, host_h or self.host, "http", cs_bytes,
+                round(t_last - t0, 3), xff, resp_result, version, conn.client_port,
+                round(t_first - t0, 3), detail, content_type, content_len,
+            )
+        )
+
+    # -- edge-generated answers -----------------------------------------------------------------
+    def _generated(
+        self,
+        conn: ViewerProtocol,
+        req: Request | None,
+        pop: Pop,
+        status: int,
+        result: str,
+        detail: str,
+        message: str,
+        t0: float,
+        method: str = "-",
+        target: str = "-",
+        cs_bytes: int = 0,
+    ) -> None:
+        body, headers = _json_error(status, "bad_request" if status < 500 else "edge", message)
+        head = _render_head(status, headers, len(body))
+        rid = _request_id()
+        x_cache = b"Error from cloudfront" if result == "Error" else result.encode() + b" from cloudfront"
+        sent = self._write(conn, req, pop, status, head, body, x_cache, None, rid)
+        t = _perf()
+        self._log(conn, req, pop, status, sent, result, detail, rid, "application/json", len(body), t, t,
+                  method, target, cs_bytes)
+        conn.done()
+
+    def reject_raw(self, conn: ViewerProtocol, status: int, detail: str, head: bytes, t0: float) -> None:
+        """A request that could not be parsed (494 head too large, 400 malformed)."""
+        first = head.split(b"\r\n", 1)[0].decode("latin-1", "replace").split(" ")
+        method = first[0] if len(first) == 3 and first[0] else "-"
+        target = first[1] if len(first) == 3 and first[1] else "-"
+        pop = self.pops[self.selector.pick(None, conn.client_ip)]
+        kind = "InvalidRequestHeader" if status == 494 else "InvalidRequest"
+        self._generated(conn, None, pop, status, "Error", kind, detail, t0, method, target[:8192], len(head))
+
+    # -- the request path -----------------------------------------------------------------------
+    def handle(self, conn: ViewerProtocol, req: Request) -> None:
+        headers = req.headers
+        pop = self.pops[self.selector.pick(headers.get("x-edge-pop"), conn.client_ip)]
+        method = req.method
+        if method != "GET" and method != "HEAD":
+            conn.keep_alive = conn.keep_alive and req.body_len == 0 and "transfer-encoding" not in headers
+            self._generated(conn, req, pop, 403, "Error", "InvalidRequestMethod",
+                            f"method {method} is not allowed (GET, HEAD)", req.t0)
+            return
+        target = req.target
+        if len(target) > self.max_uri:
+            self._generated(conn, req, pop, 414, "Error", "InvalidRequest", "URL longer than 8192 bytes", req.t0)
+            return
+        if "%" in target and _BAD_PCT.search(target):
+            self._generated(conn, req, pop, 400, "Error", "InvalidRequest", "malformed percent-encoding", req.t0)
+            return
+        if not target.startswith("/"):
+            self._generated(conn, req, pop, 400, "Error", "InvalidRequest", "the request target must be a path",
+                            req.t0)
+            return
+        try:
+            kr = self.strategy.apply(method, req.path, req.query, headers)
+        except BadRequest as err:
+            self._generated(conn, req, pop, 400, "FunctionGeneratedResponse", "FunctionGeneratedResponse",
+                            err.detail or err.message, req.t0)
+            return
+        key = kr.cache_key
+        entry = pop.tier.cache.get(key)
+        if entry is not None and entry.expires > _mono():
+            self._serve(conn, req, pop, entry, "Hit", None)
+            conn.done()
+            return
+        asyncio.ensure_future(self._miss(conn, req, pop, key, kr.origin_uri))
+
+    def _serve(
+        self, conn: ViewerProtocol, req: Request, pop: Pop, entry: Entry, result: str, rid: str | None
+    ) -> None:
+        rid = rid or _request_id()
+        status = entry.status
+        if status >= 400:
+            result_type, detail, x_cache = "Error", entry.detail, b"Error from cloudfront"
+            if entry.detail == "CapacityExceeded":
+                result_type = "CapacityExceeded"
+        else:
+            result_type, detail, x_cache = result, result, _X_CACHE[result]
+        age = int(_mono() - entry.born)
+        head = entry.head
+        body = entry.body
+        if status == 200 and entry.etag is not None and req.headers.get("if-none-match") == entry.etag:
+            status, body = 304, b""
+            head = b"ETag: " + entry.etag.encode() + b"\r\n"
+        sent = self._write(conn, req, pop, status, head, body, x_cache, age, rid)
+        t = _perf()
+        self._log(conn, req, pop, status, sent, result_type, detail, rid, entry.content_type,
+                  len(entry.body), t, t)
+
+    async def _miss(self, conn: ViewerProtocol, req: Request, pop: Pop, key: str, origin_uri: str) -> None:
+        rid = _request_id()
+        try:
+            entry, how = await self._resolve(pop.chain, 0, key, origin_uri, rid)
+        except Exception as err:  # never a hang or a bare 500: answer 502 and log it
+            body, headers = _json_error(502, "edge", f"edge failure: {type(err).__name__}")
+            entry = self._entry(OriginResponse(502, headers, body, detail="OriginError"), 0.0)
+            how = "miss"
+        result = {"hit": "Hit", "refresh": "RefreshHit", "shield": "OriginShieldHit"}.get(how, "Miss")
+        if conn.closing:
+            pop.requests += 1  # the viewer went away: nothing to send (CloudFront logs 000)
+            return
+        self._serve(conn, req, pop, entry, result, rid)
+        conn.done()
+
+    # -- tiers and origin -----------------------------------------------------------------------
+    def _entry(self, resp: OriginResponse, ttl: float) -> Entry:
+        now = _mono()
+        born = now - resp.age
+        headers = resp.headers
+        ct = headers.get("content-type") or "application/octet-stream"
+        if resp.status == 304:
+            raise AssertionError("a 304 is not an entry")
+        return Entry(
+            status=resp.status,
+            body=resp.body,
+            content_type=ct,
+            etag=headers.get("etag"),
+            head=_render_head(resp.status, headers, len(resp.body)),
+            born=born,
+            expires=born + ttl,
+            detail=resp.detail or ("OriginError" if resp.status >= 500 else "Error"),
+            headers=headers,
+        )
+
+    async def _resolve(self, chain: list[Tier], i: int, key: str, uri: str, rid: str) -> tuple[Entry, str]:
+        """The entry for ``key`` as seen from tier ``i``, and how it was obtained there:
+        ``hit`` (this tier had it, or collapsed onto its fetch), ``refresh`` (stale copy revalidated),
+        ``shield`` (an Origin Shield hit), ``miss`` (fetched from the origin)."""
+        tier = chain[i]
+        stale = tier.cache.get(key)
+        if stale is not None and stale.expires > _mono():
+            return stale, "hit"
+        fut = tier.inflight.get(key)
+        if fut is not None:
+            self.collapsed += 1
+            entry, _ = await asyncio.shield(fut)
+            return entry, "hit"
+        fut = asyncio.get_running_loop().create_future()
+        tier.inflight[key] = fut
+        try:
+            if i + 1 < len(chain):
+                entry, how_up = await self._resolve(chain, i + 1, key, uri, rid)
+                if stale is not None and stale.etag and stale.status == 200 and stale.etag == entry.etag:
+                    how = "refresh"
+                elif how_up == "shield" or (how_up in ("hit", "refresh") and chain[i + 1].kind == "shield"):
+                    how = "shield"
+                else:
+                    how = "miss"
+            else:
+                entry, how = await self._from_origin(key, uri, stale, rid)
+            if entry.expires > _mono():
+                tier.cache.put(key, entry)
+            elif stale is not None:
+                tier.cache.discard(key)
+            fut.set_result((entry, how))
+            return entry, how
+        except BaseException as err:
+            fut.set_exception(err)
+            fut.exception()  # mark retrieved: waiters re-raise it
+            raise
+        finally:
+            del tier.inflight[key]
+
+    async def _from_origin(self, key: str, uri: str, stale: Entry | None, rid: str) -> tuple[Entry, str]:
+        if self.group.inflight >= self.config.max_origin_inflight:
+            body, headers = _json_error(503, "capacity", "the edge has too many origin requests in flight")
+            headers["retry-after"] = "1"
+            return self._entry(OriginResponse(503, headers, body, detail="CapacityExceeded"), 0.0), "miss"
+        etag = stale.etag if stale is not None and stale.status == 200 else None
+        resp = await self.group.fetch(uri, etag, rid)
+        if resp.status == 304:
+            if stale is None or etag is None:
+                body, headers = _json_error(502, "origin", "unexpected 304 from the origin")
+                resp = OriginResponse(502, headers, body, detail="OriginInvalidResponseError")
+                return self._entry(resp, self.ttl.error_ttl), "miss"
+            merged = dict(stale.headers)
+            merged.update(resp.headers)
+            ttl = self.ttl.ttl(200, merged)
+            now = _mono()
+            fresh = replace(stale, born=now - resp.age, expires=now - resp.age + ttl, headers=merged,
+                            head=_render_head(200, merged, len(stale.body)))
+            return fresh, "refresh"
+        ttl = self.ttl.ttl(resp.status, resp.headers)
+        return self._entry(resp, ttl), "miss"
+
+    # -- admin ------------------------------------------------------------------------------------
+    def invalidate(self, paths: list[str] | None = None) -> int:
+        """Drop cached objects everywhere (all, or the given cache keys / ``prefix*``)."""
+        tiers = {id(t): t for p in self.pops for t in p.chain}.values()
+        dropped = 0
+        for tier in tiers:
+            if not paths or "/*" in paths:
+                dropped += tier.cache.clear()
+                continue
+            for p in paths:
+                if p.endswith("*"):
+                    for k in [k for k in tier.cache._items if k.startswith(p[:-1])]:
+                        tier.cache.discard(k)
+                        dropped += 1
+                elif tier.cache.get(p) is not None:
+                    tier.cache.discard(p)
+                    dropped += 1
+        return dropped
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the admin API (``GET /stats``)."""
+        pops = {}
+        totals: dict[str, int] = {}
+        for p in self.pops:
+            pops[p.id] = {
+                "requests": p.requests,
+                "results": dict(p.counts),
+                "sc_bytes": p.sc_bytes,
+                "cache_objects": len(p.tier.cache),
+                "cache_bytes": p.tier.cache.bytes,
+                "evictions": p.tier.cache.evictions,
+            }
+            for k, v in p.counts.items():
+                totals[k] = totals.get(k, 0) + v
+        classes = {k: classify(k, "GET") for k in totals}
+        hits = sum(v for k, v in totals.items() if classes[k] == "hit")
+        misses = sum(v for k, v in totals.items() if classes[k] == "miss")
+        tiers = {
+            t.name: {"kind": t.kind, "objects": len(t.cache), "bytes": t.cache.bytes, "evictions": t.cache.evictions}
+            for t in [*self.regional.values(), *([self.shield] if self.shield else [])]
+        }
+        g = self.group
+        return {
+            "requests": sum(p.requests for p in self.pops),
+            "hits": hits,
+            "misses": misses,
+            "excluded": sum(v for k, v in totals.items() if classes[k] not in ("hit", "miss")),
+            "results": totals,
+            "hit_rate": hit_rate(hits, misses),
+            "collapsed": self.collapsed,
+            "origin_requests": g.requests["primary"] + g.requests["secondary"],
+            "origin": {
+                "primary": g.requests["primary"],
+                "secondary": g.requests["secondary"],
+                "failovers": g.failovers,
+                "inflight": g.inflight,
+                "backends": dict(g.backends.requests),
+            },
+            "pops": pops,
+            "tiers": tiers,
+            "logs": {
+                "pending": self.logs.pending if self.logs else 0,
+                "written": self.logs.lines_written if self.logs else 0,
+                "errors": list(self.logs.upload_errors[-5:]) if self.logs else [],
+            },
+        }

@@ -1,0 +1,185 @@
+"""CloudFront standard logs for the edge: buffered, gzipped in batches, one file per hour.
+
+The request path only appends a tuple of raw values to a list (:meth:`LogSink.add`). A writer thread
+takes the list every ``flush_interval`` seconds, turns each tuple into a row keyed by
+:data:`analytics.schema.LOG_SCHEMA` column names, encodes it with :func:`analytics.writer.encode_line`
+(the one W3C writer), and appends the batch to the hour's file as one complete gzip member. A file is
+therefore readable (``gzip`` reads concatenated members) after every flush, and nothing buffered is
+lost on shutdown: :meth:`LogSink.close` flushes the rest and uploads.
+
+Files are named like CloudFront's, ``DIST.YYYY-MM-DD-HH.UNIQUE.gz`` (the hour of the requests in UTC,
+``UNIQUE`` random per process and hour); each starts with the ``#Version: 1.0`` and ``#Fields:``
+headers. With ``log_bucket`` (``s3://bucket/prefix``), each file is uploaded when its hour is over
+(rotation), on :meth:`LogSink.flush` with ``upload=True`` and on close; boto3 honours
+``AWS_ENDPOINT_URL``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import secrets
+import string
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from analytics.schema import LEGACY_FIELDS_33
+from analytics.writer import encode_line, w3c_header
+from edgeproof.errors import ConfigError, StoreError
+
+__all__ = ["ROW_COLUMNS", "LogSink"]
+
+#: The order of the values in a tuple given to :meth:`LogSink.add` (schema column names).
+ROW_COLUMNS: tuple[str, ...] = (
+    "timestamp", "x_edge_location", "sc_bytes", "c_ip", "cs_method", "cs_host", "cs_uri_stem",
+    "sc_status", "cs_referer", "cs_user_agent", "cs_uri_query", "cs_cookie", "x_edge_result_type",
+    "x_edge_request_id", "x_host_header", "cs_protocol", "cs_bytes", "time_taken", "x_forwarded_for",
+    "x_edge_response_result_type", "cs_protocol_version", "c_port", "time_to_first_byte",
+    "x_edge_detailed_result_type", "sc_content_type", "sc_content_len",
+)
+
+_ALNUM = string.ascii_uppercase + string.digits
+
+
+@dataclass
+class _HourFile:
+    path: Path
+    lines: int = 0
+    uploaded_lines: int = -1
+
+
+class LogSink:
+    """Buffer log tuples; a thread encodes and gzips them into hourly files."""
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        distribution_id: str,
+        *,
+        log_bucket: str | None = None,
+        flush_interval: float = 1.0,
+        compresslevel: int = 6,
+    ) -> None:
+        self.dir = Path(log_dir)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create log folder {self.dir}", detail=str(err)) from err
+        self.distribution_id = distribution_id
+        self.flush_interval = flush_interval
+        self.compresslevel = compresslevel
+        self.bucket, self.prefix = _parse_bucket(log_bucket) if log_bucket else (None, "")
+        self._buf: list[tuple[Any, ...]] = []
+        self._files: dict[str, _HourFile] = {}
+        self._lock = threading.Lock()  # one flush at a time
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._s3: Any = None
+        self.lines_written = 0
+        self.upload_errors: list[str] = []
+
+    # -- request path ---------------------------------------------------------------------------
+    def add(self, values: tuple[Any, ...]) -> None:
+        """Queue one request's values, in :data:`ROW_COLUMNS` order (cheap: one list append)."""
+        self._buf.append(values)
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="edge-log-writer", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread, write everything buffered, upload every file. Idempotent."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.flush(upload=True)
+
+    def files(self) -> list[Path]:
+        return sorted(f.path for f in self._files.values())
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.flush()
+            except Exception as err:  # never kill the writer thread; report and retry next time
+                self.upload_errors.append(f"flush failed: {type(err).__name__}: {err}")
+
+    # -- writing --------------------------------------------------------------------------------
+    def flush(self, upload: bool = False) -> int:
+        """Write what is buffered; returns the number of lines written. Thread-safe."""
+        with self._lock:
+            batch, self._buf = self._buf, []
+            written = 0
+            if batch:
+                by_hour: dict[str, list[str]] = {}
+                for values in batch:
+                    row = dict(zip(ROW_COLUMNS, values, strict=True))
+                    hour = time.strftime("%Y-%m-%d-%H", time.gmtime(values[0] / 1000.0))
+                    by_hour.setdefault(hour, []).append(encode_line(row, LEGACY_FIELDS_33))
+                for hour in sorted(by_hour):
+                    self._append(hour, by_hour[hour])
+                    written += len(by_hour[hour])
+                self.lines_written += written
+            current = datetime.now(UTC).strftime("%Y-%m-%d-%H")
+            for hour, hf in sorted(self._files.items()):
+                # rotation: a past hour is complete; upload it once (again if lines came late)
+                if self.bucket and hf.uploaded_lines != hf.lines and (upload or hour < current):
+                    self._upload(hf)
+            return written
+
+    def _append(self, hour: str, lines: list[str]) -> None:
+        hf = self._files.get(hour)
+        header = ""
+        if hf is None:
+            unique = "".join(secrets.choice(_ALNUM) for _ in range(8))
+            hf = _HourFile(self.dir / f"{self.distribution_id}.{hour}.{unique}.gz")
+            self._files[hour] = hf
+            header = w3c_header(LEGACY_FIELDS_33)
+        data = (header + "\n".join(lines) + "\n").encode("utf-8")
+        member = gzip.compress(data, compresslevel=self.compresslevel, mtime=0)
+        with open(hf.path, "ab") as fh:
+            fh.write(member)
+            fh.flush()
+            os.fsync(fh.fileno())
+        hf.lines += len(lines)
+
+    def _upload(self, hf: _HourFile) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            if self._s3 is None:
+                import boto3
+
+                self._s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+            key = f"{self.prefix}/{hf.path.name}" if self.prefix else hf.path.name
+            self._s3.upload_file(str(hf.path), self.bucket, key)
+            hf.uploaded_lines = hf.lines
+        except (BotoCoreError, ClientError, OSError) as err:
+            msg = f"upload of {hf.path.name} to s3://{self.bucket} failed: {err}"
+            self.upload_errors.append(msg)
+            if self._stop.is_set():
+                raise StoreError(msg) from err
+
+
+def _parse_bucket(spec: str) -> tuple[str, str]:
+    if not spec.startswith("s3://") or len(spec) <= 5:
+        raise ConfigError(f"bad log bucket {spec!r}", detail="expected s3://bucket[/prefix]")
+    bucket, _, prefix = spec[5:].partition("/")
+    return bucket, prefix.strip("/")
