@@ -1,0 +1,303 @@
+"""The weekly hit-rate report: one ISO week of CloudFront logs against the hit-rate target.
+
+:func:`build_weekly` streams the week's logs once (record batches from :func:`analytics.read_logs`
+into a :class:`~analytics.report.aggregate.LogAggregate`, bounded memory, with a progress line), runs
+the replay what-if (:func:`analytics.replay.compare_strategies`) for the miss anatomy and the best
+strategy, compares with last week's summary from the history store, and writes ``summary.json``,
+``report.html`` (self-contained), ``report.md`` and the PNG charts into ``out``.
+
+The week met its target when its hit rate (DESIGN.md's definition, :mod:`analytics.metrics`) is at
+least ``target``; the CLI's exit code is 0 then and 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
+from analytics.report.progress import Progress
+from analytics.report.store import publish_dir, read_json, write_json
+from analytics.report.weekly_render import render_weekly
+from edgeproof.errors import UsageError
+
+__all__ = ["WeeklyResult", "build_weekly", "iso_week_bounds", "previous_week", "week_of"]
+
+#: strategies replayed by the what-if (those that exist in the registry)
+WHAT_IF_STRATEGIES = ("passthrough", "sorted", "allowlist", "aggressive", "breakpoints")
+TOP_N = 10
+
+
+def iso_week_bounds(week: str) -> tuple[datetime, datetime]:
+    """``2026-W47`` → (Monday 00:00 UTC, next Monday 00:00 UTC)."""
+    try:
+        year_s, week_s = week.upper().split("-W")
+        monday = date.fromisocalendar(int(year_s), int(week_s), 1)
+    except ValueError as err:
+        raise UsageError(f"bad week {week!r}", detail="expected an ISO week such as 2026-W47") from err
+    start = datetime(monday.year, monday.month, monday.day, tzinfo=UTC)
+    return start, start + timedelta(days=7)
+
+
+def week_of(moment: date | datetime) -> str:
+    iso = moment.isocalendar()
+    return f"{iso.year}-W{iso.week:02d}"
+
+
+def previous_week(week: str) -> str:
+    start, _ = iso_week_bounds(week)
+    return week_of(start - timedelta(days=1))
+
+
+@dataclass
+class WeeklyResult:
+    summary: dict[str, Any]
+    out_dir: Path
+    files: list[Path]
+    published: list[str]
+
+    @property
+    def met_target(self) -> bool:
+        return bool(self.summary["met_target"])
+
+
+def _stream(logs: list[str], start: datetime, end: datetime, progress: bool,
+            reader_options: dict[str, Any]) -> tuple[LogAggregate, dict[str, Any]]:
+    """One pass over the week's batches; returns the aggregate and the reader's bad-line report."""
+    from analytics.reader import read_logs
+
+    agg = LogAggregate(start=start, end=end)
+    stream = read_logs(logs, start=start, end=end, columns=list(AGGREGATE_COLUMNS), **reader_options)
+    bar = Progress("reading logs", total=len(stream.inputs), unit=" files", enabled=progress)
+    for inp in stream.inputs:
+        for batch in stream.read_one(inp):
+            agg.add_batch(batch)
+            bar.update(extra=f"{agg.rows_seen:,} lines, hit rate so far {_pct(agg.total.hit_rate)}")
+        bar.update(1)
+    bar.close()
+    return agg, {"count": stream.bad_lines, "examples": stream.bad_line_examples}
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v * 100:.2f}%"
+
+
+def _variants_of_missed(agg: LogAggregate) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Top missed variants and top fragmenting families, from the distinct missed URLs.
+
+    Each distinct missed URL is mapped to its true canonical request by a strategy's ``variant``
+    (strategy-independent by contract); the served content type stands in for ``Accept``.
+    """
+    from analytics.report.aggregate import path_family
+    from analytics.strategies import get_strategy
+    from edgeproof.errors import EdgeproofError
+
+    strategy = get_strategy("aggressive")
+    by_variant: Counter[str] = Counter()
+    spellings: dict[str, set[str]] = defaultdict(set)
+    family_urls: dict[str, set[str]] = defaultdict(set)
+    family_variants: dict[str, set[str]] = defaultdict(set)
+    family_misses: Counter[str] = Counter()
+    for (stem, query, ctype), count in agg.missed_urls.items():
+        raw = stem + (f"?{query}" if query and query != "-" else "")
+        try:
+            variant = strategy.apply("GET", stem, "" if query == "-" else query, {"accept": ctype}).variant
+        except EdgeproofError:
+            variant = None
+        key = variant or raw
+        by_variant[key] += count
+        spellings[key].add(raw)
+        fam = path_family(stem)
+        family_urls[fam].add(raw)
+        family_variants[fam].add(key)
+        family_misses[fam] += count
+    top_variants = [
+        {"variant": v, "misses": n, "spellings": len(spellings[v])} for v, n in by_variant.most_common(TOP_N)
+    ]
+    families = []
+    for fam, urls in family_urls.items():
+        n_var = len(family_variants[fam])
+        families.append({
+            "family": fam,
+            "missed_urls": len(urls),
+            "variants": n_var,
+            "spellings_per_variant": round(len(urls) / n_var, 3) if n_var else None,
+            "extra_spellings": len(urls) - n_var,
+            "misses": family_misses[fam],
+        })
+    families.sort(key=lambda f: (-f["extra_spellings"], -f["misses"]))
+    return top_variants, families[:TOP_N]
+
+
+def _what_if(logs: list[str], start: datetime, end: datetime, target: float, observed: float | None,
+             reader_options: dict[str, Any]) -> dict[str, Any]:
+    """Replay the week under each strategy (analytics.replay); the best one and its predicted gain."""
+    from analytics.replay import compare_strategies
+    from analytics.strategies import list_strategies
+
+    names = [s for s in WHAT_IF_STRATEGIES if s in set(list_strategies())]
+    result = compare_strategies(logs, strategies=names, start=start, end=end, target=target, **reader_options)
+    rows = _strategy_rows(result)
+    scored = [r for r in rows if r.get("hit_rate") is not None]
+    best = max(scored, key=lambda r: r["hit_rate"]) if scored else None
+    baseline = next((r for r in rows if r["strategy"] == "passthrough"), None)
+    return {
+        "strategies": rows,
+        "best": best["strategy"] if best else None,
+        "best_hit_rate": best["hit_rate"] if best else None,
+        "observed_hit_rate": observed,
+        "predicted_gain": (best["hit_rate"] - observed) if best and observed is not None else None,
+        "miss_anatomy": (baseline or {}).get("miss_anatomy"),
+        "notes": result.get("notes", []) if isinstance(result, dict) else [],
+    }
+
+
+def _strategy_rows(result: Any) -> list[dict[str, Any]]:
+    """Normalize compare_strategies' result to a list of per-strategy dicts with a ``strategy`` key."""
+    if hasattr(result, "to_dict"):
+        result = result.to_dict()
+    items = result.get("strategies", result) if isinstance(result, dict) else result
+    rows: list[dict[str, Any]] = []
+    if isinstance(items, dict):
+        for name, row in items.items():
+            row = row.to_dict() if hasattr(row, "to_dict") else dict(row)
+            rows.append({"strategy": name, **row})
+    else:
+        for row in items:
+            row = row.to_dict() if hasattr(row, "to_dict") else dict(row)
+            row.setdefault("strategy", row.get("name"))
+            rows.append(row)
+    return rows
+
+
+def _latency(agg: LogAggregate) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for metric in ("time_taken", "ttfb"):
+        out[metric] = {c: agg.sketches[f"{metric}_{c}"].quantiles() for c in ("all", "hit", "miss")}
+    return out
+
+
+def _group_list(agg: LogAggregate, dim: str, target: float) -> list[dict[str, Any]]:
+    rows = []
+    for key, counts in agg.group_rows(dim):
+        row = {"key": key, **counts.to_dict()}
+        rate = counts.hit_rate
+        row["met_target"] = None if rate is None else rate >= target
+        rows.append(row)
+    return rows
+
+
+def _deltas(current: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not previous:
+        return None
+
+    def diff(a: Any, b: Any) -> float | None:
+        return None if a is None or b is None else a - b
+
+    lat_now = current["latency_ms"]["time_taken"]
+    lat_then = previous.get("latency_ms", {}).get("time_taken", {})
+    return {
+        "previous_week": previous.get("week"),
+        "hit_rate": diff(current["hit_rate"], previous.get("hit_rate")),
+        "requests": diff(current["requests"], previous.get("requests")),
+        "requests_ratio": (current["requests"] / previous["requests"]) if previous.get("requests") else None,
+        "p99_hit_ms": diff(lat_now["hit"]["p99"], lat_then.get("hit", {}).get("p99")),
+        "p99_miss_ms": diff(lat_now["miss"]["p99"], lat_then.get("miss", {}).get("p99")),
+        "bytes_from_origin": diff(current["bytes"]["from_origin"], previous.get("bytes", {}).get("from_origin")),
+    }
+
+
+def build_weekly(
+    logs: list[str],
+    *,
+    week: str | None = None,
+    out: str | Path | None = None,
+    target: float = 0.96,
+    history: str | None = None,
+    publish: str | None = None,
+    what_if: bool = True,
+    progress: bool = True,
+    reader_options: dict[str, Any] | None = None,
+) -> WeeklyResult:
+    """Build the weekly report (see the module docstring). ``week`` defaults to last complete ISO week."""
+    if not 0.0 < target <= 1.0:
+        raise UsageError(f"bad target {target}", detail="the hit-rate target is a fraction such as 0.96")
+    week = week or week_of(datetime.now(UTC) - timedelta(days=7))
+    start, end = iso_week_bounds(week)
+    out_dir = Path(out) if out is not None else Path("reports") / week
+    out_dir.mkdir(parents=True, exist_ok=True)
+    options = dict(reader_options or {})
+
+    agg, bad = _stream(logs, start, end, progress, options)
+    if agg.total.requests == 0:
+        raise UsageError(
+            f"no log lines in week {week} ({start:%Y-%m-%d} .. {end - timedelta(days=1):%Y-%m-%d})",
+            detail=f"read {agg.rows_seen:,} lines from {', '.join(logs)}; pass --week for another week",
+        )
+    overall = agg.total.hit_rate
+    summary: dict[str, Any] = {
+        "kind": "weekly",
+        "week": week,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "first_request": agg.first.isoformat() if agg.first else None,
+        "last_request": agg.last.isoformat() if agg.last else None,
+        "logs": logs,
+        "target": target,
+        "requests": agg.total.requests,
+        "cacheable": agg.total.hits + agg.total.misses,
+        "hits": agg.total.hits,
+        "misses": agg.total.misses,
+        "hit_rate": overall,
+        "met_target": overall is not None and overall >= target,
+        "excluded": dict(agg.excluded),
+        "status": {str(k): v for k, v in sorted(agg.status.items())},
+        "errors_5xx": agg.total.errors,
+        "bytes": {"total": agg.total.bytes, "from_cache": agg.total.bytes_hit, "from_origin": agg.total.bytes_miss},
+        "latency_ms": _latency(agg),
+        "daily": _group_list(agg, "day", target),
+        "hourly": _group_list(agg, "hour", target),
+        "by_pop": _group_list(agg, "pop", target),
+        "by_content_type": _group_list(agg, "content_type", target),
+        "by_family": _group_list(agg, "family", target),
+        "bad_lines": bad,
+        "rows_outside_week": agg.rows_outside,
+    }
+    summary["days_below_target"] = [d["key"] for d in summary["daily"] if d["met_target"] is False]
+    notes: list[str] = []
+    try:
+        top_variants, families = _variants_of_missed(agg)
+    except ImportError:
+        top_variants, families = [], []
+        notes.append("top missed variants skipped: analytics.strategies is not available")
+    if agg.missed_urls_truncated:
+        notes.append("more distinct missed URLs than the report keeps; the rarest were dropped")
+    summary["top_missed_variants"] = top_variants
+    summary["top_fragmenting_families"] = families
+    if what_if:
+        try:
+            summary["what_if"] = _what_if(logs, start, end, target, overall, options)
+        except ImportError:
+            summary["what_if"] = None
+            notes.append("replay what-if skipped: analytics.replay is not available")
+    else:
+        summary["what_if"] = None
+    summary["miss_anatomy"] = (summary["what_if"] or {}).get("miss_anatomy")
+
+    previous = read_json(history, f"{previous_week(week)}.json") if history else None
+    summary["week_over_week"] = _deltas(summary, previous)
+    if history and not previous:
+        notes.append(f"no history for {previous_week(week)} in {history}: no week-over-week deltas yet")
+    summary["notes"] = notes
+
+    files = render_weekly(summary, out_dir)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    files.append(out_dir / "summary.json")
+    if history:
+        write_json(history, f"{week}.json", summary)
+    published = publish_dir(out_dir, publish) if publish else []
+    return WeeklyResult(summary, out_dir, files, published)

@@ -1,0 +1,203 @@
+"""Render a weekly summary dict (from :mod:`analytics.report.weekly`) into charts, HTML and Markdown."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from analytics.report import charts
+from analytics.report.document import Document, fmt_bytes, fmt_count, fmt_delta_pp, fmt_ms, fmt_pct
+
+__all__ = ["render_weekly"]
+
+
+def _charts(s: dict[str, Any], out: Path) -> dict[str, Path | None]:
+    target = s["target"]
+    daily = s["daily"]
+    hourly = s["hourly"]
+    lat = s["latency_ms"]["time_taken"]
+    made: dict[str, Path | None] = {}
+    made["daily"] = charts.bars(
+        out / "daily_hit_rate.png", [d["key"] for d in daily], [d["hit_rate"] for d in daily],
+        title="Daily hit rate vs target", percent=True, target=target)
+    made["hourly"] = charts.time_series(
+        out / "hourly_hit_rate.png", [datetime.fromisoformat(h["key"] + ":00:00") for h in hourly],
+        {"hit rate": [h["hit_rate"] for h in hourly]},
+        title="Hourly hit rate (right: requests per hour)", percent=True, target=target,
+        right={"requests/h": [h["requests"] for h in hourly]}, right_label="requests per hour")
+    made["pop"] = charts.bars(
+        out / "hit_rate_by_pop.png", [p["key"] for p in s["by_pop"]], [p["hit_rate"] for p in s["by_pop"]],
+        title="Hit rate by POP", percent=True, target=target)
+    made["content_type"] = charts.bars(
+        out / "hit_rate_by_content_type.png", [c["key"] for c in s["by_content_type"]],
+        [c["hit_rate"] for c in s["by_content_type"]], title="Hit rate by content type", percent=True,
+        target=target, horizontal=True)
+    made["latency"] = charts.grouped_bars(
+        out / "latency_hits_misses.png", ["p50", "p90", "p99", "p999"],
+        {cls: [lat[cls].get(q) for q in ("p50", "p90", "p99", "p999")] for cls in ("hit", "miss")},
+        title="Edge time-taken for hits and misses (ms)", ylabel="ms", log_y=True)
+    peak = max((d["bytes"] for d in daily), default=0)
+    unit, scale = next(((u, float(f)) for u, f in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
+                        if peak >= f), ("bytes", 1.0))
+    made["bytes"] = charts.stacked_bars(
+        out / "bytes_cache_vs_origin.png", [d["key"][5:] for d in daily],
+        {"from cache (hits)": [d["bytes_hit"] / scale for d in daily],
+         "from origin (misses)": [d["bytes_miss"] / scale for d in daily]},
+        title="Bytes served per day", ylabel=unit)
+    what_if = s.get("what_if") or {}
+    anatomy = s.get("miss_anatomy") or {}
+    classes = [k for k in ("cold", "expired", "evicted", "fragmented") if k in anatomy]
+    made["anatomy"] = charts.bars(
+        out / "miss_anatomy.png", classes, [anatomy[k] for k in classes],
+        title="Miss anatomy (replay of the week as logged)", ylabel="misses")
+    rows = what_if.get("strategies") or []
+    made["what_if"] = charts.bars(
+        out / "what_if_strategies.png", [r["strategy"] for r in rows], [r.get("hit_rate") for r in rows],
+        title="Predicted hit rate by cache-key strategy (replay what-if)", percent=True, target=target,
+        highlight=what_if.get("best"))
+    return made
+
+
+def _rate_row_class(row: dict[str, Any]) -> str:
+    return "" if row.get("met_target") is None else ("pass" if row["met_target"] else "fail")
+
+
+def _group_table(doc: Document, rows: list[dict[str, Any]], label: str, caption: str, limit: int = 30) -> None:
+    rows = sorted(rows, key=lambda r: -r["requests"])[:limit]
+    doc.table(
+        [label, "requests", "hits", "misses", "hit rate", "from cache", "from origin", "5xx"],
+        [[r["key"], r["requests"], r["hits"], r["misses"], fmt_pct(r["hit_rate"]), fmt_bytes(r["bytes_hit"]),
+          fmt_bytes(r["bytes_miss"]), r["errors"]] for r in rows],
+        caption=caption, row_classes=[_rate_row_class(r) for r in rows])
+
+
+def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
+    """Write the PNGs, ``report.html`` and ``report.md`` into ``out``; returns the files written."""
+    made = _charts(s, out)
+    target = s["target"]
+    wow = s.get("week_over_week") or {}
+    doc = Document(
+        f"Weekly hit-rate report — {s['week']}",
+        subtitle=f"{s['start'][:10]} to {s['end'][:10]} (UTC), target {fmt_pct(target, 1)} "
+                 f"· hit rate = (Hit + RefreshHit) / (Hit + RefreshHit + Miss + OriginShieldHit) over GET/HEAD",
+    )
+    rate = s["hit_rate"]
+    below = s.get("days_below_target") or []
+    if s["met_target"]:
+        doc.verdict(True, f"Target met: {fmt_pct(rate)} ≥ {fmt_pct(target, 1)}",
+                    f" {len(below)} day(s) below target." if below else " Every day met the target.")
+    else:
+        doc.verdict(False, f"Target missed: {fmt_pct(rate)} < {fmt_pct(target, 1)}",
+                    f" Days below target: {', '.join(below) or 'none'}.")
+    headline = [
+        ("hit rate", fmt_pct(rate)),
+        ("vs last week", fmt_delta_pp(wow.get("hit_rate")) if wow else "no history"),
+        ("requests", fmt_count(s["requests"])),
+        ("p99 hit", fmt_ms(s["latency_ms"]["time_taken"]["hit"]["p99"])),
+        ("p99 miss", fmt_ms(s["latency_ms"]["time_taken"]["miss"]["p99"])),
+        ("from origin", fmt_bytes(s["bytes"]["from_origin"])),
+    ]
+    doc.metrics(headline)
+    what_if = s.get("what_if") or {}
+    if what_if.get("best"):
+        gain = what_if.get("predicted_gain")
+        doc.paragraph(
+            f"Best strategy by replay: {what_if['best']} with a predicted hit rate of "
+            f"{fmt_pct(what_if['best_hit_rate'])} ({fmt_delta_pp(gain)} vs the observed {fmt_pct(rate)}).")
+
+    doc.heading("Hit rate by day")
+    doc.figure(made["daily"], "Daily hit rate; red bars are below the target.")
+    daily = s["daily"]
+    doc.table(
+        ["day", "requests", "hits", "misses", "hit rate", "met target"],
+        [[d["key"], d["requests"], d["hits"], d["misses"], fmt_pct(d["hit_rate"]),
+          "–" if d["met_target"] is None else ("yes" if d["met_target"] else "no")] for d in daily],
+        row_classes=[_rate_row_class(d) for d in daily])
+    doc.heading("Hit rate by hour")
+    doc.figure(made["hourly"], "Hourly hit rate against the target, with the request volume.")
+
+    doc.heading("By POP")
+    doc.figure(made["pop"], "Hit rate per edge location (3-letter POP code).")
+    _group_table(doc, s["by_pop"], "POP", "Per POP")
+    doc.heading("By content type")
+    doc.figure(made["content_type"], "Hit rate per response content type.")
+    _group_table(doc, s["by_content_type"], "content type", "Per content type")
+    doc.heading("By path family")
+    _group_table(doc, s["by_family"], "path family", "Per path family (folder and extension, ops removed)")
+
+    doc.heading("Latency")
+    lat = s["latency_ms"]
+    doc.figure(made["latency"], "Edge time-taken percentiles for hits and misses (log scale).")
+    doc.table(
+        ["measure", "class", "p50", "p90", "p99", "p999"],
+        [[m.replace("_", "-"), c, *(fmt_ms(lat[m][c][q]) for q in ("p50", "p90", "p99", "p999"))]
+         for m in ("time_taken", "ttfb") for c in ("hit", "miss", "all")],
+        caption="From CloudFront's time-taken and time-to-first-byte (mergeable sketch, ≤ 1% relative error)")
+
+    doc.heading("Bytes: cache vs origin")
+    doc.figure(made["bytes"], "Bytes served from the POP caches (hits) and fetched through to the origin (misses).")
+    b = s["bytes"]
+    doc.table(["total", "from cache", "from origin", "origin share"],
+              [[fmt_bytes(b["total"]), fmt_bytes(b["from_cache"]), fmt_bytes(b["from_origin"]),
+                fmt_pct(b["from_origin"] / b["total"] if b["total"] else None)]])
+
+    doc.heading("Errors and excluded requests")
+    errors = {k: v for k, v in s["status"].items() if int(k) >= 400}
+    doc.table(["status", "requests"], [[k, v] for k, v in errors.items()] or [["none", 0]],
+              caption="HTTP status 4xx/5xx")
+    doc.table(["reason", "requests"], [[k, v] for k, v in sorted(s["excluded"].items())] or [["none", 0]],
+              caption="Excluded from the hit rate (not cacheable), by reason")
+
+    doc.heading("Where the misses come from")
+    anatomy = s.get("miss_anatomy")
+    if anatomy:
+        doc.figure(made["anatomy"], "Every miss of the week classified by the replay of the logged behaviour.")
+        doc.table(["class", "misses"], [[k, anatomy.get(k)] for k in ("cold", "expired", "evicted", "fragmented")
+                                        if k in anatomy])
+    else:
+        doc.paragraph("Miss anatomy unavailable (the replay what-if did not run).", muted=True)
+    fam = s.get("top_fragmenting_families") or []
+    doc.table(["path family", "missed URLs", "variants", "spellings/variant", "misses"],
+              [[f["family"], f["missed_urls"], f["variants"], f["spellings_per_variant"], f["misses"]] for f in fam],
+              caption="Top fragmenting URL families: distinct missed URL spellings per true variant")
+    top = s.get("top_missed_variants") or []
+    doc.table(["variant (canonical request)", "misses", "spellings"],
+              [[t["variant"], t["misses"], t["spellings"]] for t in top], caption="Top missed variants")
+
+    doc.heading("What if: cache-key strategies")
+    rows = what_if.get("strategies") or []
+    if rows:
+        doc.figure(made["what_if"], "Predicted hit rate of each strategy on this week's requests (green: best).")
+        doc.table(
+            ["strategy", "hit rate", "origin requests", "transforms", "unique keys", "keys/variant", "meets target"],
+            [[r["strategy"], fmt_pct(r.get("hit_rate")), r.get("origin_requests"), r.get("transforms"),
+              r.get("unique_keys"), r.get("keys_per_variant"), "yes" if r.get("meets_target") else "no"]
+             for r in rows],
+            row_classes=["pass" if r.get("meets_target") else "fail" for r in rows])
+        for note in what_if.get("notes") or []:
+            doc.paragraph(str(note), muted=True)
+    else:
+        doc.paragraph("Replay what-if not run.", muted=True)
+
+    doc.heading("Week over week")
+    if wow:
+        doc.table(["measure", "change"], [
+            ["hit rate", fmt_delta_pp(wow.get("hit_rate"))],
+            ["requests", f"{wow['requests']:+,.0f}" if wow.get("requests") is not None else "–"],
+            ["p99 hit", f"{wow['p99_hit_ms']:+.1f} ms" if wow.get("p99_hit_ms") is not None else "–"],
+            ["p99 miss", f"{wow['p99_miss_ms']:+.1f} ms" if wow.get("p99_miss_ms") is not None else "–"],
+            ["bytes from origin", fmt_bytes(wow.get("bytes_from_origin"))],
+        ], caption=f"Compared with {wow.get('previous_week')}")
+    else:
+        doc.paragraph("No previous week in the history store.", muted=True)
+    bad = s.get("bad_lines") or {}
+    notes = list(s.get("notes") or [])
+    if bad.get("count"):
+        notes.append(f"{bad['count']:,} malformed log lines were skipped, e.g. " + "; ".join(bad["examples"][:3]))
+    if notes:
+        doc.heading("Notes")
+        for note in notes:
+            doc.paragraph(note, muted=True)
+    html_path, md_path = doc.write(out)
+    return [p for p in made.values() if p is not None] + [html_path, md_path]
