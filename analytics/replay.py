@@ -1,0 +1,418 @@
+"""Replay request logs through a per-POP cache model under candidate cache-key strategies.
+
+>>> result = compare_strategies(["logs/"], ["passthrough", "aggressive"], ttl=30 * 86400, warmup=6 * 3600)
+>>> result["strategies"]["aggressive"]["hit_rate"], result["calibration"]
+
+Every GET/HEAD request that the log itself counts as a hit or a miss (:func:`analytics.metrics.classify`)
+is re-keyed by each strategy and run, in time order, through one cache per edge location (as in the
+log), optionally a regional cache per region and one Origin Shield (:mod:`analytics._cachesim`). The
+warm-up period fills the caches but is not scored. Logs carry no ``Accept`` header, so the format a
+browser accepted is *inferred* from the served ``sc-content-type`` (AVIF served → AVIF and WebP
+accepted; WebP → WebP; JPEG/PNG → neither) and, when that is missing, from the user agent.
+
+Speed: a strategy is applied once per distinct (URL, inferred Accept) — the batch is dictionary-encoded —
+and the cache model runs compiled over integer arrays. Memory is bounded by distinct URLs and keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analytics._cachesim import CacheModel
+from analytics.metrics import EXCLUDED_REASONS, classify, hit_rate
+from analytics.strategies import Strategy, get_strategy
+from edgeproof.canonical import format_for_content_type
+from edgeproof.errors import BadRequest, UsageError
+
+__all__ = [
+    "ACCEPT_BY_CLASS",
+    "ACCEPT_INFERENCE_NOTE",
+    "COLUMNS",
+    "TIERS",
+    "accept_class_for_user_agent",
+    "compare_strategies",
+    "parse_bytes",
+    "parse_duration",
+    "region_of",
+]
+
+TIERS = ("pop", "regional", "shield")
+COLUMNS = ("timestamp", "x_edge_location", "pop", "sc_bytes", "cs_method", "cs_uri_stem", "cs_uri_query",
+           "cs_user_agent", "x_edge_result_type", "sc_content_type")
+#: the Accept header the replay hands a strategy for each inferred class
+ACCEPT_BY_CLASS = ("image/jpeg,image/png,image/*;q=0.8", "image/webp,image/jpeg,image/*;q=0.8",
+                   "image/avif,image/webp,image/jpeg,image/*;q=0.8")
+ACCEPT_INFERENCE_NOTE = (
+    "logs carry no Accept header: the accepted formats are inferred from the served sc-content-type "
+    "(avif -> avif+webp, webp -> webp, jpeg/png -> neither) and, where that is missing or not an image, "
+    "from the user agent (Chrome/Edge >= 85, Firefox >= 93, Safari >= 16: avif+webp; older Chrome, "
+    "Firefox >= 65, Safari 14-15: webp)"
+)
+_CLASS_BY_FORMAT = {"avif": 2, "webp": 1, "jpeg": 0, "png": 0}
+_CHROME = re.compile(r"(?:Chrome|CriOS|Edg|EdgA|EdgiOS)/(\d+)")
+_FIREFOX = re.compile(r"(?:Firefox|FxiOS)/(\d+)")
+_SAFARI = re.compile(r"Version/(\d+)[.\d]*(?:%20|\s|\+)+(?:Mobile/\S+(?:%20|\s|\+)+)?Safari/")
+
+#: CloudFront regional edge caches by POP airport code (the common ones; others are their own region)
+_REGIONS: dict[str, tuple[str, ...]] = {
+    "us-east-1": ("IAD", "JFK", "EWR", "BOS", "ATL", "MIA", "PHL", "CLT", "JAX", "TPA", "MCI", "YUL", "YTO", "YYZ"),
+    "us-east-2": ("ORD", "DTW", "MSP", "CMH", "IND", "PIT", "CLE", "STL"),
+    "us-west-1": ("SFO", "LAX", "SJC", "LAS", "PHX", "SAN"),
+    "us-west-2": ("SEA", "PDX", "DEN", "SLC", "YVR", "DFW", "HOU", "IAH", "AUS"),
+    "eu-west-1": ("DUB", "ORK", "MAN", "EDI", "BCN", "MAD", "LIS", "MRS"),
+    "eu-west-2": ("LHR", "LON", "CDG", "PAR", "BRU", "AMS"),
+    "eu-central-1": ("FRA", "MUC", "BER", "TXL", "HAM", "DUS", "ZRH", "VIE", "PRG", "WAW", "MXP", "FCO",
+                     "MIL", "ARN", "CPH", "OSL", "HEL", "BUD", "SOF", "ATH", "OTP", "ZAG"),
+    "ap-south-1": ("BOM", "DEL", "MAA", "BLR", "HYD", "CCU", "PNQ", "CMB", "DXB", "FJR", "BAH", "TLV"),
+    "ap-northeast-1": ("NRT", "HND", "KIX", "TPE"),
+    "ap-northeast-2": ("ICN", "GMP"),
+    "ap-southeast-1": ("SIN", "KUL", "BKK", "MNL", "CGK", "HKG", "SGN", "HAN"),
+    "ap-southeast-2": ("SYD", "MEL", "PER", "BNE", "AKL"),
+    "sa-east-1": ("GRU", "GIG", "EZE", "SCL", "BOG", "LIM", "FOR", "POA", "QRO"),
+}
+_REGION_BY_CODE = {code: region for region, codes in _REGIONS.items() for code in codes}
+
+
+def region_of(edge_location: str) -> str | None:
+    """The regional edge cache of a POP (``IAD89-C1`` → ``us-east-1``), None when not in the table."""
+    return _REGION_BY_CODE.get(edge_location[:3].upper())
+
+
+def accept_class_for_user_agent(user_agent: str | None) -> int:
+    """0 = neither AVIF nor WebP, 1 = WebP, 2 = AVIF and WebP (by browser and version)."""
+    ua = user_agent or ""
+    m = _CHROME.search(ua)
+    if m:
+        return 2 if int(m.group(1)) >= 85 else 1
+    m = _FIREFOX.search(ua)
+    if m:
+        major = int(m.group(1))
+        return 2 if major >= 93 else (1 if major >= 65 else 0)
+    m = _SAFARI.search(ua)
+    if m:
+        major = int(m.group(1))
+        return 2 if major >= 16 else (1 if major >= 14 else 0)
+    return 0
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, None: 1}
+_BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str | float | int) -> float:
+    """``30d``, ``6h``, ``90m``, ``45s``, ``250ms`` or a number of seconds → seconds."""
+    if isinstance(text, int | float):
+        return float(text)
+    m = _DURATION.match(text)
+    if not m:
+        raise UsageError(f"bad duration {text!r}", detail="use e.g. 30d, 6h, 90m, 45s or seconds")
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+
+
+def parse_bytes(text: str | int) -> int:
+    """``500MB``, ``2GiB``, ``1e6``-free plain integers → bytes (k/m/g/t = powers of 1000, ki/mi/gi = 1024)."""
+    if isinstance(text, int):
+        return text
+    m = _BYTES.match(text)
+    if not m:
+        raise UsageError(f"bad byte size {text!r}", detail="use e.g. 500MB, 2GiB or a number of bytes")
+    unit = (m.group(2) or "b").lower().rstrip("b")
+    power = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}[unit[:1]]
+    base = 1024 if unit.endswith("i") else 1000
+    return int(float(m.group(1)) * base**power)
+
+
+class _Run:
+    """One strategy's replay state: its key and variant ids, and its cache model."""
+
+    def __init__(self, strategy: Strategy, *, ttl_ms: int, capacity: int) -> None:
+        self.strategy = strategy
+        self.model = CacheModel(ttl_ms=ttl_ms, capacity=capacity)
+        self.key_ids: dict[str, int] = {}
+        self.variant_ids: dict[str, int] = {}
+        self.keys_with_variant = 0
+        self.combo_key = np.zeros(0, dtype=np.int64)
+        self.combo_var = np.zeros(0, dtype=np.int64)
+        self.refused = 0
+
+    def extend(self, combos: list[tuple[str, str, int]]) -> None:
+        """Apply the strategy to newly seen (stem, query, accept class) combos."""
+        keys = np.empty(len(combos), dtype=np.int64)
+        variants = np.empty(len(combos), dtype=np.int64)
+        apply = self.strategy.apply
+        key_ids, variant_ids = self.key_ids, self.variant_ids
+        for i, (stem, query, acc) in enumerate(combos):
+            try:
+                res = apply("GET", stem, query, {"accept": ACCEPT_BY_CLASS[acc]})
+            except BadRequest:
+                keys[i] = variants[i] = -1
+                continue
+            kid = key_ids.get(res.cache_key)
+            if kid is None:
+                kid = key_ids[res.cache_key] = len(key_ids)
+                if res.variant is not None:
+                    self.keys_with_variant += 1
+            keys[i] = kid
+            if res.variant is None:
+                variants[i] = -1
+            else:
+                vid = variant_ids.get(res.variant)
+                if vid is None:
+                    vid = variant_ids[res.variant] = len(variant_ids)
+                variants[i] = vid
+        self.combo_key = np.concatenate([self.combo_key, keys])
+        self.combo_var = np.concatenate([self.combo_var, variants])
+
+
+def _string_column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
+    if name in batch.schema.names:
+        col = batch.column(name)
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        return pc.fill_null(col.cast(pa.string()), "")
+    return pa.array([""] * batch.num_rows, pa.string())
+
+
+def _encode(values: pa.Array) -> tuple[np.ndarray, list[str]]:
+    enc = values.dictionary_encode()
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
+
+
+def _batches(source: Any) -> tuple[Iterable[pa.RecordBatch | pa.Table], Any]:
+    if isinstance(source, pa.Table | pa.RecordBatch):
+        return [source], None
+    if isinstance(source, str | Path):
+        source = [source]
+    items = list(source)
+    if items and all(isinstance(i, str | Path) for i in items):
+        from analytics.reader import read_logs
+
+        stream = read_logs([str(i) for i in items], columns=list(COLUMNS), batch_rows=1 << 18)
+        return stream, stream
+    return items, None
+
+
+def compare_strategies(
+    batches_or_paths: Any,
+    strategies: Sequence[str | Strategy] = ("passthrough", "aggressive"),
+    *,
+    ttl: float | str = 30 * 86400,
+    capacity: int | str | None = None,
+    warmup: float | str = 0,
+    tier: str = "pop",
+    target: float = 0.96,
+) -> dict[str, Any]:
+    """Replay logs under each strategy; see the module docstring and docs/strategies.md for the fields.
+
+    ``batches_or_paths``: record batches / tables in :data:`analytics.schema.LOG_SCHEMA`, or log paths
+    (files, folders, globs, ``s3://``) read with :func:`analytics.reader.read_logs`. ``ttl`` and
+    ``warmup`` are seconds (or ``"30d"``, ``"6h"``); ``capacity`` is bytes per cache (None: unbounded).
+    """
+    if tier not in TIERS:
+        raise UsageError(f"unknown tier {tier!r}", detail=f"use one of {', '.join(TIERS)}")
+    ttl_s, warmup_s = parse_duration(ttl), parse_duration(warmup)
+    cap = 0 if capacity in (None, 0, "") else parse_bytes(capacity)  # type: ignore[arg-type]
+    chosen = [s if isinstance(s, Strategy) else get_strategy(s) for s in strategies]
+    if not chosen:
+        raise UsageError("no strategy to compare")
+    names = [s.name for s in chosen]
+    if len(set(names)) != len(names):
+        raise UsageError("a strategy is named twice", detail=", ".join(names))
+    runs = [_Run(s, ttl_ms=int(ttl_s * 1000), capacity=cap) for s in chosen]
+    calibration = next((r for r in runs if r.strategy.name == "passthrough"), None)
+    if calibration is None:
+        calibration = _Run(get_strategy("passthrough"), ttl_ms=int(ttl_s * 1000), capacity=cap)
+        all_runs = [*runs, calibration]
+    else:
+        all_runs = runs
+
+    source, stream = _batches(batches_or_paths)
+    combo_ids: dict[str, int] = {}
+    combos: list[tuple[str, str, int]] = []
+    cache_ids: dict[str, int] = {}
+    no_region: set[str] = set()
+    excluded = dict.fromkeys(EXCLUDED_REASONS, 0)
+    totals = {"rows": 0, "replayed": 0, "scored": 0, "observed_hits": 0, "observed_misses": 0,
+              "out_of_order": 0, "no_timestamp": 0, "accept_from_content_type": 0, "accept_from_user_agent": 0}
+    accept_counts = [0, 0, 0]
+    t_first: int | None = None
+    t_last: int | None = None
+    warm_end: int | None = None
+
+    for batch in source:
+        n = batch.num_rows
+        totals["rows"] += n
+        if n == 0:
+            continue
+        # 1. the log's own classes: only hits and misses are replayed and scored
+        rt_idx, rt_vals = _encode(_string_column(batch, "x_edge_result_type"))
+        m_idx, m_vals = _encode(_string_column(batch, "cs_method"))
+        lut = np.array([classify(rt, m) for rt in rt_vals for m in m_vals], dtype=object)
+        cls = lut[rt_idx * len(m_vals) + m_idx]
+        for reason, count in zip(*np.unique(cls, return_counts=True), strict=True):
+            if reason in excluded:
+                excluded[reason] += int(count)
+        ts_col = batch.column("timestamp")
+        if isinstance(ts_col, pa.ChunkedArray):
+            ts_col = ts_col.combine_chunks()
+        has_ts = ~np.asarray(ts_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        keep = ((cls == "hit") | (cls == "miss")) & has_ts
+        totals["no_timestamp"] += int((((cls == "hit") | (cls == "miss")) & ~has_ts).sum())
+        rows = np.nonzero(keep)[0]
+        if rows.size == 0:
+            continue
+        t = ts_col.cast(pa.int64()).to_numpy(zero_copy_only=False)[rows]
+        order = np.argsort(t, kind="stable") if rows.size > 1 and (np.diff(t) < 0).any() else None
+        if order is not None:
+            rows, t = rows[order], t[order]
+        if t_last is not None:
+            totals["out_of_order"] += int((t < t_last).sum())
+        if t_first is None:
+            t_first = int(t[0])
+            warm_end = t_first + int(warmup_s * 1000)
+        t_last = int(t[-1]) if t_last is None else max(t_last, int(t[-1]))
+        assert warm_end is not None
+        scored = t >= warm_end
+        take = pa.array(rows)
+        sub = batch.take(take) if isinstance(batch, pa.RecordBatch) else batch.take(take)
+        hit_obs = cls[rows] == "hit"
+        totals["replayed"] += int(rows.size)
+        totals["scored"] += int(scored.sum())
+        totals["observed_hits"] += int((hit_obs & scored).sum())
+        totals["observed_misses"] += int((~hit_obs & scored).sum())
+
+        # 2. caches: one per edge location; its regional cache; the shield
+        loc = _string_column(sub, "x_edge_location")
+        if "pop" in sub.schema.names:
+            loc = pc.if_else(pc.equal(loc, ""), _string_column(sub, "pop"), loc)
+        loc_idx, loc_vals = _encode(loc)
+        c0_lut = np.empty(len(loc_vals), dtype=np.int64)
+        c1_lut = np.full(len(loc_vals), -1, dtype=np.int64)
+        for i, name in enumerate(loc_vals):
+            c0_lut[i] = cache_ids.setdefault("pop:" + name, len(cache_ids))
+            if tier != "pop":
+                region = region_of(name)
+                if region is None:
+                    no_region.add(name[:3])
+                region = region or "pop:" + name[:3]
+                c1_lut[i] = cache_ids.setdefault("regional:" + region, len(cache_ids))
+        c0, c1 = c0_lut[loc_idx], c1_lut[loc_idx]
+        c2 = np.full(rows.size, cache_ids.setdefault("shield", len(cache_ids)) if tier == "shield" else -1,
+                     dtype=np.int64)
+
+        # 3. the accepted formats, inferred (the log has no Accept header)
+        ct_idx, ct_vals = _encode(_string_column(sub, "sc_content_type"))
+        ct_lut = np.array([_CLASS_BY_FORMAT.get(format_for_content_type(v) or "", -1) for v in ct_vals] or [0],
+                          dtype=np.int64)
+        acc = ct_lut[ct_idx]
+        need_ua = acc < 0
+        totals["accept_from_content_type"] += int((~need_ua).sum())
+        if need_ua.any():
+            ua_idx, ua_vals = _encode(_string_column(sub, "cs_user_agent").filter(pa.array(need_ua)))
+            ua_lut = np.array([accept_class_for_user_agent(v) for v in ua_vals], dtype=np.int64)
+            acc[need_ua] = ua_lut[ua_idx]
+            totals["accept_from_user_agent"] += int(need_ua.sum())
+        for k in range(3):
+            accept_counts[k] += int((acc == k).sum())
+
+        # 4. distinct (URL, accept) → combo ids; each strategy applied once per new combo
+        query = _string_column(sub, "cs_uri_query")
+        query = pc.if_else(pc.equal(query, "-"), "", query)
+        url = pc.binary_join_element_wise(_string_column(sub, "cs_uri_stem"), query,
+                                          pa.array(acc.astype("U1")), "\x1f")
+        u_idx, u_vals = _encode(url)
+        start = len(combos)
+        u_combo = np.empty(len(u_vals), dtype=np.int64)
+        for i, u in enumerate(u_vals):
+            cid = combo_ids.get(u)
+            if cid is None:
+                cid = combo_ids[u] = len(combos)
+                stem, q, a = u.split("\x1f")
+                combos.append((stem, q, int(a)))
+            u_combo[i] = cid
+        new = combos[start:]
+        row_combo = u_combo[u_idx]
+        size = pc.fill_null(sub.column("sc_bytes"), 0).to_numpy(zero_copy_only=False).astype(np.int64) \
+            if "sc_bytes" in sub.schema.names else np.zeros(rows.size, dtype=np.int64)
+        for run in all_runs:
+            if new:
+                run.extend(new)
+            key = run.combo_key[row_combo]
+            var = run.combo_var[row_combo]
+            ok = key >= 0
+            if not ok.all():
+                run.refused += int((~ok & scored).sum())
+                run.model.run(t[ok], c0[ok], c1[ok], c2[ok], key[ok], var[ok], size[ok], scored[ok],
+                              n_caches=len(cache_ids), n_variants=len(run.variant_ids))
+            else:
+                run.model.run(t, c0, c1, c2, key, var, size, scored,
+                              n_caches=len(cache_ids), n_variants=len(run.variant_ids))
+
+    observed = hit_rate(totals["observed_hits"], totals["observed_misses"])
+    results = {run.strategy.name: _summary(run, target) for run in runs}
+    cal = _summary(calibration, target)
+    out: dict[str, Any] = {
+        "settings": {"ttl_seconds": ttl_s, "capacity_bytes": cap or None, "warmup_seconds": warmup_s,
+                     "tier": tier, "target": target},
+        "window": {"start_ms": t_first, "end_ms": t_last, "scored_from_ms": warm_end},
+        "requests": totals["rows"],
+        "replayed": totals["replayed"],
+        "scored": totals["scored"],
+        "excluded": excluded,
+        "no_timestamp": totals["no_timestamp"],
+        "out_of_order": totals["out_of_order"],
+        "distinct_urls": len(combos),
+        "accept_inference": {
+            "note": ACCEPT_INFERENCE_NOTE,
+            "from_content_type": totals["accept_from_content_type"],
+            "from_user_agent": totals["accept_from_user_agent"],
+            "avif_webp": accept_counts[2], "webp": accept_counts[1], "neither": accept_counts[0],
+        },
+        "observed": {"hits": totals["observed_hits"], "misses": totals["observed_misses"], "hit_rate": observed},
+        "calibration": {
+            "strategy": "passthrough",
+            "observed_hit_rate": observed,
+            "predicted_hit_rate": cal["hit_rate"],
+            "difference": None if observed is None or cal["hit_rate"] is None else cal["hit_rate"] - observed,
+        },
+        "strategies": results,
+    }
+    if tier != "pop":
+        out["pops_without_region"] = sorted(no_region)
+    if stream is not None:
+        out["bad_lines"] = stream.bad_lines
+        out["bad_line_examples"] = stream.bad_line_examples
+    return out
+
+
+def _summary(run: _Run, target: float) -> dict[str, Any]:
+    c = run.model.result()
+    rate = hit_rate(c["hits"], c["misses"])
+    variants = len(run.variant_ids)
+    return {
+        "hit_rate": rate,
+        "meets_target": rate is not None and rate >= target,
+        "requests": c["requests"],
+        "hits": c["hits"],
+        "misses": c["misses"],
+        "origin_requests": c["origin_requests"],
+        "regional_hits": c["regional_hits"],
+        "shield_hits": c["shield_hits"],
+        "transforms": c["transforms"],
+        "unique_keys": len(run.key_ids),
+        "unique_variants": variants,
+        "keys_per_variant": run.keys_with_variant / variants if variants else None,
+        "refused": run.refused,
+        "cold": c["cold"],
+        "expired": c["expired"],
+        "evicted": c["evicted"],
+        "fragmented": c["fragmented"],
+    }
