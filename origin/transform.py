@@ -39,10 +39,12 @@ from edgeproof.canonical import CONTENT_TYPES, Variant
 from edgeproof.errors import Overloaded, Unprocessable
 from origin.limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["Deadline", "Rendition", "SourceInfo", "transform", "vips_errors", "configure_vips"]
+__all__ = ["Deadline", "Rendition", "SourceInfo", "configure_vips", "transform", "vips_errors", "warmup_image"]
 
 pyvips.block_untrusted_set(True)  # refuse loaders libvips marks unsafe for untrusted input
 
+# libvips 8.18 renamed thumbnail's export_profile to output_profile
+_OUTPUT_PROFILE = "output_profile" if pyvips.at_least_libvips(8, 18) else "export_profile"
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90/270 degrees
 
 
@@ -134,7 +136,7 @@ def probe(data: bytes, key: str, limits: Limits) -> SourceInfo:
 def load(data: bytes, info: SourceInfo, variant: Variant, limits: Limits) -> pyvips.Image:
     """Shrink-on-load, autorotate, ICC → sRGB, and the cover crop, through ``thumbnail_buffer``."""
     w, h, fit = variant.w, variant.h, variant.fit
-    options: dict[str, object] = {"export_profile": "srgb", "fail_on": "error"}
+    options: dict[str, object] = {_OUTPUT_PROFILE: "srgb", "fail_on": "error"}
     if w and h:
         box_w, box_h = w, h
         if fit == "cover":
@@ -241,3 +243,9 @@ def transform(
         out = encode(image, variant)
         deadline.check("encode")
         return Rendition(data=out, format=variant.f, width=image.width, height=image.height)
+
+
+def warmup_image() -> bytes:
+    """A tiny JPEG made in memory, for warming up codecs before a worker reports ready."""
+    image = (pyvips.Image.black(32, 32, bands=3) + [200, 120, 40]).cast("uchar")
+    return bytes(image.jpegsave_buffer(Q=80))

@@ -1,0 +1,95 @@
+"""``edgeproof origin …``: serve, sample-catalog, prescale, sign."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from origin.config import from_args
+    from origin.workers import serve
+
+    return serve(from_args(args))
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from origin.catalog import generate_catalog
+
+    result = generate_catalog(args.out, count=args.count, images_per_sku=args.images_per_sku, seed=args.seed,
+                              progress=not args.quiet)
+    print(f"{result.images} images ({result.generated} generated, {result.reused} reused) in {result.out}; "
+          f"manifest {result.manifest}")
+    return 0
+
+
+def _prescale(args: argparse.Namespace) -> int:
+    from origin.prescale import run_prescale
+
+    summary = run_prescale(
+        sources=args.sources, derivatives=args.derivatives, variants=args.variants, keys_file=args.keys,
+        jobs=args.jobs, presets_file=args.presets, progress=not args.quiet,
+    )
+    print(summary.line())
+    return 1 if summary.failed else 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    import urllib.parse
+
+    from edgeproof.canonical import load_presets, parse_request
+    from origin.signing import sign, signed_message
+
+    url = urllib.parse.urlsplit(args.url)
+    params = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+    params.pop("sig", None)
+    key, variant = parse_request(urllib.parse.unquote(url.path), params, "", load_presets(args.presets))
+    negotiated = "=" not in url.path.rsplit("/", 1)[-1] and not any(
+        k.lower() in ("f", "fmt", "format", "fm") and v.lower() not in ("", "auto") for k, v in params.items()
+    )
+    message = signed_message(key, variant, negotiated=negotiated)
+    sig = sign(message, args.key)
+    sep = "&" if url.query else "?"
+    print(f"{args.url}{sep}sig={sig}")
+    if args.verbose:
+        print(f"signed message: {message}", file=sys.stderr)
+    return 0
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    from origin.config import add_arguments
+
+    sub = parser.add_subparsers(dest="origin_command", metavar="SUBCOMMAND")
+
+    serve = sub.add_parser("serve", help="run the origin (aiohttp + pyvips) on a port",
+                           description="Serve canonical and friendly image requests; see docs/origin.md.")
+    add_arguments(serve)
+    serve.set_defaults(func=_serve)
+
+    cat = sub.add_parser("sample-catalog", help="generate synthetic product photos (JPEG/PNG, EXIF, CMYK)")
+    cat.add_argument("--count", type=int, required=True, help="number of images")
+    cat.add_argument("--out", required=True, help="output folder (or s3://bucket/prefix)")
+    cat.add_argument("--images-per-sku", type=int, default=2, help="images per SKU (default 2)")
+    cat.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    cat.add_argument("--quiet", action="store_true", help="no progress line")
+    cat.set_defaults(func=_catalog)
+
+    pre = sub.add_parser("prescale", help="pre-generate variants into the derivative store (resumable)")
+    pre.add_argument("--sources", required=True, help="source store: folder or s3://bucket/prefix")
+    pre.add_argument("--derivatives", required=True, help="derivative store: folder or s3://bucket/prefix")
+    pre.add_argument("--variants", required=True,
+                     help="comma-separated preset names or ops strings separated by ';', or a file of one per line")
+    pre.add_argument("--keys", help="file with one source key per line (default: every key in --sources)")
+    pre.add_argument("--jobs", type=int, default=0, help="parallel transforms (default: one per core)")
+    pre.add_argument("--presets", help="TOML presets file (adds to thumb/card/pdp/zoom)")
+    pre.add_argument("--quiet", action="store_true", help="no progress line")
+    pre.set_defaults(func=_prescale)
+
+    sg = sub.add_parser("sign", help="print a signed URL (HMAC-SHA256, see docs/origin.md)")
+    sg.add_argument("url", help="a path such as /images/a.jpg/w=640,h=0,fit=cover,q=80,f=webp or /images/a.jpg?w=640")
+    sg.add_argument("--key", required=True, help="the signing key")
+    sg.add_argument("--presets", help="TOML presets file")
+    sg.add_argument("-v", "--verbose", action="store_true", help="also print the signed message")
+    sg.set_defaults(func=_sign)

@@ -1,0 +1,315 @@
+"""The origin's aiohttp application (one worker process).
+
+Request path for ``GET /{source_key}/{ops}`` or ``GET /{source_key}?w=…&format=…``:
+
+1. parse with :func:`edgeproof.canonical.parse_request` (the raw path is percent-decoded here, so
+   ``..%2f`` is caught as traversal), check output limits, check the signature when signing is on;
+2. the per-process local LRU cache (``--local-cache-mb``);
+3. single-flight on the derivative key: the first request for a variant starts one *producer*
+   task, concurrent requests for the same variant join it;
+4. the producer reads the derivative store (hit → done), else takes a transform slot (bounded
+   concurrency + queue; past the queue: 503 at once), reads the source, runs the pyvips pipeline in
+   a thread (pyvips releases the GIL), and schedules the derivative write in the background;
+5. the response carries Content-Type, Cache-Control, a strong ETag (BLAKE2b of the bytes),
+   Content-Length, ``Vary: Accept`` when the format was negotiated, and ``X-Origin-Source``
+   (``local_cache``, ``derivative_store`` or ``transform``). ``If-None-Match`` gets a 304.
+
+Every refusal is an :class:`~edgeproof.errors.EdgeproofError` rendered as JSON
+``{"error", "detail"}`` with its status (and ``Retry-After`` for 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from edgeproof.canonical import PARAM_ALIASES, Variant, load_presets, parse_request, split_canonical
+from edgeproof.errors import EdgeproofError, NotFound, Overloaded, StoreError, Unprocessable
+from origin.config import OriginConfig
+from origin.flow import Admission, CachedObject, LocalCache, SingleFlight
+from origin.metrics import Metrics
+from origin.signing import signed_message, verify
+from origin.stores import open_store
+from origin.transform import Deadline, configure_vips, transform
+
+__all__ = ["Origin", "error_response"]
+
+log = logging.getLogger("edgeproof.origin")
+T = TypeVar("T")
+
+_WARMUP_FORMATS = ("jpeg", "webp", "avif", "png")
+
+
+def etag_for(data: bytes) -> str:
+    """A strong ETag: the BLAKE2b-128 of the bytes."""
+    return '"' + hashlib.blake2b(data, digest_size=16).hexdigest() + '"'
+
+
+def error_response(err: EdgeproofError) -> web.Response:
+    headers = {"Cache-Control": "no-store"}
+    if isinstance(err, Overloaded):
+        headers["Retry-After"] = str(err.retry_after)
+    status = err.status if 400 <= err.status <= 599 else 500
+    return web.json_response(err.to_json(), status=status, headers=headers)
+
+
+def _first_values(query: Any) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for k, v in query.items():
+        params.setdefault(k, v)
+    return params
+
+
+def _format_negotiated(path: str, params: dict[str, str]) -> bool:
+    if split_canonical(path) is not None:
+        return False
+    for name, value in params.items():
+        if PARAM_ALIASES.get(name.strip().lower()) == "f" and value.strip().lower() not in ("", "auto"):
+            return False
+    return True
+
+
+class Origin:
+    """One worker's state: stores, pools, flow control, metrics; :meth:`app` builds the aiohttp app."""
+
+    def __init__(self, config: OriginConfig, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics(1)
+        self.limits = config.limits
+        self.presets = load_presets(config.presets)
+        self.sources = open_store(config.sources)
+        self.derivatives = open_store(config.derivatives)
+        self.signing_keys = config.signing_keys
+        self.admission = Admission(config.max_concurrency, config.queue_limit, self._on_admission)
+        self.flight: SingleFlight[tuple[CachedObject, str]] = SingleFlight()
+        self.cache = LocalCache(config.local_cache_mb * 1024 * 1024)
+        self.cpu = ThreadPoolExecutor(config.max_concurrency, thread_name_prefix="vips")
+        self.io = ThreadPoolExecutor(config.io_threads, thread_name_prefix="store")
+        self.ready = False
+        self.draining = False
+        self.active = 0
+        self.background: set[asyncio.Task[None]] = set()
+        configure_vips(concurrency=config.vips_threads or None)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _on_admission(self, queued: int, running: int) -> None:
+        self.metrics.set("queue_depth", value=queued)
+        self.metrics.set("in_flight", value=running)
+
+    async def _run(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    def _parse(self, request: web.Request) -> tuple[str, Variant, bool]:
+        raw_path = request.raw_path.split("?", 1)[0]
+        path = urllib.parse.unquote(raw_path, errors="strict")
+        params = _first_values(request.query)
+        key, variant = parse_request(path, params, request.headers.get("Accept"), self.presets)
+        negotiated = _format_negotiated(path, params)
+        self.limits.check_variant(variant)
+        if self.signing_keys:
+            verify(signed_message(key, variant, negotiated=negotiated), params.get("sig"), self.signing_keys)
+        return key, variant, negotiated
+
+    # ------------------------------------------------------------------ producing a variant
+
+    async def _produce(self, key: str, variant: Variant, dkey: str, deadline: Deadline) -> tuple[CachedObject, str]:
+        """Derivative store, else transform (in a slot). Runs once per variant at a time."""
+        try:
+            stored = await self._run(self.io, self.derivatives.get, dkey)
+        except StoreError as err:
+            log.warning("derivative read failed for %s: %s", dkey, err.detail or err.message)
+            self.metrics.inc("store_reads_total", "derivative", "error")
+            stored = None
+        else:
+            self.metrics.inc("store_reads_total", "derivative", "hit" if stored is not None else "miss")
+        if stored is not None:
+            return CachedObject(stored, variant.content_type, etag_for(stored)), "derivative_store"
+
+        await self.admission.acquire(deadline.at)
+        try:
+            deadline.check("queue")
+            try:
+                data = await self._run(self.io, self.sources.get, key, self.limits.max_source_bytes)
+            except StoreError:
+                self.metrics.inc("store_reads_total", "source", "error")
+                raise
+            except EdgeproofError:
+                self.metrics.inc("store_reads_total", "source", "hit")
+                raise
+            if data is None:
+                self.metrics.inc("store_reads_total", "source", "miss")
+                raise NotFound("source not found", detail=f"no source image {key!r}")
+            self.metrics.inc("store_reads_total", "source", "hit")
+            started = time.perf_counter()
+            try:
+                rendition = await self._run(self.cpu, self._transform, data, variant, key, deadline)
+            except Overloaded:
+                self.metrics.inc("transform_failures_total", "deadline")
+                raise
+            except Unprocessable:
+                self.metrics.inc("transform_failures_total", "unprocessable")
+                raise
+            except EdgeproofError:
+                self.metrics.inc("transform_failures_total", "bad_request")
+                raise
+            self.metrics.observe("transform_duration_seconds", time.perf_counter() - started)
+            self.metrics.inc("transforms_total", variant.f)
+        finally:
+            self.admission.release()
+        obj = CachedObject(rendition.data, rendition.content_type, etag_for(rendition.data))
+        if self.config.write_derivatives:
+            self._spawn(self._write(dkey, obj))
+        return obj, "transform"
+
+    def _transform(self, data: bytes, variant: Variant, key: str, deadline: Deadline) -> Any:
+        return transform(data, variant, key=key, limits=self.limits, deadline=deadline)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _write(self, dkey: str, obj: CachedObject) -> None:
+        await asyncio.sleep(0)  # let the response go out first
+        try:
+            await self._run(self.io, self.derivatives.put, dkey, obj.data, obj.content_type)
+        except EdgeproofError as err:
+            log.warning("derivative write failed for %s: %s %s", dkey, err.message, err.detail or "")
+            self.metrics.inc("store_writes_total", "error")
+        else:
+            self.metrics.inc("store_writes_total", "ok")
+
+    async def _lookup(self, key: str, variant: Variant, deadline: Deadline) -> tuple[CachedObject, str]:
+        dkey = variant.path(key)[1:]
+        if self.cache.capacity:
+            cached = self.cache.get(dkey)
+            if cached is not None:
+                self.metrics.inc("local_cache_hits_total")
+                return cached, "local_cache"
+            self.metrics.inc("local_cache_misses_total")
+        task, joined = self.flight.run(dkey, lambda: self._produce(key, variant, dkey, deadline))
+        if joined:
+            self.metrics.inc("singleflight_joins_total")
+        remaining = None if deadline.at is None else max(0.0, deadline.at - time.monotonic()) + 0.25
+        try:
+            obj, source = await asyncio.wait_for(asyncio.shield(task), remaining)
+        except TimeoutError as err:
+            raise Overloaded("deadline exceeded", detail="the variant was not ready in time") from err
+        if self.cache.capacity:
+            self.cache.put(dkey, obj)
+            self.metrics.set("local_cache_bytes", value=self.cache.size)
+        return obj, source
+
+    # ------------------------------------------------------------------ handlers
+
+    async def handle_image(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        self.active += 1
+        source = "none"
+        try:
+            deadline = Deadline(self.config.deadline_ms / 1000)
+            key, variant, negotiated = self._parse(request)
+            obj, source = await self._lookup(key, variant, deadline)
+            headers = {
+                "Content-Type": obj.content_type,
+                "Cache-Control": self.config.cache_control,
+                "ETag": obj.etag,
+                "X-Origin-Source": source,
+            }
+            if negotiated:
+                headers["Vary"] = "Accept"
+            inm = request.headers.get("If-None-Match")
+            if inm and obj.etag in [t.strip() for t in inm.split(",")]:
+                response: web.StreamResponse = web.Response(status=304, headers=headers)
+            else:
+                response = web.Response(body=obj.data, headers=headers)
+        except EdgeproofError as err:
+            if isinstance(err, Overloaded):
+                self.metrics.inc("shed_total", "queue" if err.message == "server busy" else "deadline")
+            response = error_response(err)
+        except UnicodeDecodeError:
+            response = web.json_response(
+                {"error": "bad_request", "detail": "the path is not valid percent-encoded UTF-8"}, status=400
+            )
+        except Exception:  # pragma: no cover - a bug; still answer with JSON, never hang
+            log.exception("unexpected error for %s", request.raw_path)
+            response = web.json_response({"error": "internal_error", "detail": "unexpected error"}, status=500)
+        finally:
+            self.active -= 1
+        self.metrics.request(response.status, source, time.monotonic() - started)
+        return response
+
+    async def handle_healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def handle_readyz(self, _request: web.Request) -> web.Response:
+        workers_ready = int(self.metrics.total("ready"))
+        ok = self.ready and not self.draining and workers_ready >= self.metrics.workers
+        body = {"ready": ok, "workers_ready": workers_ready, "workers": self.metrics.workers,
+                "draining": self.draining}
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def handle_metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8",
+                            headers={"Cache-Control": "no-store"})
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1024)
+        app.router.add_get("/healthz", self.handle_healthz)
+        app.router.add_get("/readyz", self.handle_readyz)
+        app.router.add_get("/metrics", self.handle_metrics)
+        app.router.add_get("/{tail:.*}", self.handle_image)
+        app.router.add_route("*", "/{tail:.*}", self.handle_method_not_allowed)
+        return app
+
+    async def handle_method_not_allowed(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {"error": "method_not_allowed", "detail": "only GET and HEAD are served"},
+            status=405, headers={"Allow": "GET, HEAD"},
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def warm_up(self) -> None:
+        """Ready once the stores answer and one tiny transform per format has run (codecs loaded)."""
+        from origin.transform import warmup_image
+
+        while not self.draining:
+            try:
+                await self._run(self.io, self.sources.exists, "__edgeproof_readyz__")
+                await self._run(self.io, self.derivatives.exists, "__edgeproof_readyz__")
+                data = await self._run(self.cpu, warmup_image)
+                for fmt in _WARMUP_FORMATS:
+                    await self._run(self.cpu, transform, data, Variant(w=16, h=16, f=fmt))
+            except EdgeproofError as err:
+                log.warning("not ready yet: %s %s", err.message, err.detail or "")
+                await asyncio.sleep(2)
+                continue
+            self.ready = True
+            self.metrics.set("ready", value=1)
+            return
+
+    async def drain(self) -> None:
+        """Wait (up to ``drain_seconds``) for in-flight requests and background writes."""
+        self.draining = True
+        self.metrics.set("ready", value=0)
+        end = time.monotonic() + self.config.drain_seconds
+        while (self.active or self.background or len(self.flight)) and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        if self.background:
+            with contextlib.suppress(Exception):
+                await asyncio.wait(self.background, timeout=max(0.0, end - time.monotonic()))
+
+    def close(self) -> None:
+        self.cpu.shutdown(wait=False, cancel_futures=True)
+        self.io.shutdown(wait=False, cancel_futures=True)
