@@ -21,13 +21,13 @@ def parse_origin_group(spec: str, extra_backends: list[str] | None = None) -> tu
     """``PRIMARY,BACKEND[,BACKEND...]`` (``;`` also separates) → (primary or None, backends).
 
     PRIMARY is a folder, ``s3://bucket/prefix`` or an ``http://`` S3-compatible endpoint; ``-`` or
-    empty means no primary (every request goes to the transformer). Each BACKEND is a transformer
+    ``none`` (or empty) means no primary (every request goes to the transformer). Each BACKEND is a transformer
     base URL (``http://127.0.0.1:8081``), balanced round-robin.
     """
     items = [s.strip() for s in spec.replace(";", ",").split(",")]
     if not items or (len(items) == 1 and not items[0]):
         raise UsageError("--origin-group is empty", detail="expected PRIMARY,http://HOST:PORT[,http://HOST:PORT...]")
-    primary = items[0] if items[0] not in ("", "-") else None
+    primary = items[0] if items[0].lower() not in ("", "-", "none") else None
     backends = [s for s in items[1:] if s] + list(extra_backends or [])
     for b in backends:
         if not b.startswith(("http://", "https://")):
@@ -44,8 +44,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, required=True, help="viewer port")
     p.add_argument("--host", default="127.0.0.1", help="viewer bind address (default 127.0.0.1)")
     p.add_argument("--origin-group", required=True, metavar="PRIMARY,BACKEND[,BACKEND...]",
-                   help="primary = derivative store (folder, s3://bucket/prefix or http:// endpoint; '-' for "
-                        "none), then one or more transformer URLs (http://127.0.0.1:8081), round-robin")
+                   help="primary = derivative store (folder, s3://bucket/prefix or http:// endpoint; 'none' "
+                        "for none), then one or more transformer URLs (http://127.0.0.1:8081), round-robin")
     p.add_argument("--backend", action="append", default=[], metavar="URL",
                    help="another transformer backend (repeatable); same as listing it in --origin-group")
     p.add_argument("--strategy", required=True, help="cache-key strategy name or TOML file (edgeproof strategies list)")

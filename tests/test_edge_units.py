@@ -1,0 +1,104 @@
+"""Edge emulator pieces without a server: TTL policy, LRU cache, POP ids and selection, CLI parsing."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import pytest
+
+from edgeproof.errors import ConfigError, UsageError
+from origin.edge import BackendPool, Entry, LruCache, PopSelector, TtlPolicy, parse_origin_group, pop_ids
+from origin.edge.config import EdgeConfig
+from origin.edge.pops import region_of
+
+
+def _entry(size: int) -> Entry:
+    return Entry(200, b"x" * size, "image/jpeg", None, b"", 0.0, 1e12)
+
+
+def test_ttl_policy_follows_cache_control_and_clamps() -> None:
+    p = TtlPolicy(min_ttl=5, default_ttl=100, max_ttl=1000, error_ttl=10)
+    assert p.ttl(200, {}) == 100
+    assert p.ttl(200, {"cache-control": "public, max-age=60"}) == 60
+    assert p.ttl(200, {"cache-control": "max-age=60, s-maxage=600"}) == 600
+    assert p.ttl(200, {"cache-control": "max-age=1"}) == 5  # clamped up to min
+    assert p.ttl(200, {"cache-control": "max-age=99999"}) == 1000  # clamped down to max
+    assert p.ttl(200, {"cache-control": "no-store"}) == 5  # min TTL wins, as CloudFront
+    assert TtlPolicy().ttl(200, {"cache-control": "private"}) == 0
+    expires = email.utils.formatdate(time.time() + 300, usegmt=True)
+    assert 290 <= p.ttl(200, {"expires": expires}) <= 300
+    assert p.ttl(200, {"expires": "garbage"}) == 5
+    assert p.ttl(201, {}) == 0
+
+
+def test_ttl_policy_for_errors() -> None:
+    p = TtlPolicy(error_ttl=10)
+    assert p.ttl(404, {}) == 10
+    assert p.ttl(503, {"retry-after": "3"}) == 10
+    assert p.ttl(500, {"cache-control": "max-age=2"}) == 2
+    assert p.ttl(503, {"cache-control": "no-store"}) == 0
+    assert p.ttl(429, {}) == 0  # not an error CloudFront caches
+    assert TtlPolicy(error_ttl=0).ttl(404, {}) == 0
+    with pytest.raises(ValueError):
+        TtlPolicy(min_ttl=10, default_ttl=5)
+
+
+def test_lru_cache_is_bounded_by_bytes() -> None:
+    one = _entry(1000).size
+    cache = LruCache("t", capacity_bytes=3 * one)
+    for k in "abc":
+        assert cache.put(k, _entry(1000))
+    assert cache.get("a") is not None  # a is now the most recently used
+    cache.put("d", _entry(1000))
+    assert cache.get("b") is None and cache.get("a") is not None
+    assert cache.bytes <= cache.capacity and cache.evictions == 1
+    assert not cache.put("huge", _entry(10 * one))
+    cache.put("a", _entry(10))  # replacing frees the old size
+    assert cache.bytes == 2 * one + _entry(10).size
+
+
+def test_pop_ids_and_selection() -> None:
+    ids = pop_ids(20)
+    assert ids[:2] == ["IAD89-C1", "FRA56-P5"] and len(set(ids)) == 20
+    sel = PopSelector(ids[:4])
+    assert sel.pick("2", "10.0.0.1") == 2
+    assert sel.pick("6", "10.0.0.1") == 2  # an index is taken modulo N
+    assert sel.pick("fra56-p5", "10.0.0.1") == 1
+    by_ip = sel.pick(None, "10.0.0.7")
+    assert all(sel.pick(None, "10.0.0.7") == by_ip for _ in range(5))
+    assert sel.pick("nowhere", "10.0.0.7") == by_ip
+    assert len({sel.pick(None, f"10.0.{i}.1") for i in range(64)}) == 4
+    assert region_of("FRA56-P5") == "eu-central-1"
+    with pytest.raises(ValueError):
+        pop_ids(0)
+
+
+def test_parse_origin_group() -> None:
+    assert parse_origin_group("/data/der,http://127.0.0.1:8081") == ("/data/der", ["http://127.0.0.1:8081"])
+    assert parse_origin_group("s3://b/p,http://a:1;http://b:2", ["http://c:3"]) == (
+        "s3://b/p", ["http://a:1", "http://b:2", "http://c:3"])
+    assert parse_origin_group("-,http://a:1") == (None, ["http://a:1"])
+    assert parse_origin_group("/data/der") == ("/data/der", [])
+    with pytest.raises(UsageError):
+        parse_origin_group("/data/der,not-a-url")
+    with pytest.raises(UsageError):
+        parse_origin_group("-")
+
+
+def test_backend_pool_round_robin_add_remove() -> None:
+    pool = BackendPool(["http://a:1", "http://b:2/"])
+    assert [pool.next() for _ in range(4)] == ["http://a:1", "http://b:2"] * 2
+    assert pool.add("http://c:3") and not pool.add("http://c:3")
+    assert pool.remove("http://a:1") and not pool.remove("http://a:1")
+    assert {pool.next() for _ in range(4)} == {"http://b:2", "http://c:3"}
+    with pytest.raises(ConfigError):
+        pool.add("ftp://x")
+
+
+def test_edge_config_validation() -> None:
+    assert EdgeConfig(distribution_id="E2ABC").host.endswith(".cloudfront.net")
+    with pytest.raises(ConfigError):
+        EdgeConfig(tier="planet")
+    with pytest.raises(ConfigError):
+        EdgeConfig(pops=0)
