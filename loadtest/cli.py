@@ -1,0 +1,144 @@
+"""``edgeproof loadtest …``: run scenarios under Locust (in a subprocess) and judge them by gates.
+
+Never imports Locust: the run happens in ``python -m locust`` started by :mod:`loadtest.runner`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgeproof.errors import UsageError
+
+__all__ = ["register"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="loadtest_command", metavar="SUBCOMMAND")
+
+    p = sub.add_parser("run", help="run a scenario headless under Locust and print the verdict",
+                       description="Run a scenario (open-model arrival rate) under Locust in a subprocess, "
+                                   "record every request to Parquet, then evaluate the gates. Exit code 1 "
+                                   "when a gate fails.")
+    p.add_argument("scenario", nargs="?", default="spike", help="built-in name (see 'scenarios') or a TOML path")
+    p.add_argument("--host", required=True, help="target base URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--duration", type=float, help="seconds; the shape's phases scale to it")
+    p.add_argument("--peak-rps", type=float, help="requests/s at the peak; the shape scales to it")
+    p.add_argument("--out", help="output folder (default loadtest-runs/<timestamp>)")
+    p.add_argument("--processes", type=int, default=0,
+                   help="Locust worker processes on this machine (one schedule lane each); -1 = one per core")
+    p.add_argument("--gate", action="append", metavar="EXPR",
+                   help="gate such as 'p99_ms <= 150' (repeatable; replaces the scenario's gates)")
+    p.add_argument("--replay", action="append", metavar="LOG",
+                   help="replay this CloudFront log's requests (file, folder or s3://; repeatable)")
+    p.add_argument("--replay-speed", type=float, help="log seconds per test second (default: fit --duration)")
+    p.add_argument("--keys-file", help="catalog keys, one per line (e.g. DIR/catalog.txt of origin sample-catalog)")
+    p.add_argument("--json", action="store_true", help="print the verdict JSON instead of the table")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_run)
+
+    s = sub.add_parser("scenarios", help="list the built-in scenarios")
+    s.set_defaults(func=_scenarios)
+
+    sh = sub.add_parser("show", help="print a scenario's phases and sample URLs (no traffic sent)")
+    sh.add_argument("scenario", nargs="?", default="spike")
+    sh.add_argument("--duration", type=float)
+    sh.add_argument("--peak-rps", type=float)
+    sh.add_argument("--sample", type=int, default=10, help="how many example requests to print")
+    sh.add_argument("--keys-file")
+    sh.set_defaults(func=_show)
+
+    v = sub.add_parser("verdict", help="evaluate gates over recorded rows (e.g. parts gathered from several hosts)")
+    v.add_argument("paths", nargs="+", help="run folders (with records/) or part files")
+    v.add_argument("--gate", action="append", metavar="EXPR")
+    v.add_argument("--out", help="folder for verdict.json and whose run.json gives scope/gates (default: first path)")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_verdict)
+
+    r = sub.add_parser("prepare-replay", help="read CloudFront logs into a compact replay file for the locustfile")
+    r.add_argument("logs", nargs="+")
+    r.add_argument("--out", required=True, help="replay file to write (.parquet)")
+    r.add_argument("--max-requests", type=int, default=2_000_000)
+    r.set_defaults(func=_prepare)
+
+
+def _print_verdict(verdict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(verdict.to_json(), indent=2))
+    else:
+        t = verdict.totals
+        print(f"requests {t.get('requests')}  sent {t.get('sent')}  dropped {t.get('dropped')}  "
+              f"late {t.get('late')}  errors {t.get('errors')}  hit_rate {t.get('hit_rate')}")
+        print(verdict.table())
+
+
+def _run(args: argparse.Namespace) -> int:
+    from loadtest.runner import run
+
+    if args.processes < -1:
+        raise UsageError("--processes must be -1, 0 or a positive count")
+    if args.duration is not None and args.duration <= 0 or args.peak_rps is not None and args.peak_rps <= 0:
+        raise UsageError("--duration and --peak-rps must be above 0")
+    verdict = run(args.scenario, args.host, args.duration, args.peak_rps, args.out, args.processes,
+                  gates=args.gate, replay=args.replay, replay_speed=args.replay_speed, keys_file=args.keys_file,
+                  **({"events_callback": None} if args.quiet else {}))
+    _print_verdict(verdict, args.json)
+    return verdict.exit_code
+
+
+def _scenarios(args: argparse.Namespace) -> int:
+    from loadtest.scenario import list_builtin_scenarios, load_scenario
+
+    for name in list_builtin_scenarios():
+        sc = load_scenario(name)
+        print(f"{name:<10} {sc.description}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from loadtest.scenario import load_scenario
+    from loadtest.shapes import build_shape
+    from loadtest.workload import Workload
+
+    sc = load_scenario(args.scenario)
+    if args.keys_file:
+        sc = dataclasses.replace(sc, catalog=dataclasses.replace(sc.catalog, keys_file=str(Path(args.keys_file).resolve())))
+    shape = build_shape(sc.shape, duration=args.duration, peak_rps=args.peak_rps, where=sc.source)
+    print(f"scenario {sc.name}: {sc.description}")
+    print(f"shape {shape.kind}: {shape.duration:.1f} s, peak {shape.peak_rps:.1f} req/s, "
+          f"{shape.expected(0, shape.duration):.0f} requests; scored phases: {', '.join(shape.scored)}")
+    for name, start, end in shape.phases():
+        print(f"  {name:<10} {start:7.1f} → {end:7.1f} s   {shape.rate(start):7.1f} → "
+              f"{shape.rate(max(end - 1e-6, start)):7.1f} req/s")
+    spike = next((s for n, s, _ in shape.phases() if n in shape.scored), 0.0) if shape.kind == "spike" else 0.0
+    wl = Workload(sc, spike_start=spike)
+    for i in range(args.sample):
+        req = wl.next(spike + i)
+        print(f"  {req.url}  [{req.role}, pop {req.pop}, {req.headers['User-Agent'][:40]}]")
+    return 0
+
+
+def _verdict(args: argparse.Namespace) -> int:
+    from loadtest.config import RunConfig
+    from loadtest.runner import judge
+
+    first = Path(args.paths[0])
+    out = Path(args.out) if args.out else (first if first.is_dir() else first.parent)
+    if out.name == "records" and not (out / "run.json").is_file():
+        out = out.parent
+    config = RunConfig.read(out / "run.json") if (out / "run.json").is_file() else None
+    verdict = judge(out, args.gate, config=config, records=args.paths)
+    _print_verdict(verdict, args.json)
+    return verdict.exit_code
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from loadtest.replay import prepare_replay
+
+    n = prepare_replay(args.logs, args.out, max_requests=args.max_requests)
+    print(f"wrote {n} requests to {args.out}", file=sys.stderr)
+    return 0

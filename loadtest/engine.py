@@ -1,0 +1,161 @@
+"""The open-model scheduler that runs inside a Locust process (gevent).
+
+One :class:`Lane` per worker process. Arrival *i* of the shape belongs to lane ``i % lanes``; the lane
+sleeps until each of its arrivals' intended start (``t0 + offset``) and spawns the request in a bounded
+gevent pool. It never waits for a response before starting the next arrival (open model), so a slow
+target makes requests pile up instead of silently slowing the generator down:
+
+- an arrival started more than ``late_ms`` after its intended time is *late* (counted);
+- when ``pool`` requests are in flight the scheduler waits for a free slot; an arrival that would
+  start more than ``max_lateness_s`` after its intended time is *dropped*: never sent, recorded with
+  ``dropped = true`` (so a slow target shows up as late and dropped arrivals, never as a quietly
+  lower rate);
+- every sent request records its latency from the actual start and from the intended start (the
+  coordinated-omission-corrected latency).
+
+Requests go through the Locust user's ``FastHttpSession`` (geventhttpclient), so Locust's own stats,
+CSV and HTML report still see them (named by role, not by the noisy URL).
+
+This module imports gevent: only the Locust process (``loadtest/locustfile.py``) imports it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+import gevent.pool
+
+from loadtest.config import RunConfig
+from loadtest.recorder import Recorder
+from loadtest.replay import ReplayPlan
+from loadtest.workload import Request, Workload
+
+__all__ = ["Lane"]
+
+_YIELD_EVERY = 32
+
+
+class Lane:
+    """Drives this process's share of the arrivals; call :meth:`run` in a greenlet, then :meth:`close`."""
+
+    def __init__(self, config: RunConfig, *, lane: int, lanes: int, t0: float, recorder: Recorder) -> None:
+        self.config = config
+        self.lane, self.lanes = lane, max(1, lanes)
+        self.t0 = t0  # wall-clock (epoch) time of offset 0
+        self.recorder = recorder
+        self.settings = config.scenario.run
+        self.pool = gevent.pool.Pool(self.settings.pool)
+        self._base_wall = time.time()
+        self._base_perf = time.perf_counter()
+        self.in_flight: dict[int, tuple[float, float, Request, str, bool]] = {}
+        self._next_id = 0
+        self.done = False
+        self.counts = {"scheduled": 0, "sent": 0, "late": 0, "dropped": 0}
+
+    def now(self) -> float:
+        """Wall-clock seconds from a monotonic source (no jumps during the run)."""
+        return self._base_wall + (time.perf_counter() - self._base_perf)
+
+    def _arrivals(self) -> Iterator[tuple[float, str, Any]]:
+        """(offset, phase, request-or-factory) for this lane's arrivals, in order."""
+        cfg = self.config
+        if cfg.is_replay:
+            plan = ReplayPlan(cfg.replay_file, cfg.duration or cfg.shape().duration, cfg.replay_speed)
+            header = cfg.scenario.clients.pop_header
+            for i, (off, url, accept, ua, pop) in enumerate(plan.arrivals()):
+                if i % self.lanes == self.lane:
+                    headers = {"Accept": accept, "User-Agent": ua}
+                    if header:
+                        headers[header] = str(pop)
+                    yield off, "replay", Request(url, headers, "replay", 0, False, pop)
+            return
+        shape = cfg.shape()
+        spike_start = next((start for name, start, _ in shape.phases() if name in shape.scored), 0.0)
+        if shape.kind != "spike":
+            spike_start = 0.0
+        workload = Workload(cfg.scenario, lane=self.lane, spike_start=spike_start)
+        for i, off in enumerate(shape.arrivals(self.settings.arrivals, seed=cfg.scenario.seed)):
+            if i % self.lanes == self.lane:
+                yield off, shape.phase(off), workload.next
+
+    def run(self, client: Any) -> None:
+        """Schedule every arrival of this lane, then wait up to ``drain_s`` for in-flight requests."""
+        late_s = self.settings.late_ms / 1000.0
+        max_late = self.settings.max_lateness_s
+        n = 0
+        for offset, phase, req in self._arrivals():
+            due = self.t0 + offset
+            delay = due - self.now()
+            if delay > 0:
+                gevent.sleep(delay)
+            else:
+                n += 1
+                if n % _YIELD_EVERY == 0:
+                    gevent.sleep(0)
+            request = req(offset) if callable(req) else req
+            now = self.now()
+            if self.pool.full():  # at the concurrency cap: wait for a slot, at most until the drop limit
+                self.pool.wait_available(timeout=max(0.0, due + max_late - now))
+                now = self.now()
+            lateness = now - due
+            late = lateness > late_s
+            self.counts["scheduled"] += 1
+            self.counts["late"] += late
+            if lateness > max_late or self.pool.full():
+                self.counts["dropped"] += 1
+                self._record(due, None, None, request, phase, late, dropped=True,
+                             error="too late" if lateness > max_late else "pool full")
+                continue
+            self.counts["sent"] += 1
+            self.pool.spawn(self._send, client, request, due, phase, late)
+        self.scheduled_until = self.now()
+        self.pool.join(timeout=self.settings.drain_s)
+        self.done = True
+
+    def _send(self, client: Any, req: Request, due: float, phase: str, late: bool) -> None:
+        rid = self._next_id
+        self._next_id += 1
+        start = self.now()
+        self.in_flight[rid] = (due, start, req, phase, late)
+        try:
+            resp = client.get(req.url, headers=req.headers, name=req.role)
+            body = resp.content if resp.status_code else None
+            end = self.now()
+        except gevent.GreenletExit:
+            raise
+        except Exception as err:  # the client reports most failures as status 0; anything else too
+            end = self.now()
+            del self.in_flight[rid]
+            self._record(due, start, (end, 0, 0, None, None), req, phase, late, error=type(err).__name__)
+            return
+        del self.in_flight[rid]
+        headers = resp.headers or {}
+        err = getattr(resp, "error", None)
+        self._record(due, start, (end, int(resp.status_code or 0), len(body or b""), headers.get("X-Cache"),
+                                  headers.get("X-Amz-Cf-Pop")), req, phase, late,
+                     error=None if err is None else (str(err)[:200] or type(err).__name__))
+
+    def _record(self, due: float, start: float | None, result: tuple | None, req: Request, phase: str,
+                late: bool, *, dropped: bool = False, error: str | None = None) -> None:
+        if result is None:
+            end, status, nbytes, xc, pop = None, 0, 0, None, None
+        else:
+            end, status, nbytes, xc, pop = result
+        self.recorder.add(
+            intended=due, actual=start,
+            latency_ms=None if end is None or start is None else (end - start) * 1000.0,
+            corrected_ms=None if end is None else (end - due) * 1000.0,
+            status=status, nbytes=nbytes, x_cache=xc, pop=pop, url=req.url, role=req.role, sku=req.sku,
+            promoted=req.promoted, phase=phase, lane=self.lane, late=late, dropped=dropped, error=error,
+        )
+
+    def close(self) -> None:
+        """Stop the pool; requests still in flight are recorded as unfinished (status 0); flush rows."""
+        self.pool.kill(block=True, timeout=2)
+        for due, start, req, phase, late in list(self.in_flight.values()):
+            self._record(due, start, None, req, phase, late, error="unfinished")
+        self.in_flight.clear()
+        self.recorder.close()

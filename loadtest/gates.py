@@ -1,0 +1,239 @@
+"""Gates: pass/fail rules over the recorder's rows, and the verdict.
+
+A gate is ``METRIC[(FILTER,...)] OP NUMBER``, e.g. ``hit_rate >= 0.96``, ``p99_ms(miss) <= 500``.
+
+Metrics (definitions from :mod:`analytics.metrics` where one exists):
+
+- ``hit_rate``: hits / (hits + misses) from each response's ``X-Cache`` header
+  (:func:`analytics.metrics.xcache_result` + :func:`~analytics.metrics.classify`; Error, generated and
+  missing ``X-Cache`` are excluded, as in the logs);
+- ``pNN_ms`` (``p50_ms``, ``p90_ms``, ``p99_ms``, ``p999_ms``, any ``pNN``): exact percentile
+  (:func:`analytics.metrics.exact_quantiles`) of the coordinated-omission-corrected latency (from the
+  intended start) over sent requests; ``pNN_raw_ms`` uses the latency from the actual start;
+- ``mean_ms``; ``error_rate``: sent requests with no response or status >= 400 / sent requests;
+- ``dropped_rate`` / ``late_rate``: dropped / late arrivals over all scheduled arrivals;
+- ``requests``: scheduled arrivals (rows).
+
+Filters narrow the rows: ``hit`` / ``miss`` (X-Cache class), a phase name (``baseline``, ``ramp``,
+``peak``, ``decay``, ``step2`` …), a role (``thumb``, ``pdp``, ``zoom``), ``promoted`` / ``regular``,
+``all`` (ignore the scope). Filters of the same kind are OR-ed, different kinds AND-ed.
+
+Scope: with scope ``spike`` (the default) rows are first limited to the shape's spike phases (ramp,
+peak and decay of a spike; everything for other shapes) unless the gate names a phase or ``all``.
+
+No data: a percentile gate over no rows passes (e.g. no misses at all); any other gate over no rows
+fails with the value shown as ``n/a``.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analytics.metrics import classify, exact_quantiles, hit_rate, xcache_result
+from edgeproof.errors import ConfigError
+
+__all__ = ["Gate", "GateResult", "Verdict", "evaluate", "parse_gate", "row_classes"]
+
+_GATE_RE = re.compile(
+    r"^\s*(?P<metric>[a-z][a-z0-9_]*)\s*(?:\((?P<filters>[^)]*)\))?\s*(?P<op><=|>=|==|<|>)\s*"
+    r"(?P<value>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$"
+)
+_OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+_PCT_RE = re.compile(r"^p(\d+)(_raw)?_ms$")
+_SIMPLE = {"hit_rate", "error_rate", "dropped_rate", "late_rate", "mean_ms", "requests"}
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    expr: str
+    metric: str
+    filters: tuple[str, ...]
+    op: str
+    threshold: float
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    gate: str
+    value: float | None
+    op: str
+    threshold: float
+    passed: bool
+    rows: int
+
+
+@dataclass(slots=True)
+class Verdict:
+    gates: list[GateResult] = field(default_factory=list)
+    totals: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "gates": [asdict(g) for g in self.gates], "totals": self.totals}
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    def table(self) -> str:
+        """The verdict table as text: one line per gate, then the overall result."""
+        rows = [("gate", "value", "threshold", "rows", "result")]
+        for g in self.gates:
+            value = "n/a" if g.value is None else _fmt(g.value)
+            rows.append((g.gate, value, f"{g.op} {_fmt(g.threshold)}", str(g.rows), "PASS" if g.passed else "FAIL"))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.append(f"verdict: {'PASS' if self.passed else 'FAIL'} ({sum(g.passed for g in self.gates)}"
+                     f"/{len(self.gates)} gates)")
+        return "\n".join(lines)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4f}" if abs(x) < 10 else f"{x:.1f}"
+
+
+def parse_gate(expr: str) -> Gate:
+    """``p99_ms(miss) <= 500`` → :class:`Gate`; raises ConfigError for anything else."""
+    m = _GATE_RE.match(expr)
+    if not m:
+        raise ConfigError(f"malformed gate {expr!r}", detail="expected METRIC[(FILTER,...)] OP NUMBER, e.g. 'p99_ms <= 150'")
+    metric = m.group("metric")
+    if metric not in _SIMPLE and not _PCT_RE.match(metric):
+        raise ConfigError(f"unknown gate metric {metric!r}",
+                          detail=f"known: {', '.join(sorted(_SIMPLE))}, pNN_ms, pNN_raw_ms")
+    filters = tuple(f.strip().lower() for f in (m.group("filters") or "").split(",") if f.strip())
+    return Gate(expr.strip(), metric, filters, m.group("op"), float(m.group("value")))
+
+
+def row_classes(x_cache: Iterable[str | None]) -> list[str]:
+    """Each row's X-Cache → ``hit`` / ``miss`` / excluded reason (analytics.metrics definitions)."""
+    memo: dict[str | None, str] = {}
+    out = []
+    for xc in x_cache:
+        cls = memo.get(xc)
+        if cls is None:
+            cls = memo[xc] = classify(xcache_result(xc), "GET")
+        out.append(cls)
+    return out
+
+
+def _quantile(metric: str) -> tuple[float, bool]:
+    m = _PCT_RE.match(metric)
+    assert m is not None
+    digits = m.group(1)
+    return float("0." + digits) if len(digits) > 2 else int(digits) / 100, bool(m.group(2))
+
+
+def evaluate(table: pa.Table, gates: Sequence[str | Gate], *, scored_phases: Sequence[str] | None = None,
+             scope: str = "spike") -> Verdict:
+    """Evaluate ``gates`` over recorder rows (:data:`loadtest.recorder.RECORD_SCHEMA`)."""
+    parsed = [g if isinstance(g, Gate) else parse_gate(g) for g in gates]
+    cols = {n: table.column(n).to_pylist() for n in ("phase", "role", "promoted")}
+    classes = np.array(row_classes(table.column("x_cache").to_pylist()), dtype=object)
+    phase = np.array(cols["phase"], dtype=object)
+    role = np.array(cols["role"], dtype=object)
+    promoted = np.array([bool(x) for x in cols["promoted"]], dtype=bool)
+    dropped = np.array(pc.fill_null(table.column("dropped"), False).to_pylist(), dtype=bool)
+    late = np.array(pc.fill_null(table.column("late"), False).to_pylist(), dtype=bool)
+    status = np.array(pc.fill_null(table.column("status"), 0).to_pylist(), dtype=np.int64)
+    lat = table.column("latency_ms").to_numpy(zero_copy_only=False).astype(np.float64)
+    corr = table.column("latency_corrected_ms").to_numpy(zero_copy_only=False).astype(np.float64)
+    phases, roles = set(phase.tolist()), set(role.tolist())
+    scored = set(scored_phases or []) if scope == "spike" and scored_phases else None
+
+    results = []
+    for g in parsed:
+        mask = np.ones(len(phase), dtype=bool)
+        kinds: dict[str, np.ndarray] = {}
+        named_phase = False
+        for f in g.filters:
+            if f == "all":
+                named_phase = True
+                continue
+            if f in ("hit", "miss"):
+                kind, m = "class", classes == f
+            elif f in ("promoted", "regular"):
+                kind, m = "promo", promoted if f == "promoted" else ~promoted
+            elif f in phases or f in (scored_phases or ()):
+                kind, m, named_phase = "phase", phase == f, True
+            elif f in roles:
+                kind, m = "role", role == f
+            else:
+                raise ConfigError(f"gate {g.expr!r}: unknown filter {f!r}",
+                                  detail=f"use hit, miss, promoted, regular, all, a phase ({', '.join(sorted(phases))}) "
+                                         f"or a role ({', '.join(sorted(roles))})")
+            kinds[kind] = kinds[kind] | m if kind in kinds else m
+        for m in kinds.values():
+            mask &= m
+        if scored is not None and not named_phase:
+            mask &= np.isin(phase, list(scored))
+        sent = mask & ~dropped
+        value: float | None
+        rows = int(mask.sum())
+        is_pct = False
+        if g.metric == "hit_rate":
+            hits, misses = int((classes[sent] == "hit").sum()), int((classes[sent] == "miss").sum())
+            value, rows = hit_rate(hits, misses), hits + misses
+        elif g.metric == "error_rate":
+            n = int(sent.sum())
+            errs = int((sent & ((status == 0) | (status >= 400))).sum())
+            value, rows = (errs / n if n else None), n
+        elif g.metric == "dropped_rate":
+            value = float((mask & dropped).sum() / rows) if rows else None
+        elif g.metric == "late_rate":
+            value = float((mask & late).sum() / rows) if rows else None
+        elif g.metric == "requests":
+            value = float(rows)
+        elif g.metric == "mean_ms":
+            vals = corr[sent & ~np.isnan(corr)]
+            value, rows = (float(vals.mean()) if vals.size else None), int(vals.size)
+        else:
+            q, raw = _quantile(g.metric)
+            vals = (lat if raw else corr)[sent]
+            vals = vals[~np.isnan(vals)]
+            rows, is_pct = int(vals.size), True
+            value = next(iter(exact_quantiles(vals, [q]).values())) if vals.size else None
+        passed = is_pct if value is None else bool(_OPS[g.op](value, g.threshold))
+        results.append(GateResult(g.expr, value, g.op, g.threshold, passed, rows))
+    return Verdict(results, totals(table, classes, dropped, late, status, corr, lat))
+
+
+def totals(table: pa.Table, classes: np.ndarray, dropped: np.ndarray, late: np.ndarray, status: np.ndarray,
+           corr: np.ndarray, lat: np.ndarray) -> dict[str, Any]:
+    """Whole-run counts and percentiles (not gated), for the verdict JSON."""
+    sent = ~dropped
+    hits, misses = int((classes[sent] == "hit").sum()), int((classes[sent] == "miss").sum())
+    by_phase: dict[str, int] = {}
+    for p in table.column("phase").to_pylist():
+        by_phase[p] = by_phase.get(p, 0) + 1
+    return {
+        "requests": int(len(dropped)),
+        "sent": int(sent.sum()),
+        "dropped": int(dropped.sum()),
+        "late": int(late.sum()),
+        "errors": int((sent & ((status == 0) | (status >= 400))).sum()),
+        "hits": hits,
+        "misses": misses,
+        "hit_rate": hit_rate(hits, misses),
+        "bytes": int(pc.sum(table.column("bytes")).as_py() or 0),
+        "latency_corrected_ms": exact_quantiles(corr[sent & ~np.isnan(corr)]),
+        "latency_ms": exact_quantiles(lat[sent & ~np.isnan(lat)]),
+        "by_phase": by_phase,
+    }

@@ -1,0 +1,157 @@
+"""The recorder: one Parquet row per scheduled request, written in bounded memory.
+
+Each Locust worker process writes its own part, ``OUT/records/part-<host>-<pid>.parquet``, in row
+groups of ``row_group`` rows (the buffer never holds more). :func:`read_records` reads every part of a
+run as one table (the distributed merge); :func:`merge_parts` writes them into one file.
+
+Columns (:data:`RECORD_SCHEMA`): ``intended_start``/``actual_start`` (UTC, µs), ``latency_ms`` (from the
+actual start), ``latency_corrected_ms`` (from the intended start: coordinated-omission corrected),
+``status`` (0 = no response), ``bytes``, ``x_cache``, ``pop`` (``X-Amz-Cf-Pop``), ``url``, ``role``,
+``sku``, ``promoted``, ``phase``, ``lane``, ``late``, ``dropped`` (never sent: too late or pool full),
+``error``. Dropped rows have null latencies and actual start.
+
+Needs only pyarrow (no Locust, no boto3).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from edgeproof.errors import ConfigError
+
+__all__ = ["RECORD_SCHEMA", "Recorder", "merge_parts", "read_records", "record_parts"]
+
+RECORD_SCHEMA = pa.schema([
+    pa.field("intended_start", pa.timestamp("us", tz="UTC")),
+    pa.field("actual_start", pa.timestamp("us", tz="UTC")),
+    pa.field("latency_ms", pa.float64()),
+    pa.field("latency_corrected_ms", pa.float64()),
+    pa.field("status", pa.int32()),
+    pa.field("bytes", pa.int64()),
+    pa.field("x_cache", pa.string()),
+    pa.field("pop", pa.string()),
+    pa.field("url", pa.string()),
+    pa.field("role", pa.string()),
+    pa.field("sku", pa.int32()),
+    pa.field("promoted", pa.bool_()),
+    pa.field("phase", pa.string()),
+    pa.field("lane", pa.int32()),
+    pa.field("late", pa.bool_()),
+    pa.field("dropped", pa.bool_()),
+    pa.field("error", pa.string()),
+])
+_NAMES = RECORD_SCHEMA.names
+_US = 1_000_000
+
+
+class Recorder:
+    """Append rows; a row group is written every ``row_group`` rows; :meth:`close` flushes the rest.
+
+    Times are passed as float seconds since the epoch and stored as µs timestamps.
+    """
+
+    def __init__(self, out_dir: str | Path, *, row_group: int = 10_000, name: str | None = None) -> None:
+        self.dir = Path(out_dir) / "records"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / (name or f"part-{socket.gethostname()}-{os.getpid()}.parquet")
+        self.row_group = max(1, row_group)
+        self._cols: dict[str, list[Any]] = {n: [] for n in _NAMES}
+        self._writer: pq.ParquetWriter | None = None
+        self.rows = 0
+        self.closed = False
+
+    def add(self, *, intended: float, actual: float | None, latency_ms: float | None,
+            corrected_ms: float | None, status: int, nbytes: int, x_cache: str | None, pop: str | None,
+            url: str, role: str, sku: int, promoted: bool, phase: str, lane: int, late: bool,
+            dropped: bool, error: str | None) -> None:
+        c = self._cols
+        c["intended_start"].append(int(intended * _US))
+        c["actual_start"].append(None if actual is None else int(actual * _US))
+        c["latency_ms"].append(latency_ms)
+        c["latency_corrected_ms"].append(corrected_ms)
+        c["status"].append(status)
+        c["bytes"].append(nbytes)
+        c["x_cache"].append(x_cache)
+        c["pop"].append(pop)
+        c["url"].append(url)
+        c["role"].append(role)
+        c["sku"].append(sku)
+        c["promoted"].append(promoted)
+        c["phase"].append(phase)
+        c["lane"].append(lane)
+        c["late"].append(late)
+        c["dropped"].append(dropped)
+        c["error"].append(error)
+        self.rows += 1
+        if len(c["url"]) >= self.row_group:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._cols["url"]:
+            return
+        table = pa.table({n: pa.array(self._cols[n], type=RECORD_SCHEMA.field(n).type) for n in _NAMES},
+                         schema=RECORD_SCHEMA)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, RECORD_SCHEMA, compression="zstd")
+        self._writer.write_table(table)
+        self._cols = {n: [] for n in _NAMES}
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.flush()
+        if self._writer is None:  # no rows: still leave an empty part so the run is visible
+            self._writer = pq.ParquetWriter(self.path, RECORD_SCHEMA, compression="zstd")
+        self._writer.close()
+        self.closed = True
+
+
+def record_parts(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Part files under run folders, ``records/`` folders or given directly."""
+    items = [paths] if isinstance(paths, str | Path) else list(paths)
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_file():
+            out.append(p)
+        elif (p / "records").is_dir():
+            out += sorted((p / "records").glob("*.parquet"))
+        elif p.is_dir():
+            out += sorted(p.glob("*.parquet"))
+        else:
+            raise ConfigError(f"no recorder rows at {p}", detail="give a run folder (--out) or Parquet part files")
+    return out
+
+
+def read_records(paths: str | Path | Iterable[str | Path], columns: list[str] | None = None) -> pa.Table:
+    """Every part of a run (or several runs) as one table in :data:`RECORD_SCHEMA`."""
+    parts = record_parts(paths)
+    if not parts:
+        raise ConfigError("no recorder part files found", detail=", ".join(str(p) for p in parts) or str(paths))
+    tables = []
+    for part in parts:
+        try:
+            tables.append(pq.read_table(part, columns=columns, schema=RECORD_SCHEMA))
+        except (OSError, pa.ArrowException) as err:
+            raise ConfigError(f"cannot read recorder part {part}: {err}") from err
+    return pa.concat_tables(tables)
+
+
+def merge_parts(paths: str | Path | Iterable[str | Path], dest: str | Path) -> int:
+    """Write all parts into one Parquet file, one part at a time (bounded memory); returns rows."""
+    rows = 0
+    with pq.ParquetWriter(dest, RECORD_SCHEMA, compression="zstd") as writer:
+        for part in record_parts(paths):
+            pf = pq.ParquetFile(part)
+            for i in range(pf.num_row_groups):
+                t = pf.read_row_group(i)
+                writer.write_table(t)
+                rows += t.num_rows
+    return rows
