@@ -127,7 +127,8 @@ def expand_inputs(
 class GzipTail(io.RawIOBase):
     """A read-only stream over a (possibly multi-member) gzip stream that survives truncation.
 
-    A truncated or corrupt stream reads as EOF at the point of damage; ``error`` then says why.
+    A truncated or corrupt stream reads as EOF after the last complete line before the damage;
+    ``error`` then says why.
     Decompression uses zlib directly (it releases the GIL), in 1 MiB chunks.
     """
 
@@ -136,6 +137,8 @@ class GzipTail(io.RawIOBase):
         self._chunk = chunk
         self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._buf = b""
+        self._pos = 0
+        self._hold = b""
         self._eof = False
         self._pending = b""
         self._started = False
@@ -145,20 +148,22 @@ class GzipTail(io.RawIOBase):
         return True
 
     def _fill(self) -> None:
-        while not self._buf and not self._eof:
+        while self._pos >= len(self._buf) and not self._eof:
             data = self._pending or self._raw.read(self._chunk)
             self._pending = b""
             if not data:
-                if self._started:
-                    self.error = "truncated gzip: the compressed stream ends before its end marker"
                 self._eof = True
+                if self._started:
+                    self._damaged("truncated gzip: the compressed stream ends before its end marker")
+                else:
+                    self._buf, self._pos, self._hold = self._hold, 0, b""
                 return
             try:
                 self._started = True
-                self._buf = self._d.decompress(data, 8 * self._chunk)
+                out = self._d.decompress(data, 8 * self._chunk)
             except zlib.error as err:
-                self.error = f"corrupt gzip: {err}"
                 self._eof = True
+                self._damaged(f"corrupt gzip: {err}")
                 return
             self._pending = self._d.unconsumed_tail
             if self._d.eof:  # end of one gzip member; more members may follow
@@ -166,12 +171,23 @@ class GzipTail(io.RawIOBase):
                 self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 self._started = False
                 self._pending = rest if rest.strip(b"\0") else b""
+            if self._hold:
+                out = self._hold + out
+            cut = out.rfind(b"\n") + 1
+            self._buf, self._pos, self._hold = out[:cut], 0, out[cut:]
+
+    def _damaged(self, why: str) -> None:
+        # the bytes after the last complete line are not a line: drop them, say so
+        if self._hold.strip():
+            why += "; its partial last line was dropped"
+        self.error = why
+        self._buf, self._pos, self._hold = b"", 0, b""
 
     def readinto(self, b: Any) -> int:
         self._fill()
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = self._buf[self._pos:self._pos + n]
+        self._pos += n
         return n
 
     def close(self) -> None:
