@@ -76,7 +76,7 @@ BAD = [0.97, 0.98, 0.90, 0.93, 0.95, 0.94, 0.92]
 def test_weekly_met_target_local(tmp_path: Path) -> None:
     known = write_week(tmp_path / "logs", GOOD)
     out = tmp_path / "out"
-    res = run_cli("--logs", str(tmp_path / "logs"), "--week", WEEK, "--out", str(out), "--no-what-if",
+    res = run_cli("--logs", str(tmp_path / "logs"), "--week", WEEK, "--out", str(out),
                   "--history", str(tmp_path / "hist"))
     assert res.returncode == 0, res.stderr
     assert "MET" in res.stdout and "report:" in res.stdout
@@ -100,6 +100,13 @@ def test_weekly_met_target_local(tmp_path: Path) -> None:
     fam = s["top_fragmenting_families"][0]
     assert fam["family"] == "/images/*.jpg" and fam["missed_urls"] > fam["variants"]
     assert s["top_missed_variants"][0]["variant"].startswith("/images/sku-")
+    # replay what-if: utm noise fragments passthrough's keys; a normalizing strategy folds them
+    what_if = s["what_if"]
+    rates = {r["strategy"]: r["hit_rate"] for r in what_if["strategies"]}
+    assert rates["aggressive"] > rates["passthrough"]
+    assert what_if["best"] in rates and what_if["predicted_gain"] > 0
+    assert s["miss_anatomy"]["fragmented"] > 0
+    assert "best strategy by replay" in res.stdout
     html = (out / "report.html").read_text()
     pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(pngs) >= 5 and all(base64.b64decode(p)[:4] == b"\x89PNG" for p in pngs)

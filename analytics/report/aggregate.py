@@ -92,6 +92,10 @@ class LogAggregate:
 
     start: datetime | None = None
     end: datetime | None = None
+    #: also count per time bin of this many seconds (``groups["bin"]``, keyed by the bin's epoch
+    #: second) with a time-taken sketch per bin (``bin_sketches``): for short runs such as rehearsals
+    bin_seconds: float | None = None
+    bin_sketches: dict[str, LatencySketch] = field(default_factory=dict)
     total: Counts = field(default_factory=Counts)
     groups: dict[str, dict[str, Counts]] = field(default_factory=lambda: {d: defaultdict(Counts) for d in DIMENSIONS})
     status: Counter[int] = field(default_factory=Counter)
@@ -157,6 +161,11 @@ class LogAggregate:
             "content_type": df["sc_content_type"].fillna("(none)").astype(str).str.split(";").str[0].str.strip(),
             "family": df["cs_uri_stem"].map(path_family),
         }
+        if self.bin_seconds:
+            epoch_ms = (ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+            bins = (epoch_ms // int(self.bin_seconds * 1000)) * self.bin_seconds
+            keys["bin"] = bins.map(lambda b: f"{b:.0f}" if float(b).is_integer() else f"{b:.3f}")
+            self.groups.setdefault("bin", defaultdict(Counts))
         for dim, key in keys.items():
             summed = frame.groupby(key.to_numpy(), sort=False).sum()
             target = self.groups[dim]
@@ -173,6 +182,10 @@ class LogAggregate:
             self.sketches[f"{metric}_all"].add_many(values[is_hit | is_miss])
             self.sketches[f"{metric}_hit"].add_many(values[is_hit])
             self.sketches[f"{metric}_miss"].add_many(values[is_miss])
+        if self.bin_seconds:
+            cacheable = is_hit | is_miss
+            for key, idx in pd.Series(range(len(df)))[cacheable].groupby(keys["bin"].to_numpy()[cacheable]):
+                self.bin_sketches.setdefault(str(key), LatencySketch()).add_many(tt[idx.to_numpy()])
 
         if is_miss.any():
             missed = df.loc[is_miss, ["cs_uri_stem", "cs_uri_query", "sc_content_type"]].fillna("")
@@ -190,9 +203,12 @@ class LogAggregate:
     def merge(self, other: LogAggregate) -> LogAggregate:
         """Add ``other`` into this aggregate; returns self."""
         self.total.add(other.total)
-        for dim in DIMENSIONS:
-            for key, counts in other.groups[dim].items():
-                self.groups[dim][key].add(counts)
+        for dim, groups in other.groups.items():
+            mine = self.groups.setdefault(dim, defaultdict(Counts))
+            for key, counts in groups.items():
+                mine[key].add(counts)
+        for key, sketch in other.bin_sketches.items():
+            self.bin_sketches.setdefault(key, LatencySketch()).merge(sketch)
         self.status.update(other.status)
         self.excluded.update(other.excluded)
         for name, sketch in other.sketches.items():

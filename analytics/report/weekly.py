@@ -133,26 +133,33 @@ def _variants_of_missed(agg: LogAggregate) -> tuple[list[dict[str, Any]], list[d
     return top_variants, families[:TOP_N]
 
 
-def _what_if(logs: list[str], start: datetime, end: datetime, target: float, observed: float | None,
-             reader_options: dict[str, Any]) -> dict[str, Any]:
-    """Replay the week under each strategy (analytics.replay); the best one and its predicted gain."""
+def _what_if(week_inputs: list[str], target: float, observed: float | None) -> dict[str, Any]:
+    """Replay the week under each strategy (analytics.replay); the best one and its predicted gain.
+
+    ``week_inputs`` are the log objects whose names place them in the week (``expand_inputs``), so the
+    replay streams exactly the week's files (a second pass over them).
+    """
     from analytics.replay import compare_strategies
     from analytics.strategies import list_strategies
 
     names = [s for s in WHAT_IF_STRATEGIES if s in set(list_strategies())]
-    result = compare_strategies(logs, strategies=names, start=start, end=end, target=target, **reader_options)
+    result = compare_strategies(week_inputs, names, target=target)
     rows = _strategy_rows(result)
+    for row in rows:
+        row["miss_anatomy"] = {k: row.get(k) for k in ("cold", "expired", "evicted", "fragmented")}
     scored = [r for r in rows if r.get("hit_rate") is not None]
     best = max(scored, key=lambda r: r["hit_rate"]) if scored else None
     baseline = next((r for r in rows if r["strategy"] == "passthrough"), None)
+    accept = (result.get("accept_inference") or {}).get("note")
     return {
         "strategies": rows,
         "best": best["strategy"] if best else None,
         "best_hit_rate": best["hit_rate"] if best else None,
         "observed_hit_rate": observed,
         "predicted_gain": (best["hit_rate"] - observed) if best and observed is not None else None,
+        "calibration": result.get("calibration"),
         "miss_anatomy": (baseline or {}).get("miss_anatomy"),
-        "notes": result.get("notes", []) if isinstance(result, dict) else [],
+        "notes": [n for n in (accept,) if n],
     }
 
 
@@ -280,7 +287,10 @@ def build_weekly(
     summary["top_fragmenting_families"] = families
     if what_if:
         try:
-            summary["what_if"] = _what_if(logs, start, end, target, overall, options)
+            from analytics.inputs import expand_inputs
+
+            week_inputs = [i.name for i in expand_inputs(logs, start=start, end=end)]
+            summary["what_if"] = _what_if(week_inputs, target, overall)
         except ImportError:
             summary["what_if"] = None
             notes.append("replay what-if skipped: analytics.replay is not available")
