@@ -104,7 +104,8 @@ def test_weekly_met_target_local(tmp_path: Path) -> None:
     what_if = s["what_if"]
     rates = {r["strategy"]: r["hit_rate"] for r in what_if["strategies"]}
     assert rates["aggressive"] > rates["passthrough"]
-    assert what_if["best"] in rates and what_if["predicted_gain"] > 0
+    assert what_if["best"] in rates
+    assert what_if["predicted_gain"] == pytest.approx(what_if["best_hit_rate"] - s["hit_rate"])
     assert s["miss_anatomy"]["fragmented"] > 0
     assert "best strategy by replay" in res.stdout
     html = (out / "report.html").read_text()
