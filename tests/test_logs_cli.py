@@ -1,0 +1,110 @@
+"""``edgeproof logs …`` driven end to end as a user would, through the installed console script."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EDGEPROOF = Path(sys.executable).with_name("edgeproof")
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(EDGEPROOF), *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def week(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("week")
+    done = run("logs", "synth", "--out", str(out), "--days", "2", "--requests-per-hour", "60",
+               "--hit-rate", "0.7,0.95", "--seed", "11")
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_help_of_every_subcommand() -> None:
+    for sub in ([], ["summarize"], ["convert"], ["synth"]):
+        done = run("logs", *sub, "--help")
+        assert done.returncode == 0
+        assert "usage: edgeproof logs" in done.stdout
+    assert "hit rate" in run("logs", "summarize", "--help").stdout
+
+
+def test_synth_is_deterministic(week: Path, tmp_path: Path) -> None:
+    again = run("logs", "synth", "--out", str(tmp_path), "--days", "2", "--requests-per-hour", "60",
+                "--hit-rate", "0.7,0.95", "--seed", "11")
+    assert again.returncode == 0
+    digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in week.iterdir()}
+    assert digest == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    assert len(digest) == 48
+
+
+def test_summarize_json_keys_and_day_groups(week: Path) -> None:
+    done = run("logs", "summarize", str(week), "--json", "--by", "day", "--jobs", "2")
+    assert done.returncode == 0, done.stderr
+    r = json.loads(done.stdout)
+    for key in ("requests", "cacheable", "hits", "misses", "hit_rate", "excluded", "bad_lines",
+                "bad_line_examples", "bytes", "latency_ms", "groups"):
+        assert key in r
+    assert r["requests"] == 48 * 60 and r["bad_lines"] == 0
+    for metric in ("time_taken", "ttfb"):
+        for kind in ("overall", "hit", "miss"):
+            assert set(r["latency_ms"][metric][kind]) == {"p50", "p90", "p99", "p999"}
+    assert r["latency_ms"]["time_taken"]["hit"]["p50"] < r["latency_ms"]["time_taken"]["miss"]["p50"]
+    days = r["groups"]
+    assert list(days) == ["2024-05-01", "2024-05-02"]
+    assert days["2024-05-01"]["hit_rate"] < days["2024-05-02"]["hit_rate"]  # 0.7 then 0.95
+    table = run("logs", "summarize", str(week), "--by", "pop")
+    assert table.returncode == 0
+    assert "hit rate" in table.stdout and "IAD" in table.stdout and "p99" in table.stdout
+
+
+def test_from_to_filters_rows(week: Path) -> None:
+    done = run("logs", "summarize", str(week), "--json", "--from", "2024-05-01T06:00Z", "--to", "2024-05-01T08:00Z")
+    r = json.loads(done.stdout)
+    assert r["requests"] == 120 and r["files"] == 2
+    assert r["first"].startswith("2024-05-01T06") and r["last"].startswith("2024-05-01T07")
+
+
+def test_bad_lines_reported_and_strict_exit_2(tmp_path: Path, samples_dir: Path) -> None:
+    bad = samples_dir / "datadog-pipeline-via-shashoul-Getting-Started-Terraform__standard.log"
+    done = run("logs", "summarize", str(bad), "--json")
+    assert done.returncode == 0
+    r = json.loads(done.stdout)
+    assert r["bad_lines"] == 1 and r["bad_line_examples"][0].startswith(f"{bad}:2: ")
+    strict = run("logs", "summarize", str(bad), "--strict")
+    assert strict.returncode == 2
+    assert strict.stderr.startswith("edgeproof: error: 1 bad line(s)") and f"{bad}:2:" in strict.stderr
+    assert "Traceback" not in strict.stderr
+    missing = run("logs", "summarize", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such log file" in missing.stderr
+
+
+def test_convert_to_parquet_by_date(week: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pq"
+    done = run("logs", "convert", str(week), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["date=2024-05-01", "date=2024-05-02"]
+    back = json.loads(run("logs", "summarize", str(out), "--json").stdout)
+    orig = json.loads(run("logs", "summarize", str(week), "--json").stdout)
+    for key in ("requests", "hits", "misses", "bytes", "excluded", "latency_ms"):
+        assert back[key] == orig[key]
+
+
+def test_summarize_s3_through_the_cli(s3_bucket: str, s3_env: dict[str, str], week: Path) -> None:
+    import boto3
+
+    s3 = boto3.client("s3")
+    for p in sorted(week.iterdir())[:4]:
+        s3.upload_file(str(p), s3_bucket, f"logs/{p.name}")
+    done = run("logs", "summarize", f"s3://{s3_bucket}/logs/", "--json", "--from", "2024-05-01T01:00Z",
+               env=s3_env)
+    assert done.returncode == 0, done.stderr
+    r = json.loads(done.stdout)
+    assert (r["files"], r["requests"]) == (3, 180)
