@@ -53,15 +53,12 @@ def prepare_replay(paths: Sequence[str] | str, dest: str | Path, *, max_requests
 
     inputs = [paths] if isinstance(paths, str) else list(paths)
     cols: dict[str, list] = {"ts": [], "url": [], "accept": [], "user_agent": [], "pop": []}
-    result = read_logs(inputs)
-    batches: Iterable = getattr(result, "batches", None) or result
-    if isinstance(batches, pa.Table):
-        batches = batches.to_batches()
+    wanted = ["timestamp", "cs_method", "cs_uri_stem", "cs_uri_query", "cs_user_agent", "sc_content_type",
+              "x_edge_location"]
+    batches: Iterable = read_logs(inputs, columns=wanted)
     for batch in batches:
         names = batch.schema.names
-        data = {n: batch.column(names.index(n)).to_pylist() for n in (
-            "timestamp", "cs_method", "cs_uri_stem", "cs_uri_query", "cs_user_agent", "sc_content_type",
-            "x_edge_location") if n in names}
+        data = {n: batch.column(names.index(n)).to_pylist() for n in wanted if n in names}
         for i, ts in enumerate(data.get("timestamp", [])):
             method = (data["cs_method"][i] or "GET").upper() if "cs_method" in data else "GET"
             stem = data["cs_uri_stem"][i] if "cs_uri_stem" in data else None

@@ -45,6 +45,7 @@ class Request:
     sku: int  # popularity rank, 1-based
     promoted: bool
     pop: int  # POP hint index (-1: none)
+    clean_url: str = ""  # the same request without noise (width, format=auto, q; fixed order)
 
 
 def load_keys(path: str | Path) -> list[list[str]]:
@@ -164,7 +165,8 @@ class Workload:
             headers[self.scenario.clients.pop_header] = str(pop)
         query = self._query(width, role.quality)
         return Request(f"{path}?{query}", headers, role.name, sku, promoted,
-                       pop if self.scenario.clients.pop_header else -1)
+                       pop if self.scenario.clients.pop_header else -1,
+                       f"{path}?width={width}&format=auto&q={role.quality}")
 
     def _query(self, width: int, quality: int) -> str:
         rng, nz = self.rng, self.scenario.noise
