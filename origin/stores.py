@@ -9,7 +9,7 @@ One small interface, used by the origin (sources and derivatives), prescale, and
     store.put(key, data, content_type)              # atomic: readers never see a partial object
     store.exists(key) -> bool
     store.head(key) -> ObjectInfo | None            # size and content type, without the body
-    store.keys(prefix="") -> Iterator[str]          # every key under prefix, sorted for folders
+    store.iter_keys(prefix="") -> Iterator[str]        # every key under prefix, sorted for folders
     store.describe() -> str                         # "folder /abs/path" / "s3://bucket/prefix"
 
 Keys are relative ``/``-separated paths (``images/sku-00001-1.jpg`` or a derivative key such as
@@ -78,7 +78,7 @@ class Store:
     def exists(self, key: str) -> bool:
         return self.head(key) is not None
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -150,7 +150,7 @@ class FolderStore(Store):
             return None
         return ObjectInfo(key, st.st_size, content_type_for_key(key))
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames.sort()
             rel = Path(dirpath).relative_to(self.root).as_posix()
@@ -260,7 +260,7 @@ class S3Store(Store):
             raise self._fail("stat", key, err) from err
         return ObjectInfo(key, int(obj.get("ContentLength", 0)), obj.get("ContentType") or content_type_for_key(key))
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def iter_keys(self, prefix: str = "") -> Iterator[str]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix
