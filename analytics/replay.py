@@ -26,10 +26,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analytics._cachesim import CacheModel
+from analytics._replay_keys import KeyIndex
 from analytics.metrics import EXCLUDED_REASONS, classify, hit_rate
 from analytics.strategies import Strategy, get_strategy
 from edgeproof.canonical import format_for_content_type
-from edgeproof.errors import BadRequest, UsageError
+from edgeproof.errors import UsageError
 
 __all__ = [
     "ACCEPT_BY_CLASS",
@@ -55,6 +56,8 @@ ACCEPT_INFERENCE_NOTE = (
     "from the user agent (Chrome/Edge >= 85, Firefox >= 93, Safari >= 16: avif+webp; older Chrome, "
     "Firefox >= 65, Safari 14-15: webp)"
 )
+_CLASS_NAMES = ("hit", "miss", *EXCLUDED_REASONS)
+_CLASS_CODES = {name: i for i, name in enumerate(_CLASS_NAMES)}
 _CLASS_BY_FORMAT = {"avif": 2, "webp": 1, "jpeg": 0, "png": 0}
 _CHROME = re.compile(r"(?:Chrome|CriOS|Edg|EdgA|EdgiOS)/(\d+)")
 _FIREFOX = re.compile(r"(?:Firefox|FxiOS)/(\d+)")
@@ -131,45 +134,13 @@ def parse_bytes(text: str | int) -> int:
 
 
 class _Run:
-    """One strategy's replay state: its key and variant ids, and its cache model."""
+    """One strategy's replay state: its key/variant ids and its cache model."""
 
     def __init__(self, strategy: Strategy, *, ttl_ms: int, capacity: int) -> None:
         self.strategy = strategy
         self.model = CacheModel(ttl_ms=ttl_ms, capacity=capacity)
-        self.key_ids: dict[str, int] = {}
-        self.variant_ids: dict[str, int] = {}
-        self.keys_with_variant = 0
-        self.combo_key = np.zeros(0, dtype=np.int64)
-        self.combo_var = np.zeros(0, dtype=np.int64)
+        self.index = KeyIndex(strategy)
         self.refused = 0
-
-    def extend(self, combos: list[tuple[str, str, int]]) -> None:
-        """Apply the strategy to newly seen (stem, query, accept class) combos."""
-        keys = np.empty(len(combos), dtype=np.int64)
-        variants = np.empty(len(combos), dtype=np.int64)
-        apply = self.strategy.apply
-        key_ids, variant_ids = self.key_ids, self.variant_ids
-        for i, (stem, query, acc) in enumerate(combos):
-            try:
-                res = apply("GET", stem, query, {"accept": ACCEPT_BY_CLASS[acc]})
-            except BadRequest:
-                keys[i] = variants[i] = -1
-                continue
-            kid = key_ids.get(res.cache_key)
-            if kid is None:
-                kid = key_ids[res.cache_key] = len(key_ids)
-                if res.variant is not None:
-                    self.keys_with_variant += 1
-            keys[i] = kid
-            if res.variant is None:
-                variants[i] = -1
-            else:
-                vid = variant_ids.get(res.variant)
-                if vid is None:
-                    vid = variant_ids[res.variant] = len(variant_ids)
-                variants[i] = vid
-        self.combo_key = np.concatenate([self.combo_key, keys])
-        self.combo_var = np.concatenate([self.combo_var, variants])
 
 
 def _string_column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
@@ -209,12 +180,15 @@ def compare_strategies(
     warmup: float | str = 0,
     tier: str = "pop",
     target: float = 0.96,
+    calibrate: bool = True,
 ) -> dict[str, Any]:
     """Replay logs under each strategy; see the module docstring and docs/strategies.md for the fields.
 
     ``batches_or_paths``: record batches / tables in :data:`analytics.schema.LOG_SCHEMA`, or log paths
     (files, folders, globs, ``s3://``) read with :func:`analytics.reader.read_logs`. ``ttl`` and
-    ``warmup`` are seconds (or ``"30d"``, ``"6h"``); ``capacity`` is bytes per cache (None: unbounded).
+    ``warmup`` are seconds (or ``"30d"``, ``"6h"``; a ``ttl`` of 0 means no expiry); ``capacity`` is bytes
+    per cache (None: unbounded). ``calibrate`` replays ``passthrough`` too when it is not among
+    ``strategies``, for the observed-vs-predicted calibration.
     """
     if tier not in TIERS:
         raise UsageError(f"unknown tier {tier!r}", detail=f"use one of {', '.join(TIERS)}")
@@ -228,15 +202,17 @@ def compare_strategies(
         raise UsageError("a strategy is named twice", detail=", ".join(names))
     runs = [_Run(s, ttl_ms=int(ttl_s * 1000), capacity=cap) for s in chosen]
     calibration = next((r for r in runs if r.strategy.name == "passthrough"), None)
-    if calibration is None:
+    if calibration is None and calibrate:
         calibration = _Run(get_strategy("passthrough"), ttl_ms=int(ttl_s * 1000), capacity=cap)
         all_runs = [*runs, calibration]
     else:
         all_runs = runs
 
     source, stream = _batches(batches_or_paths)
-    combo_ids: dict[str, int] = {}
-    combos: list[tuple[str, str, int]] = []
+    path_ids: dict[str, int] = {}
+    paths: list[str] = []
+    query_ids: dict[tuple[str, str], int] = {}
+    queries: list[tuple[str, str]] = []
     cache_ids: dict[str, int] = {}
     no_region: set[str] = set()
     excluded = dict.fromkeys(EXCLUDED_REASONS, 0)
@@ -255,17 +231,17 @@ def compare_strategies(
         # 1. the log's own classes: only hits and misses are replayed and scored
         rt_idx, rt_vals = _encode(_string_column(batch, "x_edge_result_type"))
         m_idx, m_vals = _encode(_string_column(batch, "cs_method"))
-        lut = np.array([classify(rt, m) for rt in rt_vals for m in m_vals], dtype=object)
+        lut = np.array([_CLASS_CODES[classify(rt, m)] for rt in rt_vals for m in m_vals] or [0], dtype=np.int64)
         cls = lut[rt_idx * len(m_vals) + m_idx]
-        for reason, count in zip(*np.unique(cls, return_counts=True), strict=True):
-            if reason in excluded:
-                excluded[reason] += int(count)
+        for code, count in enumerate(np.bincount(cls, minlength=len(_CLASS_NAMES))):
+            if code >= 2 and count:
+                excluded[_CLASS_NAMES[code]] += int(count)
         ts_col = batch.column("timestamp")
         if isinstance(ts_col, pa.ChunkedArray):
             ts_col = ts_col.combine_chunks()
         has_ts = ~np.asarray(ts_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        keep = ((cls == "hit") | (cls == "miss")) & has_ts
-        totals["no_timestamp"] += int((((cls == "hit") | (cls == "miss")) & ~has_ts).sum())
+        keep = (cls < 2) & has_ts
+        totals["no_timestamp"] += int(((cls < 2) & ~has_ts).sum())
         rows = np.nonzero(keep)[0]
         if rows.size == 0:
             continue
@@ -281,9 +257,8 @@ def compare_strategies(
         t_last = int(t[-1]) if t_last is None else max(t_last, int(t[-1]))
         assert warm_end is not None
         scored = t >= warm_end
-        take = pa.array(rows)
-        sub = batch.take(take) if isinstance(batch, pa.RecordBatch) else batch.take(take)
-        hit_obs = cls[rows] == "hit"
+        sub = batch if order is None and rows.size == n else batch.take(pa.array(rows))
+        hit_obs = cls[rows] == 0
         totals["replayed"] += int(rows.size)
         totals["scored"] += int(scored.sum())
         totals["observed_hits"] += int((hit_obs & scored).sum())
@@ -323,42 +298,53 @@ def compare_strategies(
         for k in range(3):
             accept_counts[k] += int((acc == k).sum())
 
-        # 4. distinct (URL, accept) → combo ids; each strategy applied once per new combo
-        query = _string_column(sub, "cs_uri_query")
-        query = pc.if_else(pc.equal(query, "-"), "", query)
-        url = pc.binary_join_element_wise(_string_column(sub, "cs_uri_stem"), query,
-                                          pa.array(acc.astype("U1")), "\x1f")
-        u_idx, u_vals = _encode(url)
-        start = len(combos)
-        u_combo = np.empty(len(u_vals), dtype=np.int64)
-        for i, u in enumerate(u_vals):
-            cid = combo_ids.get(u)
-            if cid is None:
-                cid = combo_ids[u] = len(combos)
-                stem, q, a = u.split("\x1f")
-                combos.append((stem, q, int(a)))
-            u_combo[i] = cid
-        new = combos[start:]
-        row_combo = u_combo[u_idx]
+        # 4. global ids of paths and of (query, accept); each strategy applied once per new one
+        p_idx, p_vals = _encode(_string_column(sub, "cs_uri_stem"))
+        p_lut = np.empty(len(p_vals), dtype=np.int64)
+        new_paths: list[str] = []
+        for i, v in enumerate(p_vals):
+            gid = path_ids.get(v)
+            if gid is None:
+                gid = path_ids[v] = len(paths)
+                paths.append(v)
+                new_paths.append(v)
+            p_lut[i] = gid
+        q_idx, q_vals = _encode(_string_column(sub, "cs_uri_query"))
+        local = q_idx * 3 + acc
+        present = np.zeros(3 * max(len(q_vals), 1), dtype=bool)
+        present[local] = True
+        q_lut = np.full(present.shape[0], -1, dtype=np.int64)
+        new_queries: list[tuple[str, str]] = []
+        for code in np.nonzero(present)[0]:
+            q = q_vals[code // 3]
+            item = ("" if q == "-" else q, ACCEPT_BY_CLASS[code % 3])
+            gid = query_ids.get(item)
+            if gid is None:
+                gid = query_ids[item] = len(queries)
+                queries.append(item)
+                new_queries.append(item)
+            q_lut[code] = gid
+        row_path, row_query = p_lut[p_idx], q_lut[local]
         size = pc.fill_null(sub.column("sc_bytes"), 0).to_numpy(zero_copy_only=False).astype(np.int64) \
             if "sc_bytes" in sub.schema.names else np.zeros(rows.size, dtype=np.int64)
         for run in all_runs:
-            if new:
-                run.extend(new)
-            key = run.combo_key[row_combo]
-            var = run.combo_var[row_combo]
+            if new_paths:
+                run.index.add_paths(new_paths)
+            if new_queries:
+                run.index.add_queries(new_queries)
+            key, var = run.index.ids(row_path, row_query, paths, queries)
             ok = key >= 0
             if not ok.all():
                 run.refused += int((~ok & scored).sum())
                 run.model.run(t[ok], c0[ok], c1[ok], c2[ok], key[ok], var[ok], size[ok], scored[ok],
-                              n_caches=len(cache_ids), n_variants=len(run.variant_ids))
+                              n_caches=len(cache_ids), n_variants=run.index.unique_variants)
             else:
                 run.model.run(t, c0, c1, c2, key, var, size, scored,
-                              n_caches=len(cache_ids), n_variants=len(run.variant_ids))
+                              n_caches=len(cache_ids), n_variants=run.index.unique_variants)
 
     observed = hit_rate(totals["observed_hits"], totals["observed_misses"])
     results = {run.strategy.name: _summary(run, target) for run in runs}
-    cal = _summary(calibration, target)
+    cal = _summary(calibration, target) if calibration is not None else {"hit_rate": None}
     out: dict[str, Any] = {
         "settings": {"ttl_seconds": ttl_s, "capacity_bytes": cap or None, "warmup_seconds": warmup_s,
                      "tier": tier, "target": target},
@@ -369,7 +355,8 @@ def compare_strategies(
         "excluded": excluded,
         "no_timestamp": totals["no_timestamp"],
         "out_of_order": totals["out_of_order"],
-        "distinct_urls": len(combos),
+        "distinct_paths": len(paths),
+        "distinct_queries": len(queries),
         "accept_inference": {
             "note": ACCEPT_INFERENCE_NOTE,
             "from_content_type": totals["accept_from_content_type"],
@@ -396,7 +383,7 @@ def compare_strategies(
 def _summary(run: _Run, target: float) -> dict[str, Any]:
     c = run.model.result()
     rate = hit_rate(c["hits"], c["misses"])
-    variants = len(run.variant_ids)
+    variants = run.index.unique_variants
     return {
         "hit_rate": rate,
         "meets_target": rate is not None and rate >= target,
@@ -407,9 +394,9 @@ def _summary(run: _Run, target: float) -> dict[str, Any]:
         "regional_hits": c["regional_hits"],
         "shield_hits": c["shield_hits"],
         "transforms": c["transforms"],
-        "unique_keys": len(run.key_ids),
+        "unique_keys": run.index.unique_keys,
         "unique_variants": variants,
-        "keys_per_variant": run.keys_with_variant / variants if variants else None,
+        "keys_per_variant": run.index.keys_with_variant / variants if variants else None,
         "refused": run.refused,
         "cold": c["cold"],
         "expired": c["expired"],

@@ -16,7 +16,6 @@ from edgeproof.canonical import (
     Variant,
     negotiate_format,
     parse_canonical,
-    parse_request,
     split_canonical,
     validate_source_key,
     variant_from_params,
@@ -98,19 +97,79 @@ class Strategy:
             raise BadRequest(hit.message, detail=hit.detail)
         return hit
 
-    # ------------------------------------------------------------------ internals
-    def _compute(self, path: str, query: str, accept: str) -> KeyResult:
+    # ------------------------------------------------------------------ parts (used by the replay)
+    # A result is the concatenation of a path part and a query part: cache_key = key_prefix + key_suffix,
+    # variant = variant_prefix + variant_suffix. The replay caches the parts separately (distinct paths
+    # times distinct queries is far more than either), and apply() is defined through them too.
+
+    def path_part(self, path: str) -> tuple[str | None, str | None, BadRequest | None] | None:
+        """``(key_prefix, variant_prefix, error)`` of a path, or None for a canonical-form path
+        (``/{key}/{ops}``: use :meth:`apply`). ``key_prefix`` is None when the strategy refuses the path
+        (``error`` says why); ``variant_prefix`` is None when the path is not a valid source key."""
         if self.config.path_case == "lower":
             path = path.lower()
+        if split_canonical(path) is not None:
+            return None
+        try:
+            prefix: str | None = "/" + validate_source_key(path[1:] if path.startswith("/") else path)
+            err = None
+        except BadRequest as bad:
+            prefix, err = None, bad
         if self.config.mode == "query":
-            return self._query_mode(path, query, accept)
-        key = self.canonical_request(path, query, accept)
+            return path, prefix, None
+        return prefix, prefix, err
+
+    def query_part(self, query: str, accept: str) -> tuple[str | None, str | None, BadRequest | None]:
+        """``(key_suffix, variant_suffix, error)`` of a raw query string under an Accept header."""
+        if self.config.mode == "query":
+            pairs = self._normalized_pairs(query)
+            suffix = "?" + "&".join(f"{n}={v}" for n, v in pairs) if pairs else ""
+            if self._plain:
+                suffix = "?" + query if query else ""
+            ops = _friendly_ops(pairs, accept)
+            return suffix, None if ops is None else "/" + ops, None
+        try:
+            ops = "/" + self.canonical_ops(query, accept)
+        except BadRequest as bad:
+            return None, None, bad
+        return ops, ops, None
+
+    # ------------------------------------------------------------------ internals
+    def _compute(self, path: str, query: str, accept: str) -> KeyResult:
+        part = self.path_part(path)
+        if part is None:
+            return self._canonical_path(path.lower() if self.config.path_case == "lower" else path, query, accept)
+        key_prefix, variant_prefix, err = part
+        if key_prefix is None:
+            raise err or BadRequest("refused")
+        key_suffix, variant_suffix, qerr = self.query_part(query, accept)
+        if key_suffix is None:
+            raise qerr or BadRequest("refused")
+        key = key_prefix + key_suffix
+        if self.config.mode == "canonical":
+            return KeyResult(key, key, key)
+        variant = None if variant_prefix is None or variant_suffix is None else variant_prefix + variant_suffix
+        return KeyResult(key, key, variant)
+
+    def _canonical_path(self, path: str, query: str, accept: str) -> KeyResult:
+        """A request whose path is already ``/{source_key}/{ops}``."""
+        if self.config.mode == "query":
+            key = path + (self.query_part(query, accept)[0] or "")
+            try:
+                source_key, variant = parse_canonical(path, DEFAULT_PRESETS)
+            except BadRequest:
+                return KeyResult(key, key, None)
+            return KeyResult(key, key, variant.path(source_key))
+        c = self.config.canonical
+        source_key, variant = parse_canonical(path, DEFAULT_PRESETS)
+        if c.format_param == "ignore":
+            variant = replace(variant, f=negotiate_format(accept, c.formats))
+        key = f"/{source_key}/{self._finish(variant, 1000, c.on_invalid == 'fallback')}"
         return KeyResult(key, key, key)
 
-    def _query_mode(self, path: str, query: str, accept: str) -> KeyResult:
+    def _normalized_pairs(self, query: str) -> list[tuple[str, str]]:
         if self._plain:
-            uri = f"{path}?{query}" if query else path
-            return KeyResult(uri, uri, _true_variant(path, split_query(query), accept))
+            return split_query(query)
         p = self.config.params
         out: list[tuple[str, str]] = []
         seen: set[str] = set()
@@ -143,19 +202,12 @@ class Strategy:
             out.append((raw_name, raw_value))
         if p.sort:
             out.sort()
-        uri = path + ("?" + "&".join(f"{n}={v}" for n, v in out) if out else "")
-        return KeyResult(uri, uri, _true_variant(path, out, accept))
+        return out
 
-    def canonical_request(self, path: str, query: str, accept: str) -> str:
-        """Canonical mode: the canonical request (path case already applied by the caller)."""
+    def canonical_ops(self, query: str, accept: str) -> str:
+        """Canonical mode: the ops segment for a friendly query string (BadRequest when refused)."""
         c = self.config.canonical
         fallback = c.on_invalid == "fallback"
-        if split_canonical(path) is not None:
-            source_key, variant = parse_canonical(path, DEFAULT_PRESETS)
-            if c.format_param == "ignore":
-                variant = replace(variant, f=negotiate_format(accept, c.formats))
-            return self._finish(source_key, variant, 1000, fallback)
-        source_key = validate_source_key(path[1:] if path.startswith("/") else path)
         ops: dict[str, str] = {}
         dpr_raw: str | None = None
         for raw_name, raw_value in split_query(query):
@@ -185,9 +237,9 @@ class Strategy:
                     raise BadRequest("malformed dpr", detail=f"dpr={dpr_raw!r} is not a number like 2 or 1.5")
             else:
                 dpr = min(max(parsed, 1000), self.config.max_dpr_milli)
-        return self._finish(source_key, variant, dpr, fallback)
+        return self._finish(variant, dpr, fallback)
 
-    def _finish(self, source_key: str, variant: Variant, dpr: int, fallback: bool) -> str:
+    def _finish(self, variant: Variant, dpr: int, fallback: bool) -> str:
         c = self.config.canonical
         w, h, q = variant.w, variant.h, variant.q
         if dpr != 1000:
@@ -205,16 +257,15 @@ class Strategy:
             q = _snap_up(q, c.quality_buckets)
         if (w, h, q) != (variant.w, variant.h, variant.q):
             variant = replace(variant, w=w, h=h, q=q)
-        return variant.path(source_key)
+        return variant.ops
 
 
-def _true_variant(path: str, pairs: list[tuple[str, str]], accept: str) -> str | None:
-    """What the origin renders for ``path?pairs`` (the friendly form, first occurrence of a name wins)."""
+def _friendly_ops(pairs: list[tuple[str, str]], accept: str) -> str | None:
+    """The ops the origin renders for ``?pairs`` in the friendly form (first occurrence of a name wins)."""
     params: dict[str, str] = {}
     for raw_name, raw_value in pairs:
         params.setdefault(pct_decode(raw_name), pct_decode(raw_value))
     try:
-        source_key, variant = parse_request(path, params, accept or None)
+        return variant_from_params(params, accept or None, DEFAULT_PRESETS).ops
     except (BadRequest, ValueError, OverflowError):
         return None
-    return variant.path(source_key)

@@ -1,0 +1,159 @@
+"""Integer cache-key and variant ids for the replay, computed from a strategy's path and query parts.
+
+A strategy's result is ``key_prefix + key_suffix`` (and ``variant_prefix + variant_suffix``), where the
+prefix depends only on the path and the suffix only on the query and Accept header
+(:meth:`analytics.strategies.Strategy.path_part` / ``query_part``). So the strategy is applied once per
+distinct path and once per distinct (query, accept) — never per distinct URL — and a (prefix id, suffix
+id) pair is mapped to a dense key id by a compiled hash table. Canonical-form paths
+(``/{key}/{ops}``), which have no such split, go through :meth:`Strategy.apply` per distinct URL.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from analytics._cachesim import _probe, grow_table, new_table
+from analytics.strategies import Strategy
+from edgeproof.errors import BadRequest
+
+__all__ = ["KeyIndex"]
+
+_SHIFT = 1 << 31
+_SPECIAL = -2
+
+
+@njit(cache=True)
+def _pair_ids(a, b, table, count, out, var, with_variant):
+    """``out[i]`` = dense id of the pair (a[i], b[i]), -1 when either is negative; new ids counted."""
+    for i in range(a.shape[0]):
+        if a[i] < 0 or b[i] < 0:
+            out[i] = -1
+            continue
+        code = a[i] * _SHIFT + b[i]
+        j = _probe(table, code)
+        if table[j, 0] == -1:
+            table[j, 0] = code
+            table[j, 1] = count[0]
+            count[0] += 1
+            if var.shape[0] > 0 and var[i] >= 0:
+                with_variant[0] += 1
+        out[i] = table[j, 1]
+
+
+class _PairTable:
+    def __init__(self) -> None:
+        self.table = new_table(1 << 12)
+        self.count = np.zeros(1, dtype=np.int64)
+        self.with_variant = np.zeros(1, dtype=np.int64)
+
+    def ids(self, a: np.ndarray, b: np.ndarray, var: np.ndarray | None = None) -> np.ndarray:
+        self.table = grow_table(self.table, int(self.count[0]) + a.shape[0])
+        out = np.empty(a.shape[0], dtype=np.int64)
+        _pair_ids(a, b, self.table, self.count, out,
+                  var if var is not None else np.zeros(0, dtype=np.int64), self.with_variant)
+        return out
+
+
+class _Ids(dict[str, int]):
+    def of(self, text: str | None) -> int:
+        if text is None:
+            return -1
+        found = self.get(text)
+        if found is None:
+            found = self[text] = len(self)
+        return found
+
+
+def _grow(arr: np.ndarray, n: int) -> np.ndarray:
+    if n <= arr.shape[0]:
+        return arr
+    new = np.zeros(max(n, 2 * arr.shape[0]), dtype=arr.dtype)
+    new[: arr.shape[0]] = arr
+    return new
+
+
+class KeyIndex:
+    """One strategy's ids: per global path id and per global (query, accept) id, then per pair."""
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+        self.canonical_mode = strategy.config.mode == "canonical"
+        self._kp, self._ks, self._vp, self._vs = _Ids(), _Ids(), _Ids(), _Ids()
+        self.p_key = np.zeros(1024, dtype=np.int64)
+        self.p_var = np.zeros(1024, dtype=np.int64)
+        self.q_key = np.zeros(64, dtype=np.int64)
+        self.q_var = np.zeros(64, dtype=np.int64)
+        self.n_paths = 0
+        self.n_queries = 0
+        self._special: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+        self.keys = _PairTable()
+        self.variants = _PairTable()
+
+    @property
+    def unique_keys(self) -> int:
+        return int(self.keys.count[0])
+
+    @property
+    def unique_variants(self) -> int:
+        return int(self.variants.count[0])
+
+    @property
+    def keys_with_variant(self) -> int:
+        return int(self.keys.with_variant[0])
+
+    def add_paths(self, paths: list[str]) -> None:
+        """Parts for newly seen global path ids ``n_paths .. n_paths+len(paths)-1``."""
+        n = self.n_paths + len(paths)
+        self.p_key, self.p_var = _grow(self.p_key, n), _grow(self.p_var, n)
+        for i, path in enumerate(paths, self.n_paths):
+            part = self.strategy.path_part(path)
+            if part is None:
+                self.p_key[i] = self.p_var[i] = _SPECIAL
+            else:
+                self.p_key[i] = self._kp.of(part[0])
+                self.p_var[i] = self._vp.of(part[1])
+        self.n_paths = n
+
+    def add_queries(self, queries: list[tuple[str, str]]) -> None:
+        """Parts for newly seen global (query, accept) ids."""
+        n = self.n_queries + len(queries)
+        self.q_key, self.q_var = _grow(self.q_key, n), _grow(self.q_var, n)
+        for i, (query, accept) in enumerate(queries, self.n_queries):
+            key_suffix, variant_suffix, _err = self.strategy.query_part(query, accept)
+            self.q_key[i] = self._ks.of(key_suffix)
+            self.q_var[i] = self._vs.of(variant_suffix)
+        self.n_queries = n
+
+    def ids(self, path_ids: np.ndarray, query_ids: np.ndarray, paths: list[str],
+            queries: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+        """(key id, variant id) per row; key id -1 where the strategy refuses the request."""
+        kp, vp = self.p_key[path_ids], self.p_var[path_ids]
+        ks, vs = self.q_key[query_ids], self.q_var[query_ids]
+        special = np.nonzero(kp == _SPECIAL)[0]
+        for r in special:
+            pair = (int(path_ids[r]), int(query_ids[r]))
+            parts = self._special.get(pair)
+            if parts is None:
+                parts = self._special[pair] = self._apply(paths[pair[0]], *queries[pair[1]])
+            kp[r], ks[r], vp[r], vs[r] = parts
+        var = self.variants.ids(vp, vs)
+        key = self.keys.ids(kp, ks, var)
+        return key, var
+
+    def _apply(self, path: str, query: str, accept: str) -> tuple[int, int, int, int]:
+        try:
+            res = self.strategy.apply("GET", path, query, {"accept": accept})
+        except BadRequest:
+            return -1, -1, -1, -1
+        if self.canonical_mode:
+            head, _, tail = res.cache_key.rpartition("/")
+            kp, ks = head, "/" + tail
+        else:
+            cut = res.cache_key.find("?")
+            kp, ks = (res.cache_key, "") if cut < 0 else (res.cache_key[:cut], res.cache_key[cut:])
+        vp = vs = None
+        if res.variant is not None:
+            head, _, tail = res.variant.rpartition("/")
+            vp, vs = head, "/" + tail
+        return self._kp.of(kp), self._ks.of(ks), self._vp.of(vp), self._vs.of(vs)
