@@ -197,6 +197,7 @@ class Edge:
         method: str = "-",
         target: str = "-",
         cs_bytes: int = 0,
+        resp_result: str | None = None,
     ) -> None:
         pop.requests += 1
         pop.sc_bytes += sent
@@ -216,13 +217,13 @@ class Edge:
             t0 = t_first
             host_h = referer = ua = xff = None
             version = "HTTP/1.1"
-        resp_result = "Error" if result in ("Hit", "Miss", "RefreshHit") and status >= 400 else result
+        resp_result = resp_result or result
         self.logs.add(
             (
                 _now() * 1000.0, pop.id, sent, conn.client_ip, method, self.host, path or "-", status, referer,
                 ua, query, None, result, rid, host_h or self.host, "http", cs_bytes,
-                round(t_last - t0, 3), xff, resp_result, version, conn.client_port,
-                round(t_first - t0, 3), detail, content_type, content_len,
+                t_last - t0, xff, resp_result, version, conn.client_port,
+                t_first - t0, detail, content_type, content_len,
             )
         )
 
@@ -248,7 +249,7 @@ class Edge:
         sent = self._write(conn, req, pop, status, head, body, x_cache, None, rid)
         t = _perf()
         self._log(conn, req, pop, status, sent, result, detail, rid, "application/json", len(body), t, t,
-                  method, target, cs_bytes)
+                  method=method, target=target, cs_bytes=cs_bytes)
         conn.done()
 
     def reject_raw(self, conn: ViewerProtocol, status: int, detail: str, head: bytes, t0: float) -> None:
@@ -326,8 +327,10 @@ class Edge:
             entry = self._entry(OriginResponse(502, headers, body, detail="OriginError"), 0.0)
             how = "miss"
         result = {"hit": "Hit", "refresh": "RefreshHit", "shield": "OriginShieldHit"}.get(how, "Miss")
-        if conn.closing:
-            pop.requests += 1  # the viewer went away: nothing to send (CloudFront logs 000)
+        if conn.closing:  # the viewer went away: nothing sent; CloudFront logs status 000
+            t = _perf()
+            self._log(conn, req, pop, "000", 0, result, "ClientHungUpRequest", rid, None, None, t, t,  # type: ignore[arg-type]
+                      resp_result="Error")
             return
         self._serve(conn, req, pop, entry, result, rid)
         conn.done()

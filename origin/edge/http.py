@@ -129,30 +129,27 @@ class ViewerProtocol(asyncio.Protocol):
             self.handler.handle(self, req)
 
     def _parse(self, head: bytes, head_len: int, t0: float) -> Request | None:
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             self.keep_alive = False
             self.busy = True
             self.handler.reject_raw(self, 400, "malformed request line", head, t0)
             return None
         headers: dict[str, str] = {}
         for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip():
+            name, sep, value = line.partition(":")
+            if not sep or not name or name[-1] in " \t" or name[0] in " \t":
                 self.keep_alive = False
                 self.busy = True
                 self.handler.reject_raw(self, 400, "malformed header line", head, t0)
                 return None
-            key = name.decode("latin-1").lower()
-            val = value.strip().decode("latin-1")
+            key = name.lower()
             if key in headers:
-                headers[key] = headers[key] + ", " + val
+                headers[key] = headers[key] + ", " + value.strip()
             else:
-                headers[key] = val
-        return Request(
-            parts[0].decode("latin-1"), parts[1].decode("latin-1"), parts[2].decode("latin-1"), headers, head_len, t0
-        )
+                headers[key] = value.strip()
+        return Request(parts[0], parts[1], parts[2], headers, head_len, t0)
 
     # -- answering (called by the handler) ------------------------------------------------------------
     def send(self, data: bytes) -> None:

@@ -1,9 +1,9 @@
 """CloudFront standard logs for the edge: buffered, gzipped in batches, one file per hour.
 
 The request path only appends a tuple of raw values to a list (:meth:`LogSink.add`). A writer thread
-takes the list every ``flush_interval`` seconds, turns each tuple into a row keyed by
-:data:`analytics.schema.LOG_SCHEMA` column names, encodes it with :func:`analytics.writer.encode_line`
-(the one W3C writer), and appends the batch to the hour's file as one complete gzip member. A file is
+takes the list every ``flush_interval`` seconds, turns it into columns keyed by
+:data:`analytics.schema.LOG_SCHEMA` names, encodes them with :func:`analytics.writer.encode_columns`
+(the one W3C writer, bulk form of ``encode_line``), and appends the batch to the hour's file as one complete gzip member. A file is
 therefore readable (``gzip`` reads concatenated members) after every flush, and nothing buffered is
 lost on shutdown: :meth:`LogSink.close` flushes the rest and uploads.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from analytics.schema import LEGACY_FIELDS_33
-from analytics.writer import encode_line, w3c_header
+from analytics.writer import encode_columns, w3c_header
 from edgeproof.errors import ConfigError, StoreError
 
 __all__ = ["ROW_COLUMNS", "LogSink"]
@@ -62,7 +62,7 @@ class LogSink:
         *,
         log_bucket: str | None = None,
         flush_interval: float = 1.0,
-        compresslevel: int = 6,
+        compresslevel: int = 3,
     ) -> None:
         self.dir = Path(log_dir)
         try:
@@ -128,14 +128,19 @@ class LogSink:
             batch, self._buf = self._buf, []
             written = 0
             if batch:
-                by_hour: dict[str, list[str]] = {}
+                by_hour: dict[int, list[tuple[Any, ...]]] = {}
                 for values in batch:
-                    row = dict(zip(ROW_COLUMNS, values, strict=True))
-                    hour = time.strftime("%Y-%m-%d-%H", time.gmtime(values[0] / 1000.0))
-                    by_hour.setdefault(hour, []).append(encode_line(row, LEGACY_FIELDS_33))
-                for hour in sorted(by_hour):
-                    self._append(hour, by_hour[hour])
-                    written += len(by_hour[hour])
+                    by_hour.setdefault(int(values[0] // 3_600_000), []).append(values)
+                for hour_index in sorted(by_hour):
+                    rows = by_hour[hour_index]
+                    columns: dict[str, list[Any]] = {
+                        c: list(v) for c, v in zip(ROW_COLUMNS, zip(*rows, strict=True), strict=True)
+                    }
+                    columns["timestamp"] = [int(t) for t in columns["timestamp"]]
+                    lines = list(encode_columns(columns, len(rows), LEGACY_FIELDS_33))
+                    hour = time.strftime("%Y-%m-%d-%H", time.gmtime(hour_index * 3600))
+                    self._append(hour, lines)
+                    written += len(lines)
                 self.lines_written += written
             current = datetime.now(UTC).strftime("%Y-%m-%d-%H")
             for hour, hf in sorted(self._files.items()):
