@@ -92,10 +92,16 @@ class Admission:
 
 
 class SingleFlight(Generic[T]):
-    """Concurrent calls for the same key share one task; later callers are *joins*."""
+    """Concurrent calls for the same key share one task; later callers are *joins*.
+
+    A task's entry is dropped when it finishes, unless the producer called :meth:`hold` for its
+    key (e.g. while the derivative is still being written, so that a request arriving in that gap
+    joins the finished task instead of transforming again); :meth:`forget` then drops it.
+    """
 
     def __init__(self) -> None:
         self._tasks: dict[str, asyncio.Task[T]] = {}
+        self._held: set[str] = set()
 
     def run(self, key: str, make: Callable[[], Awaitable[T]]) -> tuple[asyncio.Task[T], bool]:
         """The task producing ``key`` and whether this call joined an existing one."""
@@ -104,11 +110,24 @@ class SingleFlight(Generic[T]):
             return task, True
         task = asyncio.ensure_future(make())
         self._tasks[key] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(key, None))
+        task.add_done_callback(lambda t: self._done(key, t))
         return task, False
 
+    def _done(self, key: str, task: asyncio.Task[T]) -> None:
+        if key not in self._held and self._tasks.get(key) is task:
+            del self._tasks[key]
+
+    def hold(self, key: str) -> None:
+        self._held.add(key)
+
+    def forget(self, key: str) -> None:
+        self._held.discard(key)
+        task = self._tasks.get(key)
+        if task is not None and task.done():
+            del self._tasks[key]
+
     def __len__(self) -> int:
-        return len(self._tasks)
+        return sum(1 for t in self._tasks.values() if not t.done())
 
 
 @dataclass(frozen=True, slots=True)

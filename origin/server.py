@@ -168,6 +168,7 @@ class Origin:
             self.admission.release()
         obj = CachedObject(rendition.data, rendition.content_type, etag_for(rendition.data))
         if self.config.write_derivatives:
+            self.flight.hold(dkey)  # late arrivals join this result until the write lands
             self._spawn(self._write(dkey, obj))
         return obj, "transform"
 
@@ -188,6 +189,8 @@ class Origin:
             self.metrics.inc("store_writes_total", "error")
         else:
             self.metrics.inc("store_writes_total", "ok")
+        finally:
+            self.flight.forget(dkey)
 
     async def _lookup(self, key: str, variant: Variant, deadline: Deadline) -> tuple[CachedObject, str]:
         dkey = variant.path(key)[1:]
