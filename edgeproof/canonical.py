@@ -157,11 +157,29 @@ def load_presets(path: str | Path | None) -> dict[str, Variant]:
     return presets
 
 
+def _accepted_types(accept: str) -> set[str]:
+    """Media types an ``Accept`` header names with a non-zero ``q`` (``image/avif;q=0`` refuses)."""
+    types: set[str] = set()
+    for item in accept.lower().split(","):
+        media, *params = (p.strip() for p in item.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if media and q > 0:
+            types.add(media)
+    return types
+
+
 def negotiate_format(accept: str | None, allowed: tuple[str, ...] = ("avif", "webp", "jpeg")) -> str:
     """``format=auto``: the first of ``allowed`` that the ``Accept`` header takes (jpeg always is)."""
-    accept = (accept or "").lower()
+    accepted = _accepted_types(accept or "")
     for fmt in allowed:
-        if fmt in ("jpeg", "png") or CONTENT_TYPES[fmt] in accept:
+        if fmt in ("jpeg", "png") or CONTENT_TYPES[fmt] in accepted:
             return fmt
     return "jpeg"
 
