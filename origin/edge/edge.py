@@ -137,6 +137,7 @@ class Edge:
         self._date = b""
         self.collapsed = 0
         self.ready = False
+        self._tasks: set[asyncio.Future[None]] = set()
 
     # -- small helpers --------------------------------------------------------------------------
     def _http_date(self) -> bytes:
@@ -294,7 +295,9 @@ class Edge:
             self._serve(conn, req, pop, entry, "Hit", None)
             conn.done()
             return
-        asyncio.ensure_future(self._miss(conn, req, pop, key, kr.origin_uri))
+        task = asyncio.ensure_future(self._miss(conn, req, pop, key, kr.origin_uri))
+        self._tasks.add(task)  # keep a reference until it is done (the loop holds only a weak one)
+        task.add_done_callback(self._tasks.discard)
 
     def _serve(
         self, conn: ViewerProtocol, req: Request, pop: Pop, entry: Entry, result: str, rid: str | None
