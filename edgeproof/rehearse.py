@@ -1,0 +1,376 @@
+"""The spike rehearsal end to end: start the stack, play the spike and its events, stop, analyse, report.
+
+``run_rehearsal(options)`` is what ``edgeproof rehearse`` calls:
+
+1. the sample catalog (generated once with ``edgeproof origin sample-catalog`` and kept under
+   ``.edgeproof-cache/``);
+2. the embedded stack on loopback, each part through its own CLI: origin tasks (``edgeproof origin
+   serve``, with a shared derivative-store folder or, in local-cache mode, private ones), the edge
+   emulator (``edgeproof edge serve``: several POPs, the chosen strategy, logs in ``OUT/logs``);
+   with ``--target URL`` no stack is started and the load goes to that distribution;
+3. the load (``edgeproof loadtest run``, its own process since Locust must be), while this process
+   polls the edge's and origins' counters once a second, plays the scenario's events (origin
+   scale-out/in through the edge's admin API) and prints a live progress line;
+4. a clean stop of everything (:class:`~edgeproof.rehearse_stack.Processes`), even on Ctrl-C or
+   failure;
+5. the analysis (:mod:`edgeproof.rehearse_analysis`) and the report
+   (:mod:`edgeproof.rehearse_report`): ``summary.json``, ``report.html``, PNG charts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edgeproof.errors import ConfigError, UsageError
+from edgeproof.rehearse_config import RehearsalScenario, dump_toml, load_rehearsal
+from edgeproof.rehearse_stack import (
+    Child,
+    Processes,
+    RehearsalError,
+    edgeproof_cmd,
+    free_port,
+    http_get,
+    http_post_json,
+    wait_ready,
+)
+
+__all__ = ["RehearsalOptions", "RehearsalResult", "catalog_dir", "run_rehearsal"]
+
+
+@dataclass
+class RehearsalOptions:
+    scenario: str | None = None
+    strategy: str | None = None
+    duration: float | None = None
+    peak_rps: float | None = None
+    out: str | None = None
+    target: str | None = None
+    logs: str | None = None
+    cache_dir: str | None = None
+    what_if: bool = True
+    quiet: bool = False
+
+
+@dataclass
+class RehearsalResult:
+    out_dir: Path
+    summary: dict[str, Any]
+    exit_code: int
+    files: list[Path] = field(default_factory=list)
+
+
+def catalog_dir(images: int, cache_dir: str | None = None) -> Path:
+    base = Path(cache_dir or os.environ.get("EDGEPROOF_CACHE") or ".edgeproof-cache")
+    return base / f"catalog-{images}"
+
+
+def _say(quiet: bool, text: str) -> None:
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def ensure_catalog(images: int, cache_dir: str | None, quiet: bool) -> Path:
+    """The sample catalog folder (generated once, then reused); returns it (with ``catalog.txt``)."""
+    folder = catalog_dir(images, cache_dir)
+    if (folder / "catalog.txt").is_file():
+        return folder
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    _say(quiet, f"generating the sample catalog ({images} images) in {folder} (once; kept for later runs)…")
+    proc = subprocess.run(edgeproof_cmd("origin", "sample-catalog", "--count", str(images), "--out", str(tmp)),
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not (tmp / "catalog.txt").is_file():
+        raise RehearsalError("could not generate the sample catalog",
+                             detail=(proc.stderr or proc.stdout)[-2000:] or "no catalog.txt written")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+@dataclass
+class _Stack:
+    """The running embedded stack: origin tasks, the edge, and what the poller collected."""
+
+    procs: Processes
+    scenario: RehearsalScenario
+    out: Path
+    sources: Path
+    edge: Child | None = None
+    edge_url: str = ""
+    admin_url: str = ""
+    origins: list[Child] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    task_seq: int = 0
+
+    def derivatives_for(self, n: int) -> Path:
+        store = self.out / "store"
+        return store / "derivatives" if self.scenario.stack.shared_derivatives else store / f"task-{n}"
+
+    def start_origin(self, wait: bool = True) -> Child:
+        self.task_seq += 1
+        n = self.task_seq
+        port = free_port()
+        deriv = self.derivatives_for(n)
+        deriv.mkdir(parents=True, exist_ok=True)
+        args = ["origin", "serve", "--port", str(port), "--sources", str(self.sources), "--derivatives", str(deriv),
+                "--workers", str(self.scenario.stack.origin_workers)]
+        if self.scenario.stack.local_cache_mb:
+            args += ["--local-cache-mb", str(self.scenario.stack.local_cache_mb)]
+        child = self.procs.start(f"origin-{n}", edgeproof_cmd(*args), url=f"http://127.0.0.1:{port}", task=n)
+        if wait:
+            wait_ready(child, f"{child.url}/readyz", timeout=90)
+        self.origins.append(child)
+        return child
+
+    def start_edge(self) -> None:
+        port, admin = free_port(), free_port()
+        primary = str(self.out / "store" / "derivatives") if self.scenario.stack.shared_derivatives else "-"
+        group = ",".join([primary, *(o.url or "" for o in self.origins)])
+        args = ["edge", "serve", "--port", str(port), "--admin-port", str(admin), "--origin-group", group,
+                "--strategy", self.scenario.strategy, "--pops", str(self.scenario.stack.pops),
+                "--log-dir", str(self.out / "logs"), "--distribution-id", "EREHEARSAL01"]
+        self.edge = self.procs.start("edge", edgeproof_cmd(*args), url=f"http://127.0.0.1:{port}")
+        self.edge_url = f"http://127.0.0.1:{port}"
+        self.admin_url = f"http://127.0.0.1:{admin}"
+        wait_ready(self.edge, f"{self.admin_url}/readyz", timeout=60)
+
+    def scale_out(self, count: int) -> list[str]:
+        added = []
+        for _ in range(count):
+            child = self.start_origin()
+            status, body = http_post_json(f"{self.admin_url}/backends", {"url": child.url})
+            if status >= 300:
+                raise RehearsalError(f"the edge refused the new origin backend {child.url}: {body}")
+            added.append(child.url or "")
+        return added
+
+    def scale_in(self, count: int) -> list[str]:
+        removed = []
+        for _ in range(min(count, len(self.origins) - 1)):  # keep at least one task
+            child = self.origins.pop()
+            http_post_json(f"{self.admin_url}/backends", {"url": child.url}, method="DELETE")
+            self.procs.stop(child)
+            removed.append(child.url or "")
+        return removed
+
+    def poll(self, t: float) -> dict[str, Any]:
+        """One sample of the edge's /stats and every origin's /metrics (counters, summed)."""
+        sample: dict[str, Any] = {"t": t, "origin_tasks": len(self.origins)}
+        try:
+            status, body = http_get(f"{self.admin_url}/stats", timeout=2.0)
+            if status == 200:
+                sample["edge"] = json.loads(body)
+        except (OSError, ValueError):
+            pass
+        totals: dict[str, float] = {}
+        for child in self.origins:
+            try:
+                status, body = http_get(f"{child.url}/metrics", timeout=2.0)
+            except OSError:
+                continue
+            if status == 200:
+                for key, value in parse_prometheus(body.decode(errors="replace")).items():
+                    totals[key] = totals.get(key, 0.0) + value
+        sample["origin"] = totals
+        self.samples.append(sample)
+        return sample
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)")
+
+
+def parse_prometheus(text: str) -> dict[str, float]:
+    """The origin's counters we chart: transforms, 503s, requests, shed (summed over labels)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        name, labels, value = m.group(1), m.group(2) or "", float(m.group(3))
+        short = name.removeprefix("edgeproof_origin_")
+        if short in ("transforms_total", "shed_total", "local_cache_hits_total", "store_writes_total"):
+            out[short] = out.get(short, 0.0) + value
+        elif short == "requests_total":
+            out["requests_total"] = out.get("requests_total", 0.0) + value
+            if 'status="503"' in labels:
+                out["responses_503"] = out.get("responses_503", 0.0) + value
+    return out
+
+
+def _resolve(options: RehearsalOptions) -> RehearsalScenario:
+    scenario = load_rehearsal(options.scenario)
+    changes: dict[str, Any] = {}
+    if options.strategy:
+        changes["strategy"] = options.strategy
+    if options.duration is not None:
+        if options.duration < 5:
+            raise UsageError("--duration must be at least 5 seconds")
+        changes["duration"] = float(options.duration)
+    if options.peak_rps is not None:
+        if options.peak_rps <= 0:
+            raise UsageError("--peak-rps must be > 0")
+        changes["peak_rps"] = float(options.peak_rps)
+    return replace(scenario, **changes) if changes else scenario
+
+
+def _loadtest_table(scenario: RehearsalScenario, keys_file: Path | None) -> dict[str, Any]:
+    table = json.loads(json.dumps(scenario.loadtest))  # deep copy
+    table.setdefault("name", f"rehearsal-{scenario.name}")
+    if keys_file is not None:
+        catalog = table.setdefault("catalog", {})
+        for key in ("skus", "images_per_sku", "path_template"):
+            catalog.pop(key, None)
+        catalog["keys_file"] = str(keys_file.resolve())
+        table.setdefault("clients", {}).setdefault("pops", scenario.stack.pops)
+    return table
+
+
+def _phases(table: dict[str, Any], where: Path, duration: float, peak: float) -> list[tuple[str, float, float]]:
+    """The load shape's phases (name, start, end) in seconds from the first arrival."""
+    from loadtest.scenario import scenario_from_dict
+    from loadtest.shapes import build_shape
+
+    sc = scenario_from_dict(table, where=str(where), base_dir=where.parent)
+    shape = build_shape({**sc.shape, "duration": duration, "peak_rps": peak}, where=str(where))
+    return shape.phases()
+
+
+def _event_times(scenario: RehearsalScenario, phases: list[tuple[str, float, float]]) -> list[tuple[float, Any]]:
+    starts = {name: start for name, start, _ in phases}
+    out = []
+    for ev in scenario.events:
+        if isinstance(ev.at, str):
+            if ev.at not in starts:
+                raise ConfigError(f"{scenario.source}: event at {ev.at!r}: no such phase",
+                                  detail=f"phases: {', '.join(starts)}")
+            out.append((starts[ev.at], ev))
+        else:
+            out.append((float(ev.at), ev))
+    return sorted(out, key=lambda p: p[0])
+
+
+def _progress_line(t: float, duration: float, sample: dict[str, Any], phase: str) -> str:
+    edge = sample.get("edge") or {}
+    origin = sample.get("origin") or {}
+    rate = edge.get("hit_rate")
+    rate_s = "–" if rate is None else f"{rate * 100:5.1f}%"
+    return (f"  t={t:5.1f}s/{duration:.0f}s [{phase:<8}] edge requests {edge.get('requests', 0):>7,}  "
+            f"hit rate {rate_s}  origin tasks {sample.get('origin_tasks', 0)}  "
+            f"transforms {int(origin.get('transforms_total', 0)):>5,}  503s {int(origin.get('responses_503', 0))}")
+
+
+def _run_load(stack: _Stack | None, scenario: RehearsalScenario, host: str, out: Path, scenario_file: Path,
+              phases: list[tuple[str, float, float]], procs: Processes, quiet: bool) -> int:
+    """Run ``edgeproof loadtest run`` and, meanwhile, poll, play events and show progress."""
+    load_out = out / "loadtest"
+    args = ["loadtest", "run", str(scenario_file), "--host", host, "--duration", f"{scenario.duration:g}",
+            "--peak-rps", f"{scenario.peak_rps:g}", "--out", str(load_out)]
+    load = procs.start("loadtest", edgeproof_cmd(*args))
+    events = _event_times(scenario, phases) if stack is not None else []
+    t_start: float | None = None  # when the first request reached the edge
+    deadline = time.monotonic() + scenario.duration + 180
+    tty = sys.stderr.isatty()
+    last_print = 0.0
+    while load.alive():
+        if time.monotonic() > deadline:
+            raise RehearsalError("the load test did not finish in time", detail=load.tail())
+        now = time.monotonic()
+        t = 0.0 if t_start is None else now - t_start
+        if stack is not None:
+            sample = stack.poll(t)
+            if t_start is None and (sample.get("edge") or {}).get("requests", 0) > 0:
+                t_start = now
+                sample["t"] = 0.0
+            while events and t_start is not None and t >= events[0][0]:
+                at, ev = events.pop(0)
+                changed = stack.scale_out(ev.count) if ev.action == "scale_out" else stack.scale_in(ev.count)
+                stack.events.append({"t": round(now - t_start, 2), "at": at, "action": ev.action, "urls": changed,
+                                     "origin_tasks": len(stack.origins)})
+                _say(quiet, f"  event at t={now - t_start:.1f}s: {ev.action} {ev.count} → "
+                            f"{len(stack.origins)} origin task(s)")
+            phase = next((name for name, a, b in phases if a <= t < b), "drain" if t_start else "starting")
+            if not quiet and (tty or now - last_print >= 10):
+                line = _progress_line(t, scenario.duration, sample, phase)
+                sys.stderr.write(("\r\x1b[2K" + line) if tty else line + "\n")
+                sys.stderr.flush()
+                last_print = now
+        time.sleep(1.0)
+    if not quiet and tty:
+        sys.stderr.write("\n")
+    if stack is not None:
+        stack.poll(0.0 if t_start is None else time.monotonic() - t_start)
+    return load.proc.returncode or 0
+
+
+def run_rehearsal(options: RehearsalOptions) -> RehearsalResult:
+    from edgeproof.rehearse_analysis import analyse
+    from edgeproof.rehearse_report import print_verdict, write_report
+
+    scenario = _resolve(options)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(options.out or Path("rehearsals") / stamp)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"output folder {out} is not empty", detail="choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    quiet = options.quiet
+    embedded = options.target is None
+    _say(quiet, f"rehearsal {scenario.name!r}: strategy {scenario.strategy}, {scenario.duration:g}s, "
+                f"peak {scenario.peak_rps:g} req/s → {out}")
+    keys_file = None
+    sources = None
+    if embedded:
+        sources = ensure_catalog(scenario.stack.catalog_images, options.cache_dir, quiet)
+        keys_file = sources / "catalog.txt"
+    table = _loadtest_table(scenario, keys_file)
+    scenario_file = out / "loadtest-scenario.toml"
+    scenario_file.write_text(dump_toml(table))
+    phases = _phases(table, scenario_file, scenario.duration, scenario.peak_rps)
+
+    stack: _Stack | None = None
+    started = time.time()
+    with Processes(out / "stack") as procs:
+        if embedded:
+            assert sources is not None
+            stack = _Stack(procs, scenario, out, sources)
+            _say(quiet, f"starting {scenario.stack.origin_processes} origin task(s) and the edge "
+                        f"({scenario.stack.pops} POPs)…")
+            for _ in range(scenario.stack.origin_processes):
+                stack.start_origin()
+            stack.start_edge()
+            host = stack.edge_url
+        else:
+            host = str(options.target).rstrip("/")
+        _say(quiet, f"load: {host} (phases: " + ", ".join(f"{n} {a:.0f}-{b:.0f}s" for n, a, b in phases) + ")")
+        load_rc = _run_load(stack, scenario, host, out, scenario_file, phases, procs, quiet)
+        if stack is not None and stack.edge is not None:
+            http_post_json(f"{stack.admin_url}/flush", {})
+        _say(quiet, "stopping the stack…")
+    finished = time.time()
+    if load_rc not in (0, 1):
+        tail = (out / "stack" / "loadtest.log").read_text(errors="replace")[-2000:]
+        raise RehearsalError(f"the load test failed (exit {load_rc})", detail=tail)
+
+    _say(quiet, "analysing edge logs and recorder rows…")
+    summary = analyse(
+        out=out, scenario=scenario, phases=phases, embedded=embedded,
+        samples=stack.samples if stack else [], events=stack.events if stack else [],
+        real_logs=options.logs, what_if=options.what_if, started=started, finished=finished,
+        target_url=options.target,
+    )
+    files = write_report(summary, out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    if not quiet:
+        print_verdict(summary, out)
+    return RehearsalResult(out, summary, 0 if summary["passed"] else 1, files)

@@ -1,0 +1,307 @@
+"""Analyse a finished rehearsal: the edge's CloudFront logs together with the load recorder's rows.
+
+Every definition comes from its one home: hit rate, result classes and percentiles from
+:mod:`analytics.metrics` (through :func:`analytics.summarize` over the logs, :func:`exact_quantiles` over
+rows), gates from :mod:`loadtest.gates`, the what-if from :func:`analytics.replay.compare_strategies`.
+The result is the ``summary.json`` dict; its ``timeline`` (per-bin series) feeds the charts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from analytics.metrics import exact_quantiles, hit_rate
+from edgeproof.rehearse_config import RehearsalScenario
+
+__all__ = ["analyse"]
+
+WHAT_IF = ("passthrough", "sorted", "allowlist", "aggressive", "breakpoints")
+
+
+def _bin_seconds(duration: float) -> float:
+    return 1.0 if duration <= 90 else 2.0 if duration <= 240 else 5.0
+
+
+def _client(out: Path, t0: datetime | None) -> tuple[dict[str, Any], Any, datetime | None]:
+    """Client-side numbers from the recorder rows (exact percentiles)."""
+    from loadtest.gates import row_classes
+    from loadtest.recorder import read_records
+
+    table = read_records(out / "loadtest")
+    classes = np.array(row_classes(table.column("x_cache").to_pylist()), dtype=object)
+    dropped = np.array(pc.fill_null(table.column("dropped"), False).to_pylist(), dtype=bool)
+    status = np.array(pc.fill_null(table.column("status"), 0).to_pylist(), dtype=np.int64)
+    corr = table.column("latency_corrected_ms").to_numpy(zero_copy_only=False).astype(np.float64)
+    raw = table.column("latency_ms").to_numpy(zero_copy_only=False).astype(np.float64)
+    sent = ~dropped
+    answered = sent & (status > 0)
+    hits = int((classes[sent] == "hit").sum())
+    misses = int((classes[sent] == "miss").sum())
+    lat: dict[str, Any] = {}
+    for name, mask in (("all", sent), ("hit", sent & (classes == "hit")), ("miss", sent & (classes == "miss"))):
+        lat[name] = {"corrected": exact_quantiles(corr[mask]), "uncorrected": exact_quantiles(raw[mask])}
+    intended = table.column("intended_start")
+    first = pc.min(intended).as_py()
+    client = {
+        "rows": table.num_rows,
+        "sent": int(sent.sum()),
+        "responses": int(answered.sum()),
+        "dropped": int(dropped.sum()),
+        "late": int(np.array(pc.fill_null(table.column("late"), False).to_pylist(), dtype=bool).sum()),
+        "hits": hits,
+        "misses": misses,
+        "hit_rate": hit_rate(hits, misses),
+        "errors": int((sent & ((status == 0) | (status >= 400))).sum()),
+        "status": {str(k): int(v) for k, v in zip(*np.unique(status[sent], return_counts=True), strict=True)},
+        "latency_ms": lat,
+    }
+    return client, table, t0 or first
+
+
+def _client_timeline(table: Any, t0: datetime, bin_s: float) -> dict[str, dict[str, Any]]:
+    from loadtest.gates import row_classes
+
+    start = table.column("intended_start").to_numpy(zero_copy_only=False).astype("datetime64[ms]").astype(np.int64)
+    t0_ms = int(t0.timestamp() * 1000)
+    bins = np.floor((start - t0_ms) / (bin_s * 1000)).astype(np.int64)
+    classes = np.array(row_classes(table.column("x_cache").to_pylist()), dtype=object)
+    dropped = np.array(pc.fill_null(table.column("dropped"), False).to_pylist(), dtype=bool)
+    corr = table.column("latency_corrected_ms").to_numpy(zero_copy_only=False).astype(np.float64)
+    raw = table.column("latency_ms").to_numpy(zero_copy_only=False).astype(np.float64)
+    out: dict[str, dict[str, Any]] = {}
+    for b in np.unique(bins):
+        m = bins == b
+        s = m & ~dropped
+        q_corr = exact_quantiles(corr[s], [0.5, 0.99])
+        q_raw = exact_quantiles(raw[s], [0.99])
+        h, mi = int((classes[s] == "hit").sum()), int((classes[s] == "miss").sum())
+        out[str(int(b))] = {"scheduled": int(m.sum()), "dropped": int((m & dropped).sum()),
+                            "hits": h, "misses": mi, "hit_rate": hit_rate(h, mi),
+                            "p50_corrected": q_corr["p50"], "p99_corrected": q_corr["p99"], "p99_raw": q_raw["p99"]}
+    return out
+
+
+def _edge(logs: list[str], t0: datetime | None, bin_s: float, spike: tuple[float, float] | None
+          ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Edge-log numbers: summarize() overall and over the spike, per-POP groups, and per-bin series."""
+    from analytics.metrics import summarize
+    from analytics.reader import read_logs
+    from analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
+
+    overall = summarize(logs, by="pop")
+    spike_summary = None
+    if spike is not None and t0 is not None:
+        # log times have 1 s resolution: the window is widened to whole seconds
+        a = (t0 + timedelta(seconds=spike[0])).replace(microsecond=0)
+        b = (t0 + timedelta(seconds=spike[1])).replace(microsecond=0) + timedelta(seconds=1)
+        spike_summary = summarize(logs, start=a, end=b)
+    agg = LogAggregate(bin_seconds=bin_s)
+    for batch in read_logs(logs, columns=list(AGGREGATE_COLUMNS)):
+        agg.add_batch(batch)
+    timeline: dict[str, dict[str, Any]] = {}
+    t0_s = t0.timestamp() if t0 is not None else float(min((float(k) for k in agg.groups.get("bin", {})), default=0))
+    for key, counts in agg.groups.get("bin", {}).items():
+        idx = int(np.floor((float(key) - t0_s) / bin_s + 1e-9))
+        sketch = agg.bin_sketches.get(key)
+        q = sketch.quantiles([0.5, 0.99]) if sketch is not None else {"p50": None, "p99": None}
+        cell = timeline.setdefault(str(idx), {"requests": 0, "hits": 0, "misses": 0, "errors": 0})
+        cell.update(requests=cell["requests"] + counts.requests, hits=cell["hits"] + counts.hits,
+                    misses=cell["misses"] + counts.misses, errors=cell["errors"] + counts.errors,
+                    p50_time_taken=q["p50"], p99_time_taken=q["p99"])
+        cell["hit_rate"] = hit_rate(cell["hits"], cell["misses"])
+    status = {str(k): v for k, v in sorted(agg.status.items())}
+    edge = {
+        "requests": overall["requests"],
+        "cacheable": overall["cacheable"],
+        "hits": overall["hits"],
+        "misses": overall["misses"],
+        "hit_rate": overall["hit_rate"],
+        "excluded": overall["excluded"],
+        "bad_lines": overall["bad_lines"],
+        "latency_ms": overall["latency_ms"],
+        "status": status,
+        "errors_5xx": agg.total.errors,
+        "spike": None if spike_summary is None else {
+            "requests": spike_summary["requests"], "hits": spike_summary["hits"],
+            "misses": spike_summary["misses"], "hit_rate": spike_summary["hit_rate"]},
+    }
+    by_pop = []
+    for key, group in sorted((overall.get("groups") or {}).items()):
+        by_pop.append({"pop": key, "requests": group.get("requests"), "hits": group.get("hits"),
+                       "misses": group.get("misses"), "hit_rate": group.get("hit_rate")})
+    return edge, timeline, by_pop
+
+
+def _origin_timeline(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-interval rates from the polled counters (transforms/s, 503/s, origin tasks)."""
+    out = []
+    prev: dict[str, Any] | None = None
+    for s in samples:
+        origin = s.get("origin") or {}
+        row = {"t": round(s["t"], 2), "origin_tasks": s.get("origin_tasks"),
+               "transforms_total": origin.get("transforms_total", 0.0),
+               "responses_503_total": origin.get("responses_503", 0.0)}
+        if prev is not None and s["t"] > prev["t"]:
+            dt = s["t"] - prev["t"]
+            # counters of a stopped task vanish from the sum: never show a negative rate
+            row["transforms_per_s"] = max(0.0, (row["transforms_total"] - prev["transforms_total"]) / dt)
+            row["origin_503_per_s"] = max(0.0, (row["responses_503_total"] - prev["responses_503_total"]) / dt)
+            out.append(row)
+        prev = row
+    return out
+
+
+def _what_if(logs: list[str], strategy: str, target: float) -> dict[str, Any]:
+    from analytics.replay import compare_strategies
+    from analytics.strategies import list_strategies
+
+    known = set(list_strategies())
+    names = [s for s in WHAT_IF if s in known]
+    if strategy not in names and (strategy in known or strategy.endswith(".toml")):
+        names.append(strategy)
+    result = compare_strategies(logs, names, target=target, ttl=0)
+    rows = []
+    for name, row in result["strategies"].items():
+        rows.append({"strategy": name, **{k: row.get(k) for k in (
+            "hit_rate", "origin_requests", "transforms", "unique_keys", "keys_per_variant", "meets_target",
+            "cold", "expired", "evicted", "fragmented")}})
+    return {"strategies": rows, "calibration": result.get("calibration"),
+            "note": (result.get("accept_inference") or {}).get("note")}
+
+
+def _hit_rate_target(rules: tuple[str, ...]) -> float:
+    from loadtest.gates import parse_gate
+
+    for rule in rules:
+        g = parse_gate(rule)
+        if g.metric == "hit_rate" and g.op in (">=", ">"):
+            return g.threshold
+    return 0.96
+
+
+def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, float, float]], embedded: bool,
+            samples: list[dict[str, Any]], events: list[dict[str, Any]], real_logs: str | None, what_if: bool,
+            started: float, finished: float, target_url: str | None) -> dict[str, Any]:
+    from loadtest.gates import evaluate
+    from loadtest.scenario import load_scenario
+    from loadtest.shapes import SPIKE_PHASES
+
+    sc = load_scenario(out / "loadtest-scenario.toml")
+    bin_s = _bin_seconds(scenario.duration)
+    client, table, t0 = _client(out, None)
+    spike_names = [n for n, _, _ in phases if n in SPIKE_PHASES] or [n for n, _, _ in phases]
+    spike = (min(a for n, a, _ in phases if n in spike_names), max(b for n, _, b in phases if n in spike_names))
+    verdict = evaluate(table, sc.gates.rules, scored_phases=spike_names, scope=sc.gates.scope)
+    target = _hit_rate_target(sc.gates.rules)
+
+    logs: list[str] = []
+    if embedded:
+        logs = [str(out / "logs")]
+    elif real_logs:
+        logs = [real_logs]
+    edge: dict[str, Any] | None = None
+    edge_timeline: dict[str, dict[str, Any]] = {}
+    by_pop: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if logs:
+        edge, edge_timeline, by_pop = _edge(logs, t0, bin_s, spike)
+    else:
+        notes.append("no CloudFront logs (give --logs s3://… with --target): edge-side numbers are absent")
+    replay = None
+    if what_if and logs and edge and edge["requests"]:
+        replay = _what_if(logs, scenario.strategy, target)
+        if replay.get("note"):
+            notes.append(replay["note"])
+    client_timeline = _client_timeline(table, t0, bin_s) if t0 is not None else {}
+
+    keys = sorted({int(k) for k in (*edge_timeline, *client_timeline)})
+    timeline = []
+    for k in keys:
+        e, c = edge_timeline.get(str(k), {}), client_timeline.get(str(k), {})
+        timeline.append({
+            "t": k * bin_s,
+            "edge_requests_per_s": e.get("requests", 0) / bin_s, "edge_hit_rate": e.get("hit_rate"),
+            "edge_p50_ms": e.get("p50_time_taken"), "edge_p99_ms": e.get("p99_time_taken"),
+            "edge_5xx": e.get("errors", 0),
+            "client_scheduled_per_s": c.get("scheduled", 0) / bin_s, "client_hit_rate": c.get("hit_rate"),
+            "client_p50_corrected_ms": c.get("p50_corrected"), "client_p99_corrected_ms": c.get("p99_corrected"),
+            "client_p99_uncorrected_ms": c.get("p99_raw"),
+        })
+
+    latest = samples[-1] if samples else {}
+    edge_stats = latest.get("edge") or {}
+    origin_totals = latest.get("origin") or {}
+    anatomy = None
+    if replay:
+        mine = next((r for r in replay["strategies"] if r["strategy"] == scenario.strategy), None)
+        if mine:
+            anatomy = {k: mine[k] for k in ("cold", "expired", "evicted", "fragmented")}
+    hit_rate_overall = edge["hit_rate"] if edge else client["hit_rate"]
+    consistency = None
+    if edge is not None and embedded:
+        consistency = {
+            "edge_log_requests": edge["requests"], "client_responses": client["responses"],
+            "edge_log_hits": edge["hits"], "client_hits": client["hits"],
+            "edge_log_misses": edge["misses"], "client_misses": client["misses"],
+        }
+        consistency["match"] = (edge["requests"] == client["responses"] and edge["hits"] == client["hits"]
+                                and edge["misses"] == client["misses"])
+        if not consistency["match"]:
+            notes.append("edge logs and recorder rows disagree (see consistency); a request may have been "
+                         "answered by a connection error without reaching the edge")
+    return {
+        "kind": "rehearsal",
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "strategy": scenario.strategy,
+        "duration": scenario.duration,
+        "peak_rps": scenario.peak_rps,
+        "embedded": embedded,
+        "target_url": target_url,
+        "stack": None if not embedded else {
+            "pops": scenario.stack.pops, "origin_processes": scenario.stack.origin_processes,
+            "origin_workers": scenario.stack.origin_workers, "local_cache_mb": scenario.stack.local_cache_mb,
+            "shared_derivatives": scenario.stack.shared_derivatives, "catalog_images": scenario.stack.catalog_images},
+        "started": datetime.fromtimestamp(started, UTC).isoformat(),
+        "finished": datetime.fromtimestamp(finished, UTC).isoformat(),
+        "load_start": t0.isoformat() if t0 else None,
+        "phases": [{"name": n, "start": a, "end": b} for n, a, b in phases],
+        "spike_phases": spike_names,
+        "hit_rate_target": target,
+        "hit_rate": hit_rate_overall,
+        "spike_hit_rate": (edge or {}).get("spike", {}).get("hit_rate") if edge and edge.get("spike")
+        else verdict.totals.get("hit_rate"),
+        "latency_ms": {
+            "edge": None if edge is None else {c: {q: edge["latency_ms"]["time_taken"][c][q] for q in ("p50", "p99")}
+                                               for c in ("hit", "miss") if c in edge["latency_ms"]["time_taken"]},
+            "client": {c: {q: client["latency_ms"][c]["corrected"][q] for q in ("p50", "p99")}
+                       for c in ("hit", "miss", "all")},
+            "client_uncorrected": {c: {q: client["latency_ms"][c]["uncorrected"][q] for q in ("p50", "p99")}
+                                   for c in ("hit", "miss", "all")},
+        },
+        "errors": {"client": client["errors"], "client_status": client["status"],
+                   "edge_5xx": None if edge is None else edge["errors_5xx"],
+                   "origin_503": origin_totals.get("responses_503")},
+        "transforms": origin_totals.get("transforms_total"),
+        "origin_requests": (edge_stats.get("origin") or {}).get("requests", edge_stats.get("origin_requests"))
+        if edge_stats else None,
+        "miss_anatomy": anatomy,
+        "edge": edge,
+        "client": client,
+        "by_pop": by_pop,
+        "what_if": replay,
+        "events": events,
+        "origin_timeline": _origin_timeline(samples),
+        "timeline": timeline,
+        "bin_seconds": bin_s,
+        "consistency": consistency,
+        "gates": verdict.to_json(),
+        "verdict_table": verdict.table(),
+        "passed": verdict.passed,
+        "notes": notes,
+    }

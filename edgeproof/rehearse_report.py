@@ -1,0 +1,164 @@
+"""The rehearsal report: PNG charts, a self-contained ``report.html`` (+ ``report.md``) and the verdict table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from analytics.report import charts
+from analytics.report.document import Document, fmt_count, fmt_ms, fmt_pct
+
+__all__ = ["print_verdict", "write_report"]
+
+
+def _charts(s: dict[str, Any], out: Path) -> dict[str, Path | None]:
+    tl = s["timeline"]
+    xs = [row["t"] for row in tl]
+    phases = [(p["start"], p["end"], p["name"]) for p in s["phases"]]
+    target = s["hit_rate_target"]
+    made: dict[str, Path | None] = {}
+    made["traffic"] = charts.time_series(
+        out / "requests_and_hit_rate.png", xs,
+        {"edge requests/s": [r["edge_requests_per_s"] for r in tl],
+         "scheduled requests/s": [r["client_scheduled_per_s"] for r in tl]},
+        title="Requests per second and hit rate over time (spike phases shaded)", ylabel="requests/s",
+        phases=phases, right={"edge hit rate": [r["edge_hit_rate"] if r["edge_requests_per_s"] else
+                                                 r["client_hit_rate"] for r in tl]},
+        right_label="hit rate", right_percent=True, right_target=target)
+    made["latency"] = charts.time_series(
+        out / "latency_over_time.png", xs,
+        {"client p99 (corrected)": [r["client_p99_corrected_ms"] for r in tl],
+         "client p99 (uncorrected)": [r["client_p99_uncorrected_ms"] for r in tl],
+         "client p50 (corrected)": [r["client_p50_corrected_ms"] for r in tl],
+         "edge p99 time-taken": [r["edge_p99_ms"] for r in tl],
+         "edge p50 time-taken": [r["edge_p50_ms"] for r in tl]},
+        title="Latency percentiles over time (ms, log scale)", ylabel="ms", phases=phases, log_y=True)
+    pops = s.get("by_pop") or []
+    made["pops"] = charts.bars(out / "hit_rate_by_pop.png", [p["pop"] for p in pops], [p["hit_rate"] for p in pops],
+                               title="Hit rate per POP (edge logs)", percent=True, target=target)
+    ot = s.get("origin_timeline") or []
+    made["origin"] = charts.time_series(
+        out / "origin_transforms.png", [r["t"] for r in ot],
+        {"transforms/s": [r.get("transforms_per_s") for r in ot],
+         "origin 503/s": [r.get("origin_503_per_s") for r in ot]},
+        title="Origin transforms/s and 503s (right: origin tasks)", ylabel="per second", phases=phases,
+        right={"origin tasks": [r.get("origin_tasks") for r in ot]}, right_label="tasks")
+    anatomy = s.get("miss_anatomy") or {}
+    made["anatomy"] = charts.bars(
+        out / "miss_anatomy.png", list(anatomy), [anatomy[k] for k in anatomy],
+        title=f"Miss anatomy ({s['strategy']}, replay of the edge logs)", ylabel="misses")
+    rows = (s.get("what_if") or {}).get("strategies") or []
+    made["what_if"] = charts.bars(
+        out / "hit_rate_by_strategy.png", [r["strategy"] for r in rows], [r["hit_rate"] for r in rows],
+        title="Hit rate by strategy (replay what-if on the same traffic)", percent=True, target=target,
+        highlight=s["strategy"])
+    return made
+
+
+def write_report(s: dict[str, Any], out: Path) -> list[Path]:
+    made = _charts(s, out)
+    target = s["hit_rate_target"]
+    where = "embedded stack on loopback" if s["embedded"] else f"target {s['target_url']}"
+    doc = Document(f"Spike rehearsal — {s['scenario']}",
+                   subtitle=f"{s['started'][:19]}Z · {where} · strategy {s['strategy']} · {s['duration']:g}s, "
+                            f"peak {s['peak_rps']:g} req/s")
+    gates = s["gates"]["gates"]
+    failed = [g["gate"] for g in gates if not g["passed"]]
+    if s["passed"]:
+        doc.verdict(True, f"PASS — all {len(gates)} gates passed",
+                    f" Spike hit rate {fmt_pct(s['spike_hit_rate'])} (target {fmt_pct(target, 1)}).")
+    else:
+        doc.verdict(False, f"FAIL — {len(failed)} of {len(gates)} gates failed", " Failed: " + "; ".join(failed))
+    if s.get("description"):
+        doc.paragraph(s["description"])
+    lat = s["latency_ms"]
+    edge_lat = lat.get("edge") or {}
+    doc.metrics([
+        ("hit rate (edge logs)", fmt_pct(s["hit_rate"])),
+        ("spike hit rate", fmt_pct(s["spike_hit_rate"])),
+        ("requests", fmt_count((s.get("edge") or {}).get("requests", s["client"]["sent"]))),
+        ("p99 hit (client)", fmt_ms(lat["client"]["hit"]["p99"])),
+        ("p99 miss (client)", fmt_ms(lat["client"]["miss"]["p99"])),
+        ("transforms", fmt_count(s.get("transforms"))),
+    ])
+    doc.heading("Gates")
+    doc.table(["gate", "value", "threshold", "rows", "result"],
+              [[g["gate"], "n/a" if g["value"] is None else round(g["value"], 4), f"{g['op']} {g['threshold']:g}",
+                g["rows"], "PASS" if g["passed"] else "FAIL"] for g in gates],
+              caption="From the recorder rows (X-Cache per response), scored over the spike phases unless a gate "
+                      "names a phase", row_classes=["pass" if g["passed"] else "fail" for g in gates])
+
+    doc.heading("Traffic and hit rate")
+    doc.figure(made["traffic"], "Requests per second (edge logs and the schedule) and the hit rate over time; "
+                                "shaded: baseline, ramp, peak, decay.")
+    events = s.get("events") or []
+    if events:
+        doc.table(["t (s)", "event", "origin tasks after"],
+                  [[e["t"], e["action"], e["origin_tasks"]] for e in events], caption="Scenario events played")
+    doc.heading("Latency")
+    doc.figure(made["latency"], "Client latency (corrected: from the intended start, i.e. with coordinated "
+                                "omission accounted for; uncorrected: from the actual send) and the edge's "
+                                "time-taken.")
+    rows = []
+    for cls in ("hit", "miss", "all"):
+        rows.append([cls, fmt_ms(lat["client"][cls]["p50"]), fmt_ms(lat["client"][cls]["p99"]),
+                     fmt_ms(lat["client_uncorrected"][cls]["p99"]),
+                     fmt_ms(edge_lat.get(cls, {}).get("p50")), fmt_ms(edge_lat.get(cls, {}).get("p99"))])
+    doc.table(["class", "client p50", "client p99", "client p99 uncorrected", "edge p50", "edge p99"], rows)
+
+    doc.heading("Per POP")
+    doc.figure(made["pops"], "Hit rate per POP from the edge logs.")
+    pops = s.get("by_pop") or []
+    if pops:
+        doc.table(["POP", "requests", "hits", "misses", "hit rate"],
+                  [[p["pop"], p["requests"], p["hits"], p["misses"], fmt_pct(p["hit_rate"])] for p in pops])
+    doc.heading("Origin")
+    doc.figure(made["origin"], "Transforms per second and 503 (load shedding) per second at the origin tasks, "
+                               "with the number of tasks.")
+    errors = s["errors"]
+    doc.table(["client errors", "edge 5xx", "origin 503s", "transforms", "origin requests"],
+              [[errors["client"], errors["edge_5xx"], errors["origin_503"], s.get("transforms"),
+                s.get("origin_requests")]])
+    doc.heading("Where the misses come from")
+    if s.get("miss_anatomy"):
+        doc.figure(made["anatomy"], "Each miss classified: cold (first request for the key at that POP), expired, "
+                                    "evicted, fragmented (another spelling of the same variant was cached).")
+    else:
+        doc.paragraph("Miss anatomy unavailable (no edge logs or replay disabled).", muted=True)
+    what_if = s.get("what_if") or {}
+    if what_if.get("strategies"):
+        doc.heading("Hit rate by strategy (what-if)")
+        doc.figure(made["what_if"], "The same requests replayed under each cache-key strategy (green: the strategy "
+                                    "this rehearsal ran).")
+        doc.table(["strategy", "hit rate", "origin requests", "transforms", "unique keys", "keys/variant"],
+                  [[r["strategy"], fmt_pct(r["hit_rate"]), r["origin_requests"], r["transforms"], r["unique_keys"],
+                    r["keys_per_variant"]] for r in what_if["strategies"]],
+                  row_classes=["pass" if r.get("meets_target") else "fail" for r in what_if["strategies"]])
+    cons = s.get("consistency")
+    if cons:
+        doc.heading("Cross-check: edge logs vs client rows")
+        doc.table(["", "edge logs", "client rows"],
+                  [["requests / responses", cons["edge_log_requests"], cons["client_responses"]],
+                   ["hits", cons["edge_log_hits"], cons["client_hits"]],
+                   ["misses", cons["edge_log_misses"], cons["client_misses"]]],
+                  caption="They agree" if cons["match"] else "They DISAGREE", row_classes=[
+                      "pass" if cons["match"] else "fail"] * 3)
+    for note in s.get("notes") or []:
+        doc.paragraph(note, muted=True)
+    doc.paragraph(f"Files: summary.json, report.md, the PNG charts, logs/ (edge CloudFront logs), loadtest/ "
+                  f"(recorder rows, Locust output), stack/ (process logs) in {out}.", muted=True)
+    html_path, md_path = doc.write(out)
+    return [p for p in made.values() if p is not None] + [html_path, md_path]
+
+
+def print_verdict(s: dict[str, Any], out: Path) -> None:
+    print()
+    print(f"rehearsal {s['scenario']} ({s['strategy']}): hit rate {fmt_pct(s['hit_rate'])} over the edge logs, "
+          f"spike {fmt_pct(s['spike_hit_rate'])}")
+    print(s["verdict_table"])
+    cons = s.get("consistency")
+    if cons and not cons["match"]:
+        print("warning: edge logs and recorder rows disagree (see summary.json consistency)")
+    print(f"report: {out / 'report.html'}")
+    sys.stdout.flush()
