@@ -98,7 +98,7 @@ def _announce(environment: Any, t0: float, lanes: int) -> None:
         while True:
             gevent.sleep(5.0)
             t = time.time() - t0
-            if t > _DURATION + CONFIG.scenario.run.drain_s:
+            if t > _DURATION + 1.0:
                 return
             total = environment.runner.stats.total
             phase = "replay" if CONFIG.is_replay else _SHAPE.phase(t)
