@@ -313,7 +313,8 @@ def main() -> int:
                 print(f"nginx file: {nginx_rps:10.0f} req/s  (1 core)")
                 print(f"ratio edge/nginx: {edge_rps / nginx_rps:.2f}  (target >= 0.30)")
             else:
-                print("nginx not found: ratio skipped (apt-get install -y nginx)")
+                why = "--no-nginx" if args.no_nginx else "nginx not found (apt-get install -y nginx)"
+                print(f"ratio skipped: {why}")
             rate = edge_rps / 2
             results["latency_rate"] = round(rate)
             def lat(url: str) -> dict[str, float]:

@@ -1,0 +1,95 @@
+"""Edge policies that need their own settings: regional tier, origin timeouts, CapacityExceeded, and
+the log sink's hourly files (rotation) read back by the analytics reader."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from _edge_helpers import EdgeProc, ScriptedOrigin, get, start_edge
+
+from analytics.reader import read_logs
+from origin.edge import ROW_COLUMNS, LogSink
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[ScriptedOrigin]:
+    with ScriptedOrigin() as o:
+        yield o
+
+
+@pytest.fixture(scope="module")
+def edge(origin: ScriptedOrigin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProc]:
+    e = start_edge(tmp_path_factory.mktemp("edge"), f"none,{origin.url}", "--pops", "6", "--tier", "regional",
+                   "--origin-read-timeout", "0.5", "--max-origin-inflight", "1")
+    yield e
+    e.stop()
+
+
+def test_regional_tier_is_shared_within_a_region(edge: EdgeProc, origin: ScriptedOrigin) -> None:
+    target = "/images/regional.jpg?t=1"
+    assert get(edge.port, target, pop="IAD89-C1").headers["x-cache"] == "Miss from cloudfront"
+    # DFW50-C1 is in the same region (us-east-1): a POP miss answered by the regional cache
+    assert get(edge.port, target, pop="DFW50-C1").headers["x-cache"] == "Miss from cloudfront"
+    assert origin.counts[target] == 1
+    assert get(edge.port, target, pop="FRA56-P5").headers["x-cache"] == "Miss from cloudfront"
+    assert origin.counts[target] == 2  # eu-central-1 has its own regional cache
+    tiers = edge.stats()["tiers"]
+    assert tiers["us-east-1"]["objects"] >= 1 and tiers["eu-central-1"]["objects"] >= 1
+
+
+def test_origin_timeout_is_a_504(edge: EdgeProc) -> None:
+    reply = get(edge.port, "/images/slow.jpg?delay=1.5&cc=no-store", pop=0)
+    assert reply.status == 504 and reply.headers["x-cache"] == "Error from cloudfront"
+
+
+def test_capacity_exceeded_when_too_many_origin_fetches(edge: EdgeProc) -> None:
+    async def two() -> list[tuple[int, str]]:
+        async with aiohttp.ClientSession() as s:
+            async def one(i: int, delay: float) -> tuple[int, str]:
+                await asyncio.sleep(delay)
+                async with s.get(f"{edge.url}/images/cap{i}.jpg?delay=0.3", headers={"X-Edge-Pop": "0"}) as r:
+                    await r.read()
+                    return r.status, r.headers["X-Cache"]
+            return await asyncio.gather(one(1, 0), one(2, 0.1))
+
+    (s1, x1), (s2, x2) = asyncio.run(two())
+    assert (s1, x1) == (200, "Miss from cloudfront")
+    assert (s2, x2) == (503, "Error from cloudfront")
+    edge.admin("/flush", "POST")
+    rows = read_logs(str(edge.log_dir)).read_all().to_pylist()
+    cap = [r for r in rows if r["cs_uri_stem"] == "/images/cap2.jpg"]
+    assert [(r["x_edge_result_type"], r["sc_status"]) for r in cap] == [("CapacityExceeded", 503)]
+
+
+def _values(ts_ms: float, rid: str) -> tuple[object, ...]:
+    row = {c: None for c in ROW_COLUMNS}
+    row.update(timestamp=ts_ms, x_edge_location="IAD89-C1", sc_bytes=10, c_ip="127.0.0.1", cs_method="GET",
+               cs_host="d1.cloudfront.net", cs_uri_stem="/a b.jpg", sc_status=200, x_edge_result_type="Hit",
+               x_edge_request_id=rid, cs_protocol="http", cs_bytes=5, time_taken=0.0014,
+               x_edge_response_result_type="Hit", cs_protocol_version="HTTP/1.1", c_port=4000,
+               time_to_first_byte=0.0004, x_edge_detailed_result_type="Hit")
+    return tuple(row[c] for c in ROW_COLUMNS)
+
+
+def test_log_sink_hourly_files_and_flushes(tmp_path: Path) -> None:
+    sink = LogSink(tmp_path, "E2HOURS", flush_interval=3600)
+    hour = 1_763_812_800_000  # 2025-11-22 12:00:00 UTC
+    sink.add(_values(hour + 1_000, "r1"))
+    sink.add(_values(hour + 3_600_000 + 5, "r2"))  # the next hour: another file
+    assert sink.flush() == 2
+    sink.add(_values(hour + 2_000, "r3"))  # a late line for the first hour: appended as a new gzip member
+    sink.close()
+    files = sorted(tmp_path.glob("E2HOURS.*.gz"))
+    assert [f.name.split(".")[1] for f in files] == ["2025-11-22-12", "2025-11-22-13"]
+    text = gzip.decompress(files[0].read_bytes()).decode()
+    assert text.count("#Version: 1.0") == 1 and text.count("\n") == 4
+    rows = read_logs([str(f) for f in files]).read_all().to_pylist()
+    assert sorted(r["x_edge_request_id"] for r in rows) == ["r1", "r2", "r3"]
+    r1 = next(r for r in rows if r["x_edge_request_id"] == "r1")
+    assert r1["cs_uri_stem"] == "/a b.jpg" and r1["time_taken"] == 0.001 and r1["time_to_first_byte"] == 0.0
+    assert r1["timestamp"].timestamp() == (hour + 1_000) / 1000
