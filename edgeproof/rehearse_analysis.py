@@ -148,6 +148,7 @@ def _origin_timeline(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
                "responses_503_total": origin.get("responses_503", 0.0)}
         if prev is not None and s["t"] > prev["t"]:
             dt = s["t"] - prev["t"]
+            row["dt"] = dt
             # counters of a stopped task vanish from the sum: never show a negative rate
             row["transforms_per_s"] = max(0.0, (row["transforms_total"] - prev["transforms_total"]) / dt)
             row["origin_503_per_s"] = max(0.0, (row["responses_503_total"] - prev["responses_503_total"]) / dt)
@@ -233,6 +234,7 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
             "client_p99_uncorrected_ms": c.get("p99_raw"),
         })
 
+    origin_timeline = _origin_timeline(samples)
     latest = samples[-1] if samples else {}
     edge_stats = latest.get("edge") or {}
     origin_totals = latest.get("origin") or {}
@@ -286,8 +288,11 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         },
         "errors": {"client": client["errors"], "client_status": client["status"],
                    "edge_5xx": None if edge is None else edge["errors_5xx"],
-                   "origin_503": origin_totals.get("responses_503")},
-        "transforms": origin_totals.get("transforms_total"),
+                   "origin_503": round(sum(r.get("origin_503_per_s", 0.0) * r["dt"] for r in origin_timeline))
+                   if origin_timeline else origin_totals.get("responses_503")},
+        # counters of stopped tasks vanish from the polled sums: add up the positive increments instead
+        "transforms": round(sum(r.get("transforms_per_s", 0.0) * r["dt"] for r in origin_timeline))
+        if origin_timeline else origin_totals.get("transforms_total"),
         "origin_requests": (edge_stats.get("origin") or {}).get("requests", edge_stats.get("origin_requests"))
         if edge_stats else None,
         "miss_anatomy": anatomy,
@@ -296,7 +301,7 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         "by_pop": by_pop,
         "what_if": replay,
         "events": events,
-        "origin_timeline": _origin_timeline(samples),
+        "origin_timeline": origin_timeline,
         "timeline": timeline,
         "bin_seconds": bin_s,
         "consistency": consistency,
