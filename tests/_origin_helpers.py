@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
+import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
+from dataclasses import dataclass
+from pathlib import Path
 
 import pyvips
 
@@ -67,3 +76,89 @@ def near(colour: list[float], expected: tuple[int, ...], tol: int = 40) -> bool:
 
 def loader(data: bytes) -> str:
     return str(decode(data).get("vips-loader"))
+
+
+# ------------------------------------------------------------------------------ a running origin
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict[str, str]:
+        return json.loads(self.body)
+
+
+def request(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET",
+            timeout: float = 60) -> Reply:
+    """One HTTP request with the path sent exactly as given (no client-side normalization)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
+    finally:
+        conn.close()
+
+
+def metric(port: int, name: str) -> float:
+    """Sum of every sample of ``edgeproof_origin_{name}`` (all label sets) from /metrics."""
+    text = request(port, "/metrics").body.decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        base = series.split("{", 1)[0]
+        if base == f"edgeproof_origin_{name}":
+            total += float(value)
+    return total
+
+
+def metric_labelled(port: int, series: str) -> float:
+    """One exact series, e.g. ``edgeproof_origin_shed_total{reason="queue"}``."""
+    for line in request(port, "/metrics").body.decode().splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise KeyError(series)
+
+
+class OriginProc:
+    """``edgeproof origin serve`` in a subprocess on 127.0.0.1."""
+
+    def __init__(self, port: int, args: list[str], env: dict[str, str] | None = None,
+                 log: Path | None = None) -> None:
+        self.port = port
+        self.log = log
+        out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgeproof.cli", "origin", "serve", "--port", str(port), *args],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                text = self.log.read_text() if self.log and self.log.exists() else ""
+                raise RuntimeError(f"origin exited with {self.proc.returncode}: {text[-2000:]}")
+            try:
+                if request(self.port, "/readyz", timeout=2).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("origin did not become ready")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
