@@ -1,0 +1,193 @@
+"""``edgeproof strategies …``: list, show, apply, compare (replay) and export-cf-function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from edgeproof.errors import BadRequest, UsageError
+
+from ._registry import get_strategy, list_strategies
+
+__all__ = ["register"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="strategies_command", metavar="SUBCOMMAND")
+
+    p = sub.add_parser("list", help="list the registered strategies")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("show", help="print a strategy's declaration (TOML)")
+    p.add_argument("name", help="a strategy name or a .toml file")
+    p.set_defaults(func=_show)
+
+    p = sub.add_parser("apply", help="print the cache key (canonical request) of each URL, one per line",
+                       description="Apply a strategy to URLs by hand. Prints one cache key per URL, one per line; "
+                       "a refused URL prints '400 MESSAGE' and the exit code is 1.")
+    p.add_argument("name", help="a strategy name or a .toml file")
+    p.add_argument("urls", nargs="+", metavar="URL", help="https://host/path?query or /path?query")
+    p.add_argument("-H", "--header", action="append", default=[], metavar="'Name: value'",
+                   help="a request header, e.g. -H 'Accept: image/avif,image/webp' (repeatable)")
+    p.add_argument("--method", default="GET")
+    p.add_argument("--json", action="store_true", help="print cache_key, origin_uri and variant as JSON lines")
+    p.set_defaults(func=_apply)
+
+    p = sub.add_parser("compare", help="replay logs under strategies: predicted hit rate and miss anatomy",
+                       description="Replay CloudFront logs through a per-POP cache model under each strategy.")
+    p.add_argument("--logs", nargs="+", required=True, metavar="PATH",
+                   help="log files, folders, globs or s3://bucket/prefix")
+    p.add_argument("--strategy", action="append", default=None, metavar="NAME|FILE",
+                   help="a strategy name or .toml file (repeatable; default: every registered strategy)")
+    p.add_argument("--ttl", default="30d", help="cache TTL, e.g. 30d, 24h; 0 = no expiry (default 30d)")
+    p.add_argument("--capacity", default=None, metavar="BYTES",
+                   help="byte capacity per cache, LRU, e.g. 50GB (default: unbounded)")
+    p.add_argument("--warmup", default="0", help="leading period that fills caches but is not scored, e.g. 6h")
+    p.add_argument("--tier", choices=("pop", "regional", "shield"), default="pop",
+                   help="pop: POP caches only; regional: + regional edge caches; shield: + Origin Shield")
+    p.add_argument("--target", type=float, default=0.96, help="hit-rate target (default 0.96)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.set_defaults(func=_compare)
+
+    p = sub.add_parser("export-cf-function", help="write a cloudfront-js-2.0 viewer-request function")
+    p.add_argument("name", help="a canonical-mode strategy name or .toml file")
+    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    p.set_defaults(func=_export)
+
+
+
+def _list(args: argparse.Namespace) -> int:
+    for name in list_strategies():
+        config = get_strategy(name).config
+        print(f"{name:<12} {config.mode:<9} {config.description}")
+    return 0
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def _show(args: argparse.Namespace) -> int:
+    data = get_strategy(args.name).config.to_dict()
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            print(f"{key} = {_toml_value(value)}")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            print(f"\n[{key}]")
+            for k, v in value.items():
+                print(f"{k} = {_toml_value(v)}")
+    return 0
+
+
+def _headers(raw: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in raw:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"bad header {item!r}", detail="use -H 'Name: value'")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _apply(args: argparse.Namespace) -> int:
+    strategy = get_strategy(args.name)
+    headers = _headers(args.header)
+    status = 0
+    for url in args.urls:
+        parts = urlsplit(url)
+        path = parts.path or "/"
+        try:
+            res = strategy.apply(args.method.upper(), path, parts.query, headers)
+        except BadRequest as err:
+            status = 1
+            if args.json:
+                print(json.dumps({"url": url, "status": 400, "error": err.message, "detail": err.detail}))
+            else:
+                print(f"400 {err.message}")
+            continue
+        if args.json:
+            print(json.dumps({"url": url, "cache_key": res.cache_key, "origin_uri": res.origin_uri,
+                              "variant": res.variant}))
+        else:
+            print(res.cache_key)
+    return status
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from analytics.replay import compare_strategies
+
+    names = args.strategy or list_strategies()
+    result = compare_strategies(args.logs, names, ttl=args.ttl, capacity=args.capacity, warmup=args.warmup,
+                                tier=args.tier, target=args.target)
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+        return 0
+    print(format_compare(result))
+    return 0
+
+
+def format_compare(result: dict[str, Any]) -> str:
+    """The human-readable compare report (what ``strategies compare`` prints without ``--json``)."""
+    s = result["settings"]
+    lines = [
+        f"replayed {result['replayed']:,} GET/HEAD hit/miss requests of {result['requests']:,} log rows; "
+        f"scored {result['scored']:,} (warm-up {s['warmup_seconds']:g}s, TTL {s['ttl_seconds']:g}s, "
+        f"capacity {s['capacity_bytes'] or 'unbounded'}, tier {s['tier']})",
+        "excluded from the replay: " + ", ".join(f"{k} {v:,}" for k, v in result["excluded"].items() if v)
+        if any(result["excluded"].values()) else "excluded from the replay: none",
+        f"NOTE: {result['accept_inference']['note']}",
+    ]
+    cal = result["calibration"]
+    diff = cal["difference"]
+    lines.append(
+        f"calibration: observed hit rate {_pct(cal['observed_hit_rate'])} (the log's own Hit/Miss) vs "
+        f"predicted {_pct(cal['predicted_hit_rate'])} (passthrough replay)"
+        + ("" if diff is None else f", difference {100 * diff:+.2f} pp")
+    )
+    if result.get("bad_lines"):
+        lines.append(f"bad log lines skipped: {result['bad_lines']:,} (e.g. {result['bad_line_examples'][:1]})")
+    header = ("strategy", "hit_rate", "target", "origin_req", "transforms", "keys", "keys/var", "cold", "expired",
+              "evicted", "fragmented", "refused")
+    rows = [header]
+    for name, r in result["strategies"].items():
+        kpv = r["keys_per_variant"]
+        rows.append((name, _pct(r["hit_rate"]), "meets" if r["meets_target"] else "below",
+                     f"{r['origin_requests']:,}", f"{r['transforms']:,}", f"{r['unique_keys']:,}",
+                     "-" if kpv is None else f"{kpv:.2f}", f"{r['cold']:,}", f"{r['expired']:,}",
+                     f"{r['evicted']:,}", f"{r['fragmented']:,}", f"{r['refused']:,}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines.append("")
+    for row in rows:
+        lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                               enumerate(zip(row, widths, strict=True))))
+    lines.append(f"target: hit rate >= {100 * s['target']:.1f}%")
+    return "\n".join(lines)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .cf_function import export_cf_function
+
+    code = export_cf_function(get_strategy(args.name))
+    if args.output == "-":
+        sys.stdout.write(code)
+    else:
+        Path(args.output).write_text(code)
+        print(f"wrote {args.output} ({len(code.encode()):,} bytes, cloudfront-js-2.0 viewer-request)",
+              file=sys.stderr)
+    return 0
