@@ -1,15 +1,15 @@
 """The open-model scheduler that runs inside a Locust process (gevent).
 
-One :class:`Lane` per worker process. Arrival *i* of the shape belongs to lane ``i % lanes``; the lane
-sleeps until each of its arrivals' intended start (``t0 + offset``) and spawns the request in a bounded
-gevent pool. It never waits for a response before starting the next arrival (open model), so a slow
-target makes requests pile up instead of silently slowing the generator down:
+One :class:`Lane` per worker process. Arrival *i* of the shape belongs to lane ``i % lanes``; each of
+the lane's arrivals is started at its intended time (``t0 + offset``) by one of a bounded set of sender
+greenlets. The next arrival never waits for an earlier response (open model) unless every sender is
+busy, so a slow target shows up as late requests instead of silently slowing the generator down:
 
 - an arrival started more than ``late_ms`` after its intended time is *late* (counted);
-- when ``pool`` requests are in flight the scheduler waits for a free slot; an arrival that would
-  start more than ``max_lateness_s`` after its intended time is *dropped*: never sent, recorded with
-  ``dropped = true`` (so a slow target shows up as late and dropped arrivals, never as a quietly
-  lower rate);
+- ``pool`` sender greenlets take the arrivals in order; when all are busy the next arrivals wait
+  and start late; an arrival more than ``max_lateness_s`` late is *dropped*: never sent, recorded
+  with ``dropped = true`` (so a slow target shows up as late and dropped arrivals, never as a
+  quietly lower rate);
 - every sent request records its latency from the actual start and from the intended start (the
   coordinated-omission-corrected latency).
 
@@ -35,7 +35,7 @@ from loadtest.workload import Request, Workload
 
 __all__ = ["Lane"]
 
-_YIELD_EVERY = 32
+_YIELD_EVERY = 32  # a sender dropping a run of late arrivals yields this often
 
 
 class Lane:
@@ -47,7 +47,7 @@ class Lane:
         self.t0 = t0  # wall-clock (epoch) time of offset 0
         self.recorder = recorder
         self.settings = config.scenario.run
-        self.pool = gevent.pool.Pool(self.settings.pool)
+        self.pool = gevent.pool.Group()  # the sender greenlets (see run)
         self._base_wall = time.time()
         self._base_perf = time.perf_counter()
         self.in_flight: dict[int, tuple[float, float, Request, str, bool]] = {}
@@ -82,38 +82,51 @@ class Lane:
                 yield off, shape.phase(off), workload.next
 
     def run(self, client: Any) -> None:
-        """Schedule every arrival of this lane, then wait up to ``drain_s`` for in-flight requests."""
+        """Send every arrival of this lane, then wait up to ``drain_s`` for requests still in flight.
+
+        ``pool`` sender greenlets share the lane's arrival sequence: a free sender takes the next
+        arrival, sleeps until its intended start and sends it. When every sender is busy, arrivals wait
+        (they start late); one found more than ``max_lateness_s`` late is dropped instead.
+        """
+        self._schedule = iter(self._arrivals())
+        self._exhausted = False
+        self._last_due = self.t0
+        senders = gevent.pool.Group()
+        for _ in range(self.settings.pool):
+            senders.spawn(self._sender, client)
+        self.pool = senders
+        while not senders.join(timeout=0.25):
+            # every arrival taken, and the last one's intended start is drain_s behind us
+            if self._exhausted and self.now() > self._last_due + self.settings.drain_s:
+                break
+        self.scheduled_until = self._last_due
+        self.done = True
+
+    def _sender(self, client: Any) -> None:
         late_s = self.settings.late_ms / 1000.0
         max_late = self.settings.max_lateness_s
-        n = 0
-        for offset, phase, req in self._arrivals():
+        skipped = 0
+        for offset, phase, req in self._schedule:
             due = self.t0 + offset
+            self._last_due = due
             delay = due - self.now()
             if delay > 0:
                 gevent.sleep(delay)
-            else:
-                n += 1
-                if n % _YIELD_EVERY == 0:
-                    gevent.sleep(0)
             request = req(offset) if callable(req) else req
-            now = self.now()
-            if self.pool.full():  # at the concurrency cap: wait for a slot, at most until the drop limit
-                self.pool.wait_available(timeout=max(0.0, due + max_late - now))
-                now = self.now()
-            lateness = now - due
+            lateness = self.now() - due
             late = lateness > late_s
             self.counts["scheduled"] += 1
             self.counts["late"] += late
-            if lateness > max_late or self.pool.full():
+            if lateness > max_late:
                 self.counts["dropped"] += 1
-                self._record(due, None, None, request, phase, late, dropped=True,
-                             error="too late" if lateness > max_late else "pool full")
+                self._record(due, None, None, request, phase, late, dropped=True, error="too late")
+                skipped += 1
+                if skipped % _YIELD_EVERY == 0:
+                    gevent.sleep(0)
                 continue
             self.counts["sent"] += 1
-            self.pool.spawn(self._send, client, request, due, phase, late)
-        self.scheduled_until = self.now()
-        self.pool.join(timeout=self.settings.drain_s)
-        self.done = True
+            self._send(client, request, due, phase, late)
+        self._exhausted = True
 
     def _send(self, client: Any, req: Request, due: float, phase: str, late: bool) -> None:
         rid = self._next_id
@@ -153,7 +166,7 @@ class Lane:
         )
 
     def close(self) -> None:
-        """Stop the pool; requests still in flight are recorded as unfinished (status 0); flush rows."""
+        """Stop the senders; requests still in flight are recorded as unfinished (status 0); flush rows."""
         self.pool.kill(block=True, timeout=2)
         for due, start, req, phase, late in list(self.in_flight.values()):
             self._record(due, start, None, req, phase, late, error="unfinished")
