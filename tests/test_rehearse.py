@@ -1,0 +1,88 @@
+"""End-to-end rehearsal on the embedded stack: logs, rows and summary agree; the bad strategy fails its gate."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from _rehearsal_helpers import small_rehearsal
+
+from analytics.metrics import classify, xcache_result
+from analytics.reader import read_logs
+from edgeproof.errors import ConfigError
+from edgeproof.rehearse_config import dump_toml, load_rehearsal, rehearsal_from_dict
+from loadtest.recorder import read_records
+
+pytestmark = pytest.mark.slow
+
+
+def test_bad_strategy_rehearsal_end_to_end() -> None:
+    out, proc = small_rehearsal()
+    # passthrough behind noisy URLs: the hit-rate gate fails and so does the exit code
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "report:" in proc.stdout and "FAIL" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    gates = {g["gate"]: g for g in summary["gates"]["gates"]}
+    assert gates["hit_rate >= 0.96"]["passed"] is False
+    assert summary["passed"] is False
+
+    # edge logs vs recorder rows, each counted here from the files themselves
+    log_classes: Counter[str] = Counter()
+    log_requests = 0
+    for batch in read_logs([str(out / "logs")], columns=["x_edge_result_type", "cs_method"]):
+        log_requests += batch.num_rows
+        for rt, method in zip(batch.column("x_edge_result_type").to_pylist(),
+                              batch.column("cs_method").to_pylist(), strict=True):
+            log_classes[classify(rt, method)] += 1
+    rows = read_records(out / "loadtest")
+    answered = [x for x, s in zip(rows.column("x_cache").to_pylist(), rows.column("status").to_pylist(), strict=True)
+                if s]
+    row_classes = Counter(classify(xcache_result(x), "GET") for x in answered)
+    assert log_requests > 100
+    assert log_requests == len(answered)
+    assert log_classes["hit"] == row_classes["hit"] and log_classes["miss"] == row_classes["miss"]
+    edge = summary["edge"]
+    assert (edge["requests"], edge["hits"], edge["misses"]) == (log_requests, log_classes["hit"], log_classes["miss"])
+    assert summary["client"]["hits"] == row_classes["hit"]
+    assert summary["consistency"]["match"] is True
+    assert summary["hit_rate"] == pytest.approx(log_classes["hit"] / (log_classes["hit"] + log_classes["miss"]), abs=1e-6)
+    assert 0 <= summary["spike_hit_rate"] <= 1
+
+    # the scale-out event was played and the origin did real work
+    assert [e["action"] for e in summary["events"]] == ["scale_out"]
+    assert summary["transforms"] > 0
+    # the what-if on the same traffic: a normalizing strategy folds the noise passthrough keeps
+    rates = {r["strategy"]: r["hit_rate"] for r in summary["what_if"]["strategies"]}
+    assert rates["aggressive"] > rates["passthrough"]
+    assert summary["miss_anatomy"]["fragmented"] > 0
+    for key in ("p50", "p99"):
+        assert summary["latency_ms"]["client"]["hit"][key] is not None
+        assert summary["latency_ms"]["edge"]["miss"][key] is not None
+
+    # report files, charts embedded in the HTML
+    for name in ("report.html", "report.md", "requests_and_hit_rate.png", "latency_over_time.png",
+                 "hit_rate_by_pop.png", "origin_transforms.png", "miss_anatomy.png", "hit_rate_by_strategy.png"):
+        assert (out / name).is_file(), name
+    html = (out / "report.html").read_text()
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(pngs) == 6 and all(base64.b64decode(p)[:4] == b"\x89PNG" for p in pngs)
+    assert "FAIL" in html and "http://" not in html.replace("http://127.0.0.1", "")
+    # every child is gone: the stack's process logs end and no port is still served
+    assert (out / "stack" / "edge.log").is_file() and (out / "stack" / "origin-1.log").is_file()
+
+
+def test_rehearsal_scenarios_validate(tmp_path: Path) -> None:
+    default = load_rehearsal("default")
+    assert default.strategy == "aggressive" and default.duration <= 90
+    with pytest.raises(ConfigError, match="unknown key"):
+        rehearsal_from_dict({"strategy": "aggressive", "colour": "red"})
+    with pytest.raises(ConfigError, match="events\\[0\\].action"):
+        rehearsal_from_dict({"events": [{"at": 3, "action": "explode"}]})
+    table = {"name": "x", "catalog": {"zipf": 1.2, "roles": {"thumb": {"widths": [320], "share": 1.0}}}}
+    import tomllib
+
+    assert tomllib.loads(dump_toml(table)) == table
