@@ -256,7 +256,7 @@ def compare_strategies(
             warm_end = t_first + int(warmup_s * 1000)
         t_last = int(t[-1]) if t_last is None else max(t_last, int(t[-1]))
         assert warm_end is not None
-        scored = t >= warm_end
+        scored = t >= warm_end if warmup_s > 0 else np.ones(t.size, dtype=bool)
         sub = batch if order is None and rows.size == n else batch.take(pa.array(rows))
         hit_obs = cls[rows] == 0
         totals["replayed"] += int(rows.size)

@@ -124,6 +124,15 @@ def _apply(args: argparse.Namespace) -> int:
     return status
 
 
+def _duration(seconds: float) -> str:
+    if seconds <= 0:
+        return "none"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
@@ -147,7 +156,7 @@ def format_compare(result: dict[str, Any]) -> str:
     s = result["settings"]
     lines = [
         f"replayed {result['replayed']:,} GET/HEAD hit/miss requests of {result['requests']:,} log rows; "
-        f"scored {result['scored']:,} (warm-up {s['warmup_seconds']:g}s, TTL {s['ttl_seconds']:g}s, "
+        f"scored {result['scored']:,} (warm-up {_duration(s['warmup_seconds'])}, TTL {_duration(s['ttl_seconds'])}, "
         f"capacity {s['capacity_bytes'] or 'unbounded'}, tier {s['tier']})",
         "excluded from the replay: " + ", ".join(f"{k} {v:,}" for k, v in result["excluded"].items() if v)
         if any(result["excluded"].values()) else "excluded from the replay: none",

@@ -1,0 +1,224 @@
+"""Replay: hand-built logs where every hit, miss and miss class is known; a reference model; samples."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analytics.replay import compare_strategies, parse_bytes, parse_duration, region_of
+from analytics.schema import LOG_SCHEMA
+from edgeproof.errors import UsageError
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def log(rows: list[dict[str, Any]]) -> pa.Table:
+    """A LOG_SCHEMA table; each row: t (seconds), pop, uri (path?query), rt, and optional ct/ua/bytes/method."""
+    cols: dict[str, list[Any]] = {n: [] for n in LOG_SCHEMA.names}
+    for r in rows:
+        path, _, query = r["uri"].partition("?")
+        values = {
+            "timestamp": T0 + timedelta(seconds=r["t"]), "x_edge_location": r.get("pop", "IAD89-C1"),
+            "pop": r.get("pop", "IAD89-C1")[:3], "cs_method": r.get("method", "GET"), "cs_uri_stem": path,
+            "cs_uri_query": query or None, "x_edge_result_type": r.get("rt", "Miss"),
+            "sc_content_type": r.get("ct", "image/webp"), "cs_user_agent": r.get("ua"),
+            "sc_bytes": r.get("bytes", 1000),
+        }
+        for name in LOG_SCHEMA.names:
+            cols[name].append(values.get(name))
+    return pa.table(cols, schema=LOG_SCHEMA)
+
+
+def run(rows: list[dict[str, Any]], strategies: list[str], **kw: Any) -> dict[str, Any]:
+    return compare_strategies(log(rows), strategies, **kw)
+
+
+def test_fragmentation_hits_and_cold_misses_are_exact() -> None:
+    rows = [
+        {"t": 0, "uri": "/a.jpg?w=640&f=webp", "rt": "Miss"},
+        {"t": 1, "uri": "/a.jpg?f=webp&w=640", "rt": "Miss"},   # same variant, other spelling
+        {"t": 2, "uri": "/a.jpg?w=640&f=webp", "rt": "Hit"},
+        {"t": 3, "pop": "FRA2-C1", "uri": "/a.jpg?w=600&f=webp", "rt": "Miss"},
+        {"t": 4, "pop": "FRA2-C1", "uri": "/a.jpg?w=640&f=webp", "rt": "Miss"},
+    ]
+    out = run(rows, ["passthrough", "sorted", "aggressive"])
+    p, s, a = (out["strategies"][n] for n in ("passthrough", "sorted", "aggressive"))
+    assert (p["hits"], p["misses"], p["cold"], p["fragmented"], p["expired"], p["evicted"]) == (1, 4, 3, 1, 0, 0)
+    assert (p["unique_keys"], p["transforms"], p["keys_per_variant"]) == (3, 2, 1.5)
+    assert (s["hits"], s["cold"], s["fragmented"], s["unique_keys"]) == (2, 3, 0, 2)
+    # aggressive: w=600 snaps to 640, so FRA's second request hits; one variant, one transform
+    assert (a["hits"], a["cold"], a["unique_keys"], a["transforms"], a["origin_requests"]) == (3, 2, 1, 1, 2)
+    assert a["hit_rate"] == pytest.approx(0.6) and not a["meets_target"]
+    assert out["observed"] == {"hits": 1, "misses": 4, "hit_rate": 0.2}
+    assert out["calibration"]["predicted_hit_rate"] == pytest.approx(0.2)
+    assert out["calibration"]["difference"] == pytest.approx(0.0)
+    assert "inferred" in out["accept_inference"]["note"]
+
+
+def test_expired_evicted_and_warmup() -> None:
+    rows = [{"t": 0, "uri": "/a.jpg"}, {"t": 10, "uri": "/a.jpg"}, {"t": 12, "uri": "/a.jpg"}]
+    p = run(rows, ["passthrough"], ttl="5s")["strategies"]["passthrough"]
+    assert (p["cold"], p["expired"], p["hits"]) == (1, 1, 1)
+    rows = [{"t": 0, "uri": "/a.jpg", "bytes": 600}, {"t": 1, "uri": "/b.jpg", "bytes": 600},
+            {"t": 2, "uri": "/a.jpg", "bytes": 600}, {"t": 3, "uri": "/a.jpg", "bytes": 600}]
+    p = run(rows, ["passthrough"], capacity=1000)["strategies"]["passthrough"]
+    assert (p["cold"], p["evicted"], p["hits"]) == (2, 1, 1)
+    rows = [{"t": 0, "uri": "/a.jpg"}, {"t": 7200, "uri": "/a.jpg", "rt": "Hit"}, {"t": 7300, "uri": "/b.jpg"}]
+    out = run(rows, ["passthrough"], warmup="1h")
+    p = out["strategies"]["passthrough"]
+    assert out["scored"] == 2 and (p["requests"], p["hits"], p["cold"], p["transforms"]) == (2, 1, 1, 1)
+
+
+def test_fragmented_needs_a_fresh_other_spelling() -> None:
+    rows = [{"t": 0, "uri": "/a.jpg?w=1"}, {"t": 10, "uri": "/a.jpg?width=1"}, {"t": 11, "uri": "/a.jpg?W=1"}]
+    p = run(rows, ["passthrough"], ttl="5s")["strategies"]["passthrough"]
+    assert (p["cold"], p["fragmented"]) == (2, 1)  # t=10: the other spelling had expired
+
+
+def test_tiers_regional_and_shield() -> None:
+    rows = [{"t": 0, "pop": "IAD89-C1", "uri": "/a.jpg"}, {"t": 1, "pop": "JFK6-C1", "uri": "/a.jpg"},
+            {"t": 2, "pop": "FRA2-C1", "uri": "/a.jpg"}]
+    pop = run(rows, ["passthrough"], tier="pop")["strategies"]["passthrough"]
+    assert (pop["origin_requests"], pop["regional_hits"], pop["shield_hits"]) == (3, 0, 0)
+    reg = run(rows, ["passthrough"], tier="regional")["strategies"]["passthrough"]
+    assert (reg["origin_requests"], reg["regional_hits"], reg["shield_hits"], reg["hits"]) == (2, 1, 0, 0)
+    shield = run(rows, ["passthrough"], tier="shield")["strategies"]["passthrough"]
+    assert (shield["origin_requests"], shield["regional_hits"], shield["shield_hits"]) == (1, 1, 1)
+    assert region_of("IAD89-C1") == region_of("JFK6-C1") == "us-east-1"
+    with pytest.raises(UsageError):
+        run(rows, ["passthrough"], tier="planet")
+
+
+def test_excluded_rows_and_refusals() -> None:
+    rows = [{"t": 0, "uri": "/a.jpg", "rt": "Error"}, {"t": 1, "uri": "/a.jpg", "method": "POST"},
+            {"t": 2, "uri": "/a.jpg", "rt": "FunctionGeneratedResponse"}, {"t": 3, "uri": "/a.jpg?w=abc"},
+            {"t": 4, "uri": "/a.jpg?w=abc", "rt": "Hit"}]
+    out = run(rows, ["passthrough", "canonical", "aggressive"])
+    assert out["replayed"] == 2
+    assert (out["excluded"]["error"], out["excluded"]["method"], out["excluded"]["generated"]) == (1, 1, 1)
+    assert out["strategies"]["canonical"]["refused"] == 2 and out["strategies"]["canonical"]["requests"] == 0
+    assert out["strategies"]["canonical"]["hit_rate"] is None
+    assert out["strategies"]["aggressive"]["hits"] == 1  # w=abc falls back to the plain image
+
+
+def test_accept_is_inferred_from_content_type_then_user_agent() -> None:
+    rows = [{"t": 0, "uri": "/a.jpg?f=auto", "ct": "image/avif"}, {"t": 1, "uri": "/a.jpg?f=auto", "ct": "image/webp"},
+            {"t": 2, "uri": "/a.jpg?f=auto", "ct": None, "ua": "Mozilla/5.0 Chrome/120.0 Safari/537.36"},
+            {"t": 3, "uri": "/a.jpg?f=auto", "ct": "-", "ua": "Mozilla/4.0 (MSIE 8.0)"}]
+    out = run(rows, ["aggressive"])
+    inf = out["accept_inference"]
+    assert (inf["from_content_type"], inf["from_user_agent"]) == (2, 2)
+    assert (inf["avif_webp"], inf["webp"], inf["neither"]) == (2, 1, 1)
+    a = out["strategies"]["aggressive"]
+    assert (a["unique_keys"], a["hits"]) == (3, 1)  # avif, webp, jpeg; the Chrome request hits the avif key
+
+
+def test_unsorted_batch_is_replayed_in_time_order() -> None:
+    rows = [{"t": 5, "uri": "/a.jpg", "rt": "Hit"}, {"t": 0, "uri": "/a.jpg"}]
+    p = run(rows, ["passthrough"])["strategies"]["passthrough"]
+    assert (p["cold"], p["hits"]) == (1, 1)
+
+
+def test_durations_and_sizes() -> None:
+    assert parse_duration("30d") == 30 * 86400 and parse_duration("6h") == 21600 and parse_duration("250ms") == 0.25
+    assert parse_bytes("2GiB") == 2 * 1024**3 and parse_bytes("500MB") == 500_000_000 and parse_bytes("17") == 17
+    for bad in ("soon", "-1d"):
+        with pytest.raises(UsageError):
+            parse_duration(bad)
+    with pytest.raises(UsageError):
+        parse_bytes("lots")
+
+
+# ---------------------------------------------------------------- reference model
+def reference(trace: list[tuple[int, int, int, int, int]], ttl: int, cap: int) -> dict[str, int]:
+    """Straightforward per-POP LRU/TTL model: (t, pop, key, variant, size) → counters."""
+    caches: dict[int, OrderedDict[int, tuple[int, int, int]]] = {}
+    state: dict[tuple[int, int], str] = {}
+    seen: set[int] = set()
+    out = dict.fromkeys(("hits", "misses", "cold", "expired", "evicted", "fragmented", "transforms"), 0)
+    for t, pop, k, v, size in trace:
+        cache = caches.setdefault(pop, OrderedDict())
+        if v not in seen:
+            seen.add(v)
+            out["transforms"] += 1
+        entry = cache.get(k)
+        if entry is not None and (ttl <= 0 or t - entry[0] < ttl):
+            cache.move_to_end(k)
+            out["hits"] += 1
+            continue
+        out["misses"] += 1
+        cls = "cold" if (pop, k) not in state else ("expired" if entry is not None else "evicted")
+        if any(ok != k and ov == v and (ttl <= 0 or t - ot < ttl) for ok, (ot, _, ov) in cache.items()):
+            cls = "fragmented"
+        out[cls] += 1
+        if entry is not None:
+            del cache[k]
+        if cap > 0:
+            if size > cap:
+                if entry is not None:
+                    state[(pop, k)] = "evicted"
+                continue
+            while cache and sum(e[1] for e in cache.values()) + size > cap:
+                old, _ = cache.popitem(last=False)
+                state[(pop, old)] = "evicted"
+        cache[k] = (t, size, v)
+        state[(pop, k)] = "cached"
+    return out
+
+
+trace_strategy = st.lists(
+    st.tuples(st.integers(0, 2), st.integers(0, 1), st.integers(0, 5), st.sampled_from([300, 500, 900, 1500])),
+    min_size=1, max_size=60,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(trace_strategy, st.sampled_from([0, 4]), st.sampled_from([0, 1000, 2000]))
+def test_cache_model_matches_reference(steps: list[tuple[int, int, int, int]], ttl: int, cap: int) -> None:
+    """Keys are query spellings ?k=N; spellings 2N and 2N+1 are the same variant (w=N via w / width)."""
+    rows, trace = [], []
+    for i, (dt, pop, k, size) in enumerate(steps):
+        t = i * 2 + dt
+        spelled = f"w={k // 2}" if k % 2 == 0 else f"width={k // 2}"
+        rows.append({"t": t, "pop": ("IAD89-C1", "FRA2-C1")[pop], "uri": f"/a.jpg?{spelled}", "bytes": size})
+        trace.append((t, pop, k, k // 2, size))
+    trace.sort(key=lambda r: r[0])
+    got = run(rows, ["passthrough"], ttl=ttl, capacity=cap or None)["strategies"]["passthrough"]
+    want = reference(trace, ttl, cap)  # times and TTL both in seconds
+    assert {k: got[k] for k in want} == want
+
+
+def test_lru_equals_libcachesim() -> None:
+    lcs = pytest.importorskip("libcachesim")
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    n, cap = 20_000, 200_000
+    keys = rng.zipf(1.2, n) % 3000
+    sizes = 1000 + (keys * 7919) % 9000
+    rows = [{"t": i // 50, "uri": f"/img/{k}.jpg", "bytes": int(s)} for i, (k, s) in enumerate(zip(keys, sizes, strict=True))]
+    ours = run(rows, ["passthrough"], ttl=0, capacity=cap)["strategies"]["passthrough"]
+    cache = lcs.LRU(cache_size=cap)
+    hits = 0
+    for k, s in zip(keys, sizes, strict=True):
+        hits += bool(cache.get(lcs.Request(obj_size=int(s), obj_id=int(k) + 1)))
+    assert abs(ours["hits"] - hits) <= n * 0.001
+
+
+# ---------------------------------------------------------------- real samples
+def test_samples_replay_without_error(samples_dir: Path) -> None:
+    out = compare_strategies([str(samples_dir)], ["passthrough", "aggressive"], warmup="0", tier="shield")
+    assert out["requests"] > 100 and out["replayed"] > 50
+    assert out["bad_lines"] >= 1 and out["bad_line_examples"]
+    for r in out["strategies"].values():
+        assert r["hits"] + r["misses"] == r["requests"] > 0
+        assert r["cold"] + r["expired"] + r["evicted"] + r["fragmented"] == r["misses"]
+        assert r["unique_keys"] > 0
+    assert out["calibration"]["observed_hit_rate"] is not None
