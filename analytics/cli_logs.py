@@ -55,8 +55,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     s.add_argument("--by", choices=("pop", "hour", "day", "content-type", "status", "result-type"),
                    help="also break the summary down by this key (the 'groups' object in --json)")
-    s.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="worker processes; files are spread over them (default 1)")
+    s.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="cores to use (default 0 = all): with several files, N worker processes; with one "
+                        ".gz file, decompression in a second thread; 1 = strictly sequential")
     s.set_defaults(func=_summarize)
 
     c = sub.add_parser(
@@ -93,9 +94,9 @@ def _read_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def _summarize(args: argparse.Namespace) -> int:
     from analytics.summary import summarize
 
-    if args.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
-    result = summarize(args.paths, by=args.by, jobs=args.jobs, **_read_kwargs(args))
+    if args.jobs < 0:
+        raise UsageError("--jobs must be 0 (all cores) or more")
+    result = summarize(args.paths, by=args.by, jobs=args.jobs or None, **_read_kwargs(args))
     if args.json:
         print(json.dumps(result, indent=2))
     else:

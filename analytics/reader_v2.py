@@ -9,7 +9,7 @@ cast to strings and typed by :mod:`analytics.reader_convert`, so the rules are t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import pyarrow as pa
@@ -44,13 +44,18 @@ def _emit(
         yield done.batch
 
 
+def _lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    for block in blocks:
+        yield from block.splitlines()
+
+
 def read_json_lines(
-    stream: IO[bytes], stats: FileStats, *, columns: Sequence[str], batch_rows: int = 65536
+    blocks: Iterable[bytes], stats: FileStats, *, columns: Sequence[str], batch_rows: int = 65536
 ) -> Iterator[pa.RecordBatch]:
-    """Stream typed batches from v2 JSON lines (one object per line)."""
+    """Stream typed batches from v2 JSON lines (one object per line), given blocks of whole lines."""
     rows: list[dict[str, Any]] = []
     numbers: list[int] = []
-    for number, line in enumerate(stream, start=1):
+    for number, line in enumerate(_lines(blocks), start=1):
         text = line.strip()
         if not text:
             continue

@@ -1,7 +1,8 @@
 """Tab-separated CloudFront logs: standard (legacy, W3C) files and real-time (Kinesis) records.
 
-The fast path is Arrow's streaming CSV parser (tab delimiter, no quoting, ``-`` → null, only the
-columns asked for). Lines it cannot take (``#`` headers, wrong field count) go through a small
+The input arrives as blocks of complete lines; each block is parsed by Arrow's CSV parser (tab
+delimiter, no quoting, ``-`` → null, only the columns asked for), several blocks at once on several
+threads when asked, and the results are merged in file order. Lines it cannot take (``#`` headers, wrong field count) go through a small
 Python path that knows CloudFront's oddities:
 
 - a ``#Fields`` header (spaces or tabs, trailing spaces) names the fields; a new header mid-file
@@ -16,9 +17,10 @@ Python path that knows CloudFront's oddities:
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO
 
 import numpy as np
 import pyarrow as pa
@@ -115,28 +117,32 @@ class FileStats:
             self.examples.append(f"{where}: {reason}")
 
 
+@dataclass
+class _Block:
+    """What parsing one block of complete lines produced (merged into FileStats in file order)."""
+
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    bad: list[tuple[int | None, str]] = field(default_factory=list)
+    whitespace_lines: int = 0
+
+
 class _SlowLines:
     """Lines the fast parser refused, parsed by rules; grouped by layout into batches."""
 
-    def __init__(self, stats: FileStats, fields: tuple[str, ...], headerless: bool, realtime: bool) -> None:
-        self.stats = stats
+    def __init__(self, out: _Block, fields: tuple[str, ...], headerless: bool, realtime: bool, offset: int) -> None:
+        self.out = out
         self.fields = fields
         self.headerless = headerless
         self.realtime = realtime
-        self.handled: list[int] = []  # every physical line number the handler saw (sorted)
+        self.offset = offset  # physical line number of the block's first line, minus one
+        self.handled: list[int] = []  # block-relative line numbers the handler saw (sorted)
         self.pending: list[tuple[int, str]] = []
 
     def handler(self, row: pacsv.InvalidRow) -> str:
         number = int(row.number) if row.number is not None else -1
         self.handled.append(number)
-        text = row.text
-        if text.startswith("#"):
-            key, _, rest = text[1:].partition(":")
-            if key.strip().lower() == "fields" and not self.realtime:
-                self.fields = tuple(rest.split())
-                self.headerless = False
-        else:
-            self.pending.append((number, text))
+        if not row.text.startswith("#"):
+            self.pending.append((self.offset + number, row.text))
         return "skip"
 
     def _layout(self, parts: list[str]) -> tuple[str, ...] | None:
@@ -158,15 +164,15 @@ class _SlowLines:
             words = text.split()
             layout = self._layout(words)
             if layout is not None:
-                self.stats.whitespace_lines += 1
+                self.out.whitespace_lines += 1
                 return layout, words
-            self.stats.bad(number, f"{len(words)} whitespace-separated fields, expected {len(self.fields)}")
+            self.out.bad.append((number, f"{len(words)} whitespace-separated fields, expected {len(self.fields)}"))
             return None
         mixed = " (tabs and spaces mixed)" if self._layout(text.split()) is not None else ""
-        self.stats.bad(number, f"{len(parts)} tab-separated fields, expected {len(self.fields)}{mixed}")
+        self.out.bad.append((number, f"{len(parts)} tab-separated fields, expected {len(self.fields)}{mixed}"))
         return None
 
-    def drain(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    def drain(self, columns: Sequence[str]) -> None:
         groups: dict[tuple[str, ...], tuple[list[int], list[list[str]]]] = {}
         for number, text in self.pending:
             got = self.split(number, text)
@@ -184,32 +190,107 @@ class _SlowLines:
                 raw[col] = pa.array([None if r[i] == "-" else r[i] for r in rows], pa.string())
             done = convert(raw, len(rows), columns)
             for idx in done.bad_rows:
-                self.stats.bad(numbers[int(idx)], done.reasons.get(int(idx), "bad value"))
+                self.out.bad.append((numbers[int(idx)], done.reasons.get(int(idx), "bad value")))
             if done.batch.num_rows:
-                yield done.batch
+                self.out.batches.append(done.batch)
 
     def line_of(self, valid_index: int) -> int:
-        """Physical line number (1-based) of the ``valid_index``-th row the fast parser accepted."""
+        """Physical line number of the ``valid_index``-th row (block-relative) the fast parser accepted."""
         handled = self.handled
         x = valid_index + 1
         while True:
             nx = valid_index + 1 + bisect.bisect_right(handled, x)
             if nx == x:
-                return x
+                return self.offset + x
             x = nx
 
 
+@dataclass(frozen=True)
+class _Layout:
+    fields: tuple[str, ...]
+    headerless: bool
+    realtime: bool
+
+
+def _parse_block(block: bytes, offset: int, layout: _Layout, columns: Sequence[str]) -> _Block:
+    """Parse one block of complete lines (``offset`` = number of lines before it in the file)."""
+    out = _Block()
+    fields = layout.fields
+    names = [f"c{i}" for i in range(len(fields))]
+    wanted = set(columns_needed(fields, columns))
+    include = [names[i] for i, f in enumerate(fields) if f in wanted or i == 0]
+    slow = _SlowLines(out, fields, layout.headerless, layout.realtime, offset)
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(block),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=len(block) + 1),
+            parse_options=pacsv.ParseOptions(
+                delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
+                newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=slow.handler,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in include}, include_columns=include,
+                null_values=["-"], strings_can_be_null=True, quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as err:
+        if "Empty CSV file" not in str(err):
+            out.bad.append((None, f"cannot parse lines {offset + 1}..: {err}"))
+        slow.drain(columns)
+        return out
+    col_of = {names[i]: field_column(fields[i]) for i in range(len(fields))}
+    rows = None  # original row index of each kept row, when empty lines were dropped
+    first = table.column(0)
+    empty = pc.fill_null(pc.equal(first, ""), False)
+    if pc.any(empty).as_py():  # an empty line parses as a row of empty strings: not data, skip it
+        keep = pc.invert(empty)
+        rows = np.nonzero(keep.to_numpy(zero_copy_only=False))[0]
+        table = table.filter(keep)
+    raw: dict[str, pa.Array] = {}
+    for name in table.schema.names:
+        col = col_of[name]
+        if col is not None and col not in raw:
+            raw[col] = table.column(name).combine_chunks()
+    done = convert(raw, table.num_rows, columns)
+    for idx in done.bad_rows:
+        orig = int(idx) if rows is None else int(rows[int(idx)])
+        out.bad.append((slow.line_of(orig), done.reasons.get(int(idx), "bad value")))
+    if done.batch.num_rows:
+        out.batches.append(done.batch)
+    slow.drain(columns)
+    return out
+
+
+def _header_lines(block: bytes) -> list[tuple[int, int, str]]:
+    """``(start, end, text)`` of every line starting with ``#`` in ``block``."""
+    found = []
+    pos = 0 if block.startswith(b"#") else block.find(b"\n#") + 1
+    while pos > 0 or (pos == 0 and block.startswith(b"#")):
+        end = block.find(b"\n", pos)
+        end = len(block) if end < 0 else end + 1
+        found.append((pos, end, block[pos:end].decode("utf-8", "replace").strip()))
+        nxt = block.find(b"\n#", end - 1)
+        if nxt < 0:
+            break
+        pos = nxt + 1
+    return found
+
+
 def read_tsv(
-    stream: IO[bytes],
+    blocks: Iterator[bytes],
     stats: FileStats,
     header: Header,
     *,
     columns: Sequence[str],
     realtime_fields: Sequence[str] | None = None,
     realtime: bool = False,
-    batch_rows: int = 65536,
+    threads: int = 1,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream typed batches (``columns``) from one tab-separated log; bad lines go to ``stats``."""
+    """Stream typed batches (``columns``) from the line-aligned blocks of one tab-separated log.
+
+    Blocks are parsed independently (by ``threads`` threads when > 1; Arrow releases the GIL), and
+    their results are merged in file order, so line numbers in bad-line reports are exact.
+    """
     headerless = header.fields is None
     if realtime:
         fields = tuple(realtime_fields or header.fields or ())
@@ -231,60 +312,49 @@ def read_tsv(
         count = len(parts) if len(parts) > 1 else len(header.sample.split()) if header.sample else 33
         fields = legacy_fields_for_count(count) or LEGACY_FIELDS_33
     stats.fields = len(fields)
-    names = [f"c{i}" for i in range(len(fields))]
-    wanted = set(columns_needed(fields, columns))
-    include = [names[i] for i, f in enumerate(fields) if f in wanted or i == 0]
-    slow = _SlowLines(stats, fields, headerless, realtime)
+    layout = _Layout(fields, headerless, realtime)
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="parse") if threads > 1 else None
+    inflight: deque[Future[_Block]] = deque()
+    offset = 0
+
+    def submit(piece: bytes, at: int, lay: _Layout) -> None:
+        if pool is None:
+            done: Future[_Block] = Future()
+            done.set_result(_parse_block(piece, at, lay, columns))
+            inflight.append(done)
+        else:
+            inflight.append(pool.submit(_parse_block, piece, at, lay, columns))
+
+    def collect(limit: int) -> Iterator[pa.RecordBatch]:
+        while len(inflight) > limit:
+            result = inflight.popleft().result()
+            for line, why in result.bad:
+                stats.bad(line, why)
+            stats.whitespace_lines += result.whitespace_lines
+            yield from result.batches
+
     try:
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(
-                column_names=names, use_threads=False, block_size=max(1 << 20, batch_rows * 300)
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter="\t", quote_char=False, double_quote=False, escape_char=False,
-                newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=slow.handler,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in include}, include_columns=include,
-                null_values=["-"], strings_can_be_null=True, quoted_strings_can_be_null=False,
-            ),
-        )
-    except pa.ArrowInvalid as err:  # e.g. nothing but header lines, or an empty file
-        if "Empty CSV file" not in str(err):
-            stats.error = f"cannot parse: {err}"
-            stats.bad(None, stats.error)
-        yield from slow.drain(columns)
-        return
-    col_of = {names[i]: field_column(fields[i]) for i in range(len(fields))}
-    seen = 0
-    while True:
-        try:
-            chunk = reader.read_next_batch()
-        except StopIteration:
-            break
-        except (pa.ArrowInvalid, OSError) as err:
-            stats.error = f"stopped reading: {err}"
-            stats.bad(None, stats.error)
-            break
-        n = chunk.num_rows
-        rows = None  # original row index of each kept row, when empty lines were dropped
-        empty = pc.fill_null(pc.equal(chunk.column(0), ""), False).to_numpy(zero_copy_only=False)
-        if empty.any():  # an empty line parses as a row of empty strings: skip it, it is not data
-            rows = np.nonzero(~empty)[0]
-            chunk = chunk.filter(pa.array(~empty))
-        raw: dict[str, pa.Array] = {}
-        for name in chunk.schema.names:
-            col = col_of[name]
-            if col is not None and col not in raw:
-                raw[col] = chunk.column(name)
-        done = convert(raw, chunk.num_rows, columns)
-        for idx in done.bad_rows:
-            orig = int(idx) if rows is None else int(rows[int(idx)])
-            stats.bad(slow.line_of(seen + orig), done.reasons.get(int(idx), "bad value"))
-        seen += n
-        if done.batch.num_rows:
-            yield done.batch
-        yield from slow.drain(columns)
-    yield from slow.drain(columns)
-    yield from slow.drain(columns)
+        for block in blocks:
+            lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+            headers = _header_lines(block) if not realtime else []
+            start = 0
+            line_at = offset
+            for h_start, _h_end, text in headers:
+                key, _, rest = text[1:].partition(":")
+                if key.strip().lower() != "fields":
+                    continue
+                new = tuple(rest.split())
+                if new and new != layout.fields:  # a new layout from here on (concatenated files)
+                    if h_start > start:
+                        submit(block[start:h_start], line_at, layout)
+                    line_at = offset + block.count(b"\n", 0, h_start)
+                    start = h_start
+                    layout = _Layout(new, False, False)
+            if start < len(block):
+                submit(block[start:], line_at, layout)
+            offset += lines
+            yield from collect(threads)
+        yield from collect(0)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

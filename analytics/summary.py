@@ -202,9 +202,15 @@ def _iso(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _summarize_one(inp: LogInput, by: str | None, opts: dict[str, Any]) -> Partial:
+def _columns(by: str | None) -> list[str]:
+    """The columns a summary needs: grouping columns only when grouping by them."""
+    optional = {"pop": "pop", "sc_content_type": "content-type", "sc_status": "status"}
+    return [c for c in SUMMARY_COLUMNS if c not in optional or optional[c] == by]
+
+
+def _summarize_one(inp: LogInput, by: str | None, opts: dict[str, Any], threads: int = 1) -> Partial:
     part = Partial(by)
-    part.add_stream(LogStream([inp], columns=SUMMARY_COLUMNS, **opts))
+    part.add_stream(LogStream([inp], columns=_columns(by), threads=threads, **opts))
     return part
 
 
@@ -219,7 +225,7 @@ def summarize(
     by: str | None = None,
     start: Any = None,
     end: Any = None,
-    jobs: int = 1,
+    jobs: int | None = 1,
     fmt: str = "auto",
     realtime_fields: Sequence[str] | str | None = None,
     strict: bool = False,
@@ -228,8 +234,9 @@ def summarize(
 
     ``source``: paths (files, folders, globs, ``s3://``), a :class:`~analytics.reader.LogStream`,
     a ``pyarrow.Table`` or an iterable of record batches (in :data:`~analytics.schema.LOG_SCHEMA`).
-    ``by``: one of :data:`BY_CHOICES` adds ``groups``. ``jobs``: worker processes (files are spread
-    over them; each file is read by one process). Keys: ``requests``, ``cacheable``, ``hits``,
+    ``by``: one of :data:`BY_CHOICES` adds ``groups``. ``jobs``: how many cores to use (None: all):
+    with several files, that many worker processes (each file is read by one process); with one file,
+    gunzip runs in its own thread and ``jobs`` threads parse blocks. ``jobs=1`` is strictly sequential. Keys: ``requests``, ``cacheable``, ``hits``,
     ``misses``, ``hit_rate``, ``excluded`` (by reason), ``bad_lines``, ``bad_line_examples``,
     ``bytes``, ``latency_ms`` ({time_taken, ttfb} × {overall, hit, miss} × {p50, p90, p99, p999}),
     plus ``first``/``last``, ``files``, ``file_errors`` and ``groups`` (with ``by``).
@@ -253,9 +260,10 @@ def summarize(
     inputs = stream.inputs
     opts = {"fmt": fmt, "realtime_fields": stream.realtime_fields, "start": stream.start, "end": stream.end,
             "strict": strict}
+    jobs = jobs or os.cpu_count() or 1
     if jobs <= 1 or len(inputs) <= 1:
         for inp in inputs:
-            total.merge(_summarize_one(inp, by, opts))
+            total.merge(_summarize_one(inp, by, opts, threads=jobs))
         return total.to_json()
     with ProcessPoolExecutor(max_workers=min(jobs, len(inputs)), mp_context=_pool_context()) as pool:
         futures = [pool.submit(_summarize_one, inp, by, opts) for inp in inputs]

@@ -130,7 +130,7 @@ def test_s3_prefix_with_time_range_never_downloads_other_keys(s3_bucket: str, tm
     everything = read_logs(f"s3://{s3_bucket}/cf/")
     assert everything.read_all().num_rows == 240
     assert everything.bad_lines == 2
-    assert all("corrupt gzip" in e for e in everything.bad_line_examples)
+    assert all(("corrupt gzip" in e or "truncated gzip" in e) for e in everything.bad_line_examples)
 
 
 def test_gzip_of_many_members(tmp_path: Path) -> None:
