@@ -1,0 +1,67 @@
+"""``edgeproof strategies …`` driven end to end as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgeproof.cli", "strategies", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+
+
+def test_list_and_show() -> None:
+    out = cli("list")
+    assert out.returncode == 0
+    names = [line.split()[0] for line in out.stdout.splitlines()]
+    assert names == ["passthrough", "sorted", "allowlist", "canonical", "breakpoints", "aggressive"]
+    show = cli("show", "aggressive")
+    assert show.returncode == 0
+    assert "breakpoints = [160, 320, 480, 640, 800, 1024, 1280, 1600, 2000]" in show.stdout
+    assert 'on_invalid = "fallback"' in show.stdout
+
+
+def test_apply_prints_one_key_per_line() -> None:
+    out = cli("apply", "aggressive", "https://d1.cloudfront.net/images/a.jpg?width=600&utm_source=x&format=auto",
+              "/images/a.jpg?f=auto&w=640", "-H", "Accept: image/avif,image/webp")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["/images/a.jpg/w=640,h=0,fit=cover,q=80,f=avif"] * 2
+    refused = cli("apply", "canonical", "/images/a.jpg?w=abc", "/images/a.jpg?w=1")
+    assert refused.returncode == 1
+    assert refused.stdout.splitlines() == ["400 malformed w", "/images/a.jpg/w=1,h=0,fit=cover,q=80,f=jpeg"]
+    js = cli("apply", "passthrough", "--json", "/a.jpg?b=1&a=2")
+    assert json.loads(js.stdout)["cache_key"] == "/a.jpg?b=1&a=2"
+
+
+def test_compare_on_samples(samples_dir: Path, tmp_path: Path) -> None:
+    custom = tmp_path / "mine.toml"
+    custom.write_text('mode = "canonical"\n[canonical]\nbreakpoints = [400, 800]\non_invalid = "fallback"\n')
+    out = cli("compare", "--logs", str(samples_dir), "--strategy", "passthrough", "--strategy", str(custom),
+              "--ttl", "1d", "--capacity", "1GB", "--tier", "regional", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(result["strategies"]) == {"passthrough", "mine"}
+    for fields in result["strategies"].values():
+        for name in ("hit_rate", "origin_requests", "transforms", "unique_keys", "keys_per_variant",
+                     "meets_target", "cold", "expired", "evicted", "fragmented"):
+            assert name in fields
+    text = cli("compare", "--logs", str(samples_dir), "--warmup", "0")
+    assert text.returncode == 0, text.stderr
+    assert "calibration: observed hit rate" in text.stdout and "inferred" in text.stdout
+    assert "aggressive" in text.stdout
+
+
+def test_errors_are_clear() -> None:
+    out = cli("show", "nope")
+    assert out.returncode == 2 and "unknown strategy 'nope'" in out.stderr
+    out = cli("compare", "--logs", "/nonexistent/logs", "--strategy", "passthrough")
+    assert out.returncode == 2 and "edgeproof: error:" in out.stderr
+    out = cli("compare", "--logs", "/tmp", "--ttl", "soon")
+    assert out.returncode == 2 and "bad duration" in out.stderr
+    out = cli("export-cf-function", "passthrough")
+    assert out.returncode == 2 and "query-mode" in out.stderr
