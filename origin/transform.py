@@ -4,11 +4,14 @@ A sequence of small ordered steps, each a short function taking only what it nee
 (:func:`transform`) checks the deadline between steps, and libvips is asked to stop (``set_kill``)
 if the deadline passes while pixels are being computed::
 
-    probe    header only: format, dimensions, EXIF orientation; the pixel limit is checked here,
-             before any pixel is decoded (decompression bombs cost nothing)
-    load     shrink-on-load + EXIF autorotate + ICC → sRGB (CMYK too) + cover crop, in one
-             ``thumbnail_buffer`` call so JPEG/WebP sources decode at reduced size
-    colour   anything left that is not 8-bit sRGB (16-bit, grey, Lab …) → 8-bit sRGB
+    probe    header only: format, dimensions, EXIF orientation, ICC; the pixel limit is checked
+             here, before any pixel is decoded (decompression bombs cost nothing)
+    plan     the scale factors and crop box the sizes and fit mean for this source
+    load     decode with shrink-on-load (JPEG/WebP at 1/2, 1/4, 1/8 when the resize allows)
+    resize   Lanczos3 to the planned size (alpha premultiplied)
+    rotate   EXIF orientation, on the already small image
+    colour   embedded ICC / CMYK → sRGB; anything else not 8-bit sRGB (16-bit, grey) → sRGB
+    crop     ``cover``: exactly w×h at gravity centre or attention
     fit      ``contain``: letterbox onto ``bg`` to exactly w×h
     flatten  alpha onto ``bg`` for JPEG output
     encode   JPEG/PNG/WebP/AVIF at quality ``q``, all metadata stripped (``keep=none``)
@@ -39,12 +42,11 @@ from edgeproof.canonical import CONTENT_TYPES, Variant
 from edgeproof.errors import Overloaded, Unprocessable
 from origin.limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["Deadline", "Rendition", "SourceInfo", "configure_vips", "transform", "vips_errors", "warmup_image"]
+__all__ = ["Deadline", "Plan", "Rendition", "SourceInfo", "configure_vips", "transform", "vips_errors",
+           "warmup_image"]
 
 pyvips.block_untrusted_set(True)  # refuse loaders libvips marks unsafe for untrusted input
 
-# libvips 8.18 renamed thumbnail's export_profile to output_profile
-_OUTPUT_PROFILE = "output_profile" if pyvips.at_least_libvips(8, 18) else "export_profile"
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90/270 degrees
 
 
@@ -70,6 +72,7 @@ class SourceInfo:
     width: int
     height: int
     orientation: int
+    needs_colour_transform: bool  # an embedded ICC profile, or CMYK
 
 
 class Deadline:
@@ -130,39 +133,107 @@ def probe(data: bytes, key: str, limits: Limits) -> SourceInfo:
     orientation = header.get("orientation") if header.get_typeof("orientation") else 1
     w, h = (header.height, header.width) if orientation in _SWAPS_AXES else (header.width, header.height)
     loader = header.get("vips-loader") if header.get_typeof("vips-loader") else "unknown"
-    return SourceInfo(loader=str(loader), width=w, height=h, orientation=int(orientation))
+    colour = bool(header.get_typeof("icc-profile-data")) or header.interpretation == "cmyk"
+    return SourceInfo(loader=str(loader), width=w, height=h, orientation=int(orientation),
+                      needs_colour_transform=colour)
 
 
-def load(data: bytes, info: SourceInfo, variant: Variant, limits: Limits) -> pyvips.Image:
-    """Shrink-on-load, autorotate, ICC → sRGB, and the cover crop, through ``thumbnail_buffer``."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Scale factors (relative to the displayed source) and the final box, from sizes and fit."""
+
+    sx: float
+    sy: float
+    crop_to: tuple[int, int] | None  # cover: crop the scaled image to exactly this
+
+
+def plan(info: SourceInfo, variant: Variant, limits: Limits) -> Plan:
+    """What the sizes mean for this source (see the module docstring)."""
+    W, H = info.width, info.height  # noqa: N806 - source size, as displayed
     w, h, fit = variant.w, variant.h, variant.fit
-    options: dict[str, object] = {_OUTPUT_PROFILE: "srgb", "fail_on": "error"}
+    bound = min(limits.max_width / W, limits.max_height / H)  # the output limits
     if w and h:
-        box_w, box_h = w, h
+        if fit == "fill":
+            return Plan(w / W, h / H, None)
         if fit == "cover":
-            options["crop"] = variant.g
-        elif fit == "fill":
-            options["size"] = "force"
-        elif fit == "inside":
-            options["size"] = "down"
-    else:
-        box_w = w or limits.max_width
-        box_h = h or limits.max_height
-        if fit == "inside" or not (w or h):
-            options["size"] = "down"
-    fail_on = options.pop("fail_on")
-    return pyvips.Image.thumbnail_buffer(
-        data, box_w, height=box_h, option_string=f"fail_on={fail_on}", **options
-    )
+            s = max(w / W, h / H)
+            return Plan(s, s, (w, h))
+        s = min(w / W, h / H)
+        if fit == "inside":
+            s = min(s, 1.0)
+        return Plan(s, s, None)
+    if w or h:
+        s = min(w / W if w else h / H, bound)
+        if fit == "inside":
+            s = min(s, 1.0)
+        return Plan(s, s, None)
+    s = min(1.0, bound)
+    return Plan(s, s, None)
 
 
-def colour(image: pyvips.Image) -> pyvips.Image:
-    """Whatever is left that is not 8-bit sRGB (grey, 16-bit, Lab, CMYK without profile) → sRGB."""
+def load(data: bytes, info: SourceInfo, p: Plan) -> pyvips.Image:
+    """Decode with shrink-on-load: JPEG and WebP decode at 1/2, 1/4 or 1/8 size when the result
+    still leaves the final resize to do (as sharp does), everything else at full size."""
+    factor = 1.0 / max(p.sx, p.sy)
+    k = next((k for k in (8, 4, 2) if factor >= k), 1)
+    options: dict[str, object] = {"access": "sequential", "fail_on": "error"}
+    if k > 1 and info.loader.startswith("jpegload"):
+        options["shrink"] = k
+    elif k > 1 and info.loader.startswith("webpload"):
+        options["scale"] = 1.0 / k
+    return pyvips.Image.new_from_buffer(data, "", **options)
+
+
+def resize(image: pyvips.Image, info: SourceInfo, p: Plan) -> pyvips.Image:
+    """Lanczos3 to the planned size, in the stored orientation (rotation comes after, on fewer
+    pixels); alpha is premultiplied so edges do not darken."""
+    sx, sy = (p.sy, p.sx) if info.orientation in _SWAPS_AXES else (p.sx, p.sy)
+    stored_w, stored_h = (info.height, info.width) if info.orientation in _SWAPS_AXES else (info.width, info.height)
+    tw, th = max(1, round(stored_w * sx)), max(1, round(stored_h * sy))
+    if (image.width, image.height) == (tw, th):
+        return image
+    alpha = image.hasalpha()
+    if alpha:
+        image = image.premultiply()
+    image = image.resize(tw / image.width, vscale=th / image.height)
+    if alpha:
+        image = image.unpremultiply().cast("uchar" if image.format in ("float", "double") else image.format)
+    if image.width < tw or image.height < th:  # rounding: never a pixel short
+        image = image.embed(0, 0, max(tw, image.width), max(th, image.height), extend="copy")
+    if image.width > tw or image.height > th:
+        image = image.crop(0, 0, tw, th)
+    return image
+
+
+def rotate(image: pyvips.Image, info: SourceInfo) -> pyvips.Image:
+    """Apply the EXIF orientation (on the already small image) and drop the tag."""
+    if info.orientation == 1:
+        return image
+    return image.copy_memory().autorot()
+
+
+def colour(image: pyvips.Image, info: SourceInfo) -> pyvips.Image:
+    """Embedded ICC profile or CMYK → sRGB; whatever else is not 8-bit sRGB (grey, 16-bit) → sRGB."""
+    if info.needs_colour_transform:
+        if image.get_typeof("icc-profile-data"):
+            image = image.icc_transform("srgb", embedded=True, intent="perceptual")
+        else:  # CMYK without a profile: the built-in CMYK profile
+            image = image.icc_transform("srgb", input_profile="cmyk", intent="perceptual")
     if image.interpretation != "srgb" or image.format != "uchar":
         image = image.colourspace("srgb")
         if image.format != "uchar":
             image = image.cast("uchar")
     return image
+
+
+def crop(image: pyvips.Image, variant: Variant, p: Plan) -> pyvips.Image:
+    """``cover``: cut the scaled image to exactly w×h at the gravity."""
+    if p.crop_to is None or (image.width, image.height) == p.crop_to:
+        return image
+    w, h = p.crop_to
+    if variant.g == "attention":
+        return image.copy_memory().smartcrop(w, h, interesting="attention")
+    return image.crop((image.width - w) // 2, (image.height - h) // 2, w, h)
 
 
 def _rgb(hex6: str) -> list[int]:
@@ -230,11 +301,15 @@ def transform(
     limits.check_source_bytes(key, len(data))
     with vips_errors(key, deadline):
         info = probe(data, key, limits)
+        p = plan(info, variant, limits)
+        limits.check_output(variant.f, round(info.width * p.sx), round(info.height * p.sy))
         deadline.check("probe")
-        image = load(data, info, variant, limits)
-        limits.check_output(variant.f, image.width, image.height)
-        deadline.check("load")
-        image = colour(image)
+        image = load(data, info, p)
+        image = resize(image, info, p)
+        image = rotate(image, info)
+        deadline.check("resize")
+        image = colour(image, info)
+        image = crop(image, variant, p)
         image = fit_box(image, variant)
         image = flatten(image, variant)
         deadline.check("fit")
