@@ -138,7 +138,7 @@ class _Stack:
         port, admin = free_port(), free_port()
         primary = str(self.out / "store" / "derivatives") if self.scenario.stack.shared_derivatives else "-"
         group = ",".join([primary, *(o.url or "" for o in self.origins)])
-        args = ["edge", "serve", "--port", str(port), "--admin-port", str(admin), "--origin-group", group,
+        args = ["edge", "serve", "--port", str(port), "--admin-port", str(admin), f"--origin-group={group}",
                 "--strategy", self.scenario.strategy, "--pops", str(self.scenario.stack.pops),
                 "--log-dir", str(self.out / "logs"), "--distribution-id", "EREHEARSAL01"]
         self.edge = self.procs.start("edge", edgeproof_cmd(*args), url=f"http://127.0.0.1:{port}")

@@ -99,7 +99,7 @@ def _edge(logs: list[str], t0: datetime | None, bin_s: float, spike: tuple[float
         # log times have 1 s resolution: the window is widened to whole seconds
         a = (t0 + timedelta(seconds=spike[0])).replace(microsecond=0)
         b = (t0 + timedelta(seconds=spike[1])).replace(microsecond=0) + timedelta(seconds=1)
-        spike_summary = summarize(logs, start=a, end=b)
+        spike_summary = summarize(logs, by="pop", start=a, end=b)
     agg = LogAggregate(bin_seconds=bin_s)
     for batch in read_logs(logs, columns=list(AGGREGATE_COLUMNS)):
         agg.add_batch(batch)
@@ -131,7 +131,8 @@ def _edge(logs: list[str], t0: datetime | None, bin_s: float, spike: tuple[float
             "misses": spike_summary["misses"], "hit_rate": spike_summary["hit_rate"]},
     }
     by_pop = []
-    for key, group in sorted((overall.get("groups") or {}).items()):
+    # per POP over the scored (spike) window, as the gates are; the whole run when there is none
+    for key, group in sorted(((spike_summary or overall).get("groups") or {}).items()):
         by_pop.append({"pop": key, "requests": group.get("requests"), "hits": group.get("hits"),
                        "misses": group.get("misses"), "hit_rate": group.get("hit_rate")})
     return edge, timeline, by_pop
@@ -157,7 +158,7 @@ def _origin_timeline(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _what_if(logs: list[str], strategy: str, target: float) -> dict[str, Any]:
+def _what_if(logs: list[str], strategy: str, target: float, warmup: float) -> dict[str, Any]:
     from analytics.replay import compare_strategies
     from analytics.strategies import list_strategies
 
@@ -165,7 +166,8 @@ def _what_if(logs: list[str], strategy: str, target: float) -> dict[str, Any]:
     names = [s for s in WHAT_IF if s in known]
     if strategy not in names and (strategy in known or strategy.endswith(".toml")):
         names.append(strategy)
-    result = compare_strategies(logs, names, target=target, ttl=0)
+    # the warm-up (before the spike) fills the caches but is not scored, like the gates' scope
+    result = compare_strategies(logs, names, target=target, ttl=0, warmup=warmup)
     rows = []
     for name, row in result["strategies"].items():
         rows.append({"strategy": name, **{k: row.get(k) for k in (
@@ -215,7 +217,7 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         notes.append("no CloudFront logs (give --logs s3://… with --target): edge-side numbers are absent")
     replay = None
     if what_if and logs and edge and edge["requests"]:
-        replay = _what_if(logs, scenario.strategy, target)
+        replay = _what_if(logs, scenario.strategy, target, spike[0] if sc.gates.scope == "spike" else 0.0)
         if replay.get("note"):
             notes.append(replay["note"])
     client_timeline = _client_timeline(table, t0, bin_s) if t0 is not None else {}

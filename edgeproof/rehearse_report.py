@@ -17,13 +17,14 @@ def _charts(s: dict[str, Any], out: Path) -> dict[str, Path | None]:
     xs = [row["t"] for row in tl]
     phases = [(p["start"], p["end"], p["name"]) for p in s["phases"]]
     target = s["hit_rate_target"]
+    markers = [(e["t"], e["action"].replace("_", " ")) for e in s.get("events") or []]
     made: dict[str, Path | None] = {}
     made["traffic"] = charts.time_series(
         out / "requests_and_hit_rate.png", xs,
         {"edge requests/s": [r["edge_requests_per_s"] for r in tl],
          "scheduled requests/s": [r["client_scheduled_per_s"] for r in tl]},
         title="Requests per second and hit rate over time (spike phases shaded)", ylabel="requests/s",
-        phases=phases, right={"edge hit rate": [r["edge_hit_rate"] if r["edge_requests_per_s"] else
+        phases=phases, markers=markers, right={"edge hit rate": [r["edge_hit_rate"] if r["edge_requests_per_s"] else
                                                  r["client_hit_rate"] for r in tl]},
         right_label="hit rate", right_percent=True, right_target=target)
     made["latency"] = charts.time_series(
@@ -31,18 +32,19 @@ def _charts(s: dict[str, Any], out: Path) -> dict[str, Path | None]:
         {"client p99 (corrected)": [r["client_p99_corrected_ms"] for r in tl],
          "client p99 (uncorrected)": [r["client_p99_uncorrected_ms"] for r in tl],
          "client p50 (corrected)": [r["client_p50_corrected_ms"] for r in tl],
-         "edge p99 time-taken": [r["edge_p99_ms"] for r in tl],
-         "edge p50 time-taken": [r["edge_p50_ms"] for r in tl]},
-        title="Latency percentiles over time (ms, log scale)", ylabel="ms", phases=phases, log_y=True)
+         "edge p99 time-taken": [r["edge_p99_ms"] for r in tl]},
+        title="Latency percentiles over time (ms, log scale)", ylabel="ms", phases=phases, log_y=True,
+        markers=markers)
     pops = s.get("by_pop") or []
     made["pops"] = charts.bars(out / "hit_rate_by_pop.png", [p["pop"] for p in pops], [p["hit_rate"] for p in pops],
-                               title="Hit rate per POP (edge logs)", percent=True, target=target)
+                               title="Hit rate per POP (edge logs, spike phases)", percent=True, target=target)
     ot = s.get("origin_timeline") or []
     made["origin"] = charts.time_series(
         out / "origin_transforms.png", [r["t"] for r in ot],
         {"transforms/s": [r.get("transforms_per_s") for r in ot],
          "origin 503/s": [r.get("origin_503_per_s") for r in ot]},
         title="Origin transforms/s and 503s (right: origin tasks)", ylabel="per second", phases=phases,
+        markers=markers,
         right={"origin tasks": [r.get("origin_tasks") for r in ot]}, right_label="tasks")
     anatomy = s.get("miss_anatomy") or {}
     made["anatomy"] = charts.bars(
@@ -130,7 +132,7 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
     if what_if.get("strategies"):
         doc.heading("Hit rate by strategy (what-if)")
         doc.figure(made["what_if"], "The same requests replayed under each cache-key strategy (green: the strategy "
-                                    "this rehearsal ran).")
+                                    "this rehearsal ran); the caches warm up before the spike, which is scored.")
         doc.table(["strategy", "hit rate", "origin requests", "transforms", "unique keys", "keys/variant"],
                   [[r["strategy"], fmt_pct(r["hit_rate"]), r["origin_requests"], r["transforms"], r["unique_keys"],
                     r["keys_per_variant"]] for r in what_if["strategies"]],

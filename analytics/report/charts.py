@@ -82,8 +82,12 @@ def time_series(
     right_target: float | None = None,
     log_y: bool = False,
     step: bool = False,
+    markers: Sequence[tuple[Any, str]] = (),
 ) -> Path | None:
-    """Lines over time (datetimes or seconds) with optional shaded phases and a second y axis."""
+    """Lines over time (datetimes or seconds) with optional shaded phases, event markers and a second y axis.
+
+    With ``log_y``, values ≤ 0 are drawn at the axis floor (0.5) instead of vanishing.
+    """
     if not len(x) or not any(any(v is not None for v in s) for s in series.values()):
         return None
     fig, ax = _new()
@@ -95,8 +99,12 @@ def time_series(
                 fontsize=8, color="#5d6675")
     colours = iter(PALETTE)
     drawn = []
+    for at, label in markers:
+        ax.axvline(at, color="#444", linestyle=":", linewidth=1.1)
+        ax.text(at, 0.02, f" {label}", transform=ax.get_xaxis_transform(), rotation=90, va="bottom",
+                ha="right", fontsize=8, color="#444")
     for name, values in series.items():
-        ys = [float("nan") if v is None else v for v in values]
+        ys = [float("nan") if v is None else (max(v, 0.5) if log_y else v) for v in values]
         kw = {"drawstyle": "steps-post"} if step else {}
         drawn += ax.plot(x, ys, label=name, color=next(colours), linewidth=1.6, **kw)
     if percent:
