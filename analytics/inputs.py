@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import zlib
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,10 @@ try:  # ISA-L: about twice as fast as zlib at gunzip; same API
 except ImportError:  # pragma: no cover - optional speed-up
     _zlib = zlib  # type: ignore[no-redef]
 
-__all__ = ["GzipTail", "LogInput", "expand_inputs", "hour_from_name", "open_input", "plain_blocks"]
+#: a run of complete lines: bytes, or a zero-copy view of a decompressed chunk
+Block = bytes | memoryview
+
+__all__ = ["Block", "GzipTail", "LogInput", "expand_inputs", "hour_from_name", "open_input", "plain_blocks", "split_lines"]
 
 _STAMP = re.compile(r"\.(\d{4})-(\d{2})-(\d{2})-(\d{2})\.")
 _SKIP_SUFFIXES = (".md",)
@@ -147,11 +151,12 @@ class GzipTail(io.RawIOBase):
         self._buf = b""
         self._pos = 0
         self._hold = b""
+        self._ready: deque[Block] = deque()
         self._eof = False
         self._pending = b""
         self._started = False
         self.error: str | None = None
-        self._queue: queue.Queue[bytes | None] | None = None
+        self._queue: queue.Queue[Block | None] | None = None
         self._stop = threading.Event()
         if prefetch:
             self._queue = queue.Queue(maxsize=4)
@@ -161,8 +166,10 @@ class GzipTail(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def _next_block(self) -> bytes | None:
+    def _next_block(self) -> Block | None:
         """The next run of complete lines (None at the end); sets ``error`` on damage."""
+        if self._ready:
+            return self._ready.popleft()
         while not self._eof:
             data = self._pending or self._raw.read(self._chunk)
             self._pending = b""
@@ -186,12 +193,10 @@ class GzipTail(io.RawIOBase):
                 self._d = _zlib.decompressobj(16 + zlib.MAX_WBITS)
                 self._started = False
                 self._pending = rest if rest.strip(b"\0") else b""
-            if self._hold:
-                out = self._hold + out
-            cut = out.rfind(b"\n") + 1
-            block, self._hold = out[:cut], out[cut:]
-            if block:
-                return block
+            pieces, self._hold = split_lines(out, self._hold)
+            if pieces:
+                self._ready.extend(pieces[1:])
+                return pieces[0]
         return None
 
     def _produce(self) -> None:
@@ -206,7 +211,7 @@ class GzipTail(io.RawIOBase):
             self.error = f"cannot read: {err}"
             self._put(None)
 
-    def _put(self, item: bytes | None) -> None:
+    def _put(self, item: Block | None) -> None:
         assert self._queue is not None
         while not self._stop.is_set():
             try:
@@ -222,7 +227,7 @@ class GzipTail(io.RawIOBase):
         self.error = why
         self._hold = b""
 
-    def blocks(self) -> Iterator[bytes]:
+    def blocks(self) -> Iterator[Block]:
         """The decompressed data as blocks of complete lines (the last may lack its newline)."""
         while True:
             block = self._queue.get() if self._queue is not None else self._next_block()
@@ -263,25 +268,43 @@ def _download(inp: LogInput) -> IO[bytes]:
     return tmp  # type: ignore[return-value]
 
 
-def plain_blocks(stream: IO[bytes], size: int = 8 << 20) -> Iterator[bytes]:
+def split_lines(out: bytes, hold: bytes) -> tuple[list[Block], bytes]:
+    """Cut ``hold + out`` into blocks of complete lines without copying ``out``; returns the new hold.
+
+    The partial line carried over (``hold``) is joined with the start of ``out`` into a small block
+    of its own, so the big block is a zero-copy view.
+    """
+    first = out.find(b"\n")
+    if first < 0:
+        return [], hold + out
+    last = out.rfind(b"\n")
+    view = memoryview(out)
+    pieces: list[Block] = []
+    if hold:
+        pieces.append(hold + bytes(view[: first + 1]))
+        if last > first:
+            pieces.append(view[first + 1 : last + 1])
+    else:
+        pieces.append(view[: last + 1])
+    return pieces, bytes(view[last + 1 :])
+
+
+def plain_blocks(stream: IO[bytes], size: int = 8 << 20) -> Iterator[Block]:
     """Blocks of complete lines from an uncompressed stream (the last may lack its newline)."""
-    carry = b""
+    hold = b""
     while True:
         data = stream.read(size)
         if not data:
-            if carry:
-                yield carry
+            if hold:
+                yield hold
             return
-        data = carry + data if carry else data
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            carry = data
-            continue
-        carry = data[cut:]
-        yield data[:cut]
+        pieces, hold = split_lines(data, hold)
+        yield from pieces
 
 
-def open_input(inp: LogInput, *, prefetch: bool = False) -> tuple[IO[bytes], GzipTail | None]:
+def open_input(
+    inp: LogInput, *, prefetch: bool = False, block_bytes: int = 8 << 20
+) -> tuple[IO[bytes], GzipTail | None]:
     """Open ``inp`` as a decompressed binary stream; the second item is set for gzip input.
 
     Raises :class:`~edgeproof.errors.LogFormatError` when the object cannot be opened at all.
@@ -293,6 +316,6 @@ def open_input(inp: LogInput, *, prefetch: bool = False) -> tuple[IO[bytes], Gzi
     head = raw.read(2)
     raw.seek(0)
     if head == b"\x1f\x8b":
-        tail = GzipTail(raw, prefetch=prefetch)
+        tail = GzipTail(raw, max(1, block_bytes // 8), prefetch=prefetch)
         return tail, tail  # type: ignore[return-value]
     return raw, None

@@ -88,6 +88,7 @@ class LogStream:
         columns: Sequence[str] | None = None,
         max_examples: int = 10,
         threads: int = 1,
+        block_bytes: int = 8 << 20,
     ) -> None:
         if fmt not in FORMATS:
             raise UsageError(f"unknown log format {fmt!r}", detail=f"use one of {', '.join(FORMATS)}")
@@ -101,6 +102,7 @@ class LogStream:
         self.columns = [n for n in LOG_SCHEMA.names if columns is None or n in columns]
         self.max_examples = max_examples
         self.threads = max(1, threads)
+        self.block_bytes = block_bytes
         self.files: list[FileStats] = []
         self.schema = pa.schema([LOG_SCHEMA.field(n) for n in self.columns])
 
@@ -130,7 +132,7 @@ class LogStream:
         stats = FileStats(inp.name)
         self.files.append(stats)
         try:
-            stream, tail = open_input(inp, prefetch=self.threads > 1)
+            stream, tail = open_input(inp, prefetch=self.threads > 1, block_bytes=self.block_bytes)
         except LogFormatError as err:
             stats.error = err.message + (f": {err.detail}" if err.detail else "")
             stats.bad(None, stats.error)
@@ -159,9 +161,9 @@ class LogStream:
     def _batches(
         self, stream: IO[bytes], tail: GzipTail | None, stats: FileStats, need: list[str]
     ) -> Iterator[pa.RecordBatch]:
-        blocks = tail.blocks() if tail is not None else plain_blocks(stream)
+        blocks = tail.blocks() if tail is not None else plain_blocks(stream, self.block_bytes)
         first = next(blocks, b"")
-        head = first[: 1 << 16]
+        head = bytes(first[: 1 << 16])
         fmt = self.fmt if self.fmt != "auto" else detect_format(head, stats.name)
         stats.format = fmt
         every = itertools.chain([first], blocks)
@@ -214,6 +216,7 @@ def read_logs(
     batch_rows: int = 65536,
     columns: Sequence[str] | None = None,
     threads: int = 1,
+    block_bytes: int = 8 << 20,
 ) -> LogStream:
     """A :class:`LogStream` over ``paths`` (files, folders, globs, ``s3://bucket/prefix``).
 
@@ -221,7 +224,8 @@ def read_logs(
     ``DIST.YYYY-MM-DD-HH.`` name is outside the range before they are opened or downloaded.
     ``realtime_fields`` is a list or a comma-separated string of real-time field names.
     ``columns`` restricts the schema columns produced (faster). ``threads`` > 1 gunzips in a background
-    thread and parses that many blocks at once (bad-line numbers stay exact). Raises
+    thread and parses that many blocks at once (bad-line numbers stay exact); ``block_bytes`` is the
+    size of those blocks of whole lines. Raises
     :class:`~edgeproof.errors.UsageError` for a path that does not exist.
     """
     if isinstance(realtime_fields, str):
@@ -242,4 +246,5 @@ def read_logs(
     return LogStream(
         inputs, fmt=fmt, realtime_fields=realtime_fields, start=t0, end=t1, strict=strict,
         batch_rows=batch_rows, columns=columns, threads=threads,
+        block_bytes=block_bytes,
     )

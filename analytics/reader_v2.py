@@ -46,7 +46,7 @@ def _emit(
 
 def _lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
     for block in blocks:
-        yield from block.splitlines()
+        yield from bytes(block).splitlines()
 
 
 def read_json_lines(

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from analytics.inputs import Block
 from analytics.reader_convert import columns_needed, convert, field_column
 from analytics.schema import LEGACY_FIELDS_33
 
@@ -122,27 +123,35 @@ class _Block:
     """What parsing one block of complete lines produced (merged into FileStats in file order)."""
 
     batches: list[pa.RecordBatch] = field(default_factory=list)
-    bad: list[tuple[int | None, str]] = field(default_factory=list)
+    bad: list[tuple[int | None, str]] = field(default_factory=list)  # block-relative line numbers
     whitespace_lines: int = 0
+    lines: int = 0
+    new_layout: _Layout | None = None  # a #Fields header in this block switched the layout
 
 
 class _SlowLines:
     """Lines the fast parser refused, parsed by rules; grouped by layout into batches."""
 
-    def __init__(self, out: _Block, fields: tuple[str, ...], headerless: bool, realtime: bool, offset: int) -> None:
+    def __init__(self, out: _Block, fields: tuple[str, ...], headerless: bool, realtime: bool) -> None:
         self.out = out
         self.fields = fields
         self.headerless = headerless
         self.realtime = realtime
-        self.offset = offset  # physical line number of the block's first line, minus one
         self.handled: list[int] = []  # block-relative line numbers the handler saw (sorted)
         self.pending: list[tuple[int, str]] = []
+        self.relayout: tuple[int, tuple[str, ...]] | None = None
 
     def handler(self, row: pacsv.InvalidRow) -> str:
         number = int(row.number) if row.number is not None else -1
         self.handled.append(number)
-        if not row.text.startswith("#"):
-            self.pending.append((self.offset + number, row.text))
+        text = row.text
+        if not text.startswith("#"):
+            self.pending.append((number, text))
+        elif not self.realtime and self.relayout is None:
+            key, _, rest = text[1:].partition(":")
+            new = tuple(rest.split())
+            if key.strip().lower() == "fields" and new and new != self.fields:
+                self.relayout = (number, new)
         return "skip"
 
     def _layout(self, parts: list[str]) -> tuple[str, ...] | None:
@@ -201,7 +210,7 @@ class _SlowLines:
         while True:
             nx = valid_index + 1 + bisect.bisect_right(handled, x)
             if nx == x:
-                return self.offset + x
+                return x
             x = nx
 
 
@@ -212,14 +221,23 @@ class _Layout:
     realtime: bool
 
 
-def _parse_block(block: bytes, offset: int, layout: _Layout, columns: Sequence[str]) -> _Block:
-    """Parse one block of complete lines (``offset`` = number of lines before it in the file)."""
+def _line_start(block: Block, line: int) -> int:
+    """Byte offset where (1-based) ``line`` starts in ``block``."""
+    data = bytes(block)
+    pos = 0
+    for _ in range(line - 1):
+        pos = data.index(b"\n", pos) + 1
+    return pos
+
+
+def _parse_block(block: Block, layout: _Layout, columns: Sequence[str]) -> _Block:
+    """Parse one block of complete lines; line numbers in the result are relative to the block."""
     out = _Block()
     fields = layout.fields
     names = [f"c{i}" for i in range(len(fields))]
     wanted = set(columns_needed(fields, columns))
     include = [names[i] for i, f in enumerate(fields) if f in wanted or i == 0]
-    slow = _SlowLines(out, fields, layout.headerless, layout.realtime, offset)
+    slow = _SlowLines(out, fields, layout.headerless, layout.realtime)
     try:
         table = pacsv.read_csv(
             pa.py_buffer(block),
@@ -234,14 +252,26 @@ def _parse_block(block: bytes, offset: int, layout: _Layout, columns: Sequence[s
             ),
         )
     except pa.ArrowInvalid as err:
+        out.lines = bytes(block).count(b"\n") + (0 if bytes(block[-1:]) == b"\n" else 1)
         if "Empty CSV file" not in str(err):
-            out.bad.append((None, f"cannot parse lines {offset + 1}..: {err}"))
+            out.bad.append((None, f"cannot parse: {err}"))
         slow.drain(columns)
         return out
+    out.lines = table.num_rows + len(slow.handled)
+    if slow.relayout is not None:  # a new #Fields header: what follows it uses the new layout
+        line, new = slow.relayout
+        cut = _line_start(block, line)
+        head = _parse_block(block[:cut], layout, columns) if cut else _Block()
+        tail = _parse_block(block[cut:], _Layout(new, False, False), columns)
+        head.batches += tail.batches
+        head.bad += [(None if n is None else n + line - 1, why) for n, why in tail.bad]
+        head.whitespace_lines += tail.whitespace_lines
+        head.lines = out.lines
+        head.new_layout = tail.new_layout or _Layout(new, False, False)
+        return head
     col_of = {names[i]: field_column(fields[i]) for i in range(len(fields))}
     rows = None  # original row index of each kept row, when empty lines were dropped
-    first = table.column(0)
-    empty = pc.fill_null(pc.equal(first, ""), False)
+    empty = pc.fill_null(pc.equal(table.column(0), ""), False)
     if pc.any(empty).as_py():  # an empty line parses as a row of empty strings: not data, skip it
         keep = pc.invert(empty)
         rows = np.nonzero(keep.to_numpy(zero_copy_only=False))[0]
@@ -261,23 +291,8 @@ def _parse_block(block: bytes, offset: int, layout: _Layout, columns: Sequence[s
     return out
 
 
-def _header_lines(block: bytes) -> list[tuple[int, int, str]]:
-    """``(start, end, text)`` of every line starting with ``#`` in ``block``."""
-    found = []
-    pos = 0 if block.startswith(b"#") else block.find(b"\n#") + 1
-    while pos > 0 or (pos == 0 and block.startswith(b"#")):
-        end = block.find(b"\n", pos)
-        end = len(block) if end < 0 else end + 1
-        found.append((pos, end, block[pos:end].decode("utf-8", "replace").strip()))
-        nxt = block.find(b"\n#", end - 1)
-        if nxt < 0:
-            break
-        pos = nxt + 1
-    return found
-
-
 def read_tsv(
-    blocks: Iterator[bytes],
+    blocks: Iterator[Block],
     stats: FileStats,
     header: Header,
     *,
@@ -312,47 +327,38 @@ def read_tsv(
         count = len(parts) if len(parts) > 1 else len(header.sample.split()) if header.sample else 33
         fields = legacy_fields_for_count(count) or LEGACY_FIELDS_33
     stats.fields = len(fields)
-    layout = _Layout(fields, headerless, realtime)
+    state = {"layout": _Layout(fields, headerless, realtime), "offset": 0}
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="parse") if threads > 1 else None
-    inflight: deque[Future[_Block]] = deque()
-    offset = 0
+    inflight: deque[list] = deque()  # [future, block, layout it was parsed with]
 
-    def submit(piece: bytes, at: int, lay: _Layout) -> None:
-        if pool is None:
-            done: Future[_Block] = Future()
-            done.set_result(_parse_block(piece, at, lay, columns))
-            inflight.append(done)
-        else:
-            inflight.append(pool.submit(_parse_block, piece, at, lay, columns))
+    def start(block: Block, layout: _Layout) -> Future[_Block]:
+        if pool is not None:
+            return pool.submit(_parse_block, block, layout, columns)
+        done: Future[_Block] = Future()
+        done.set_result(_parse_block(block, layout, columns))
+        return done
 
     def collect(limit: int) -> Iterator[pa.RecordBatch]:
         while len(inflight) > limit:
-            result = inflight.popleft().result()
+            future, _, _ = inflight.popleft()
+            result = future.result()
+            if result.new_layout is not None:
+                state["layout"] = result.new_layout
+                for entry in inflight:  # parsed ahead with the old layout: parse again
+                    if entry[2] != result.new_layout:
+                        entry[0].cancel()
+                        entry[0], entry[2] = start(entry[1], result.new_layout), result.new_layout
+            offset = state["offset"]
             for line, why in result.bad:
-                stats.bad(line, why)
+                stats.bad(None if line is None else offset + line, why)
             stats.whitespace_lines += result.whitespace_lines
+            state["offset"] = offset + result.lines
             yield from result.batches
 
     try:
         for block in blocks:
-            lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-            headers = _header_lines(block) if not realtime else []
-            start = 0
-            line_at = offset
-            for h_start, _h_end, text in headers:
-                key, _, rest = text[1:].partition(":")
-                if key.strip().lower() != "fields":
-                    continue
-                new = tuple(rest.split())
-                if new and new != layout.fields:  # a new layout from here on (concatenated files)
-                    if h_start > start:
-                        submit(block[start:h_start], line_at, layout)
-                    line_at = offset + block.count(b"\n", 0, h_start)
-                    start = h_start
-                    layout = _Layout(new, False, False)
-            if start < len(block):
-                submit(block[start:], line_at, layout)
-            offset += lines
+            layout = state["layout"]
+            inflight.append([start(block, layout), block, layout])
             yield from collect(threads)
         yield from collect(0)
     finally:

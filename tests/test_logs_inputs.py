@@ -140,3 +140,32 @@ def test_gzip_of_many_members(tmp_path: Path) -> None:
                      + gzip.compress(("\n".join(lines[4:]) + "\n").encode()))
     stream = read_logs(path)
     assert stream.read_all().num_rows == 10 and stream.bad_lines == 0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("compress", [False, True])
+def test_many_small_blocks_keep_exact_line_numbers_and_header_switches(
+    tmp_path: Path, threads: int, compress: bool
+) -> None:
+    from analytics.schema import LEGACY_FIELDS_33
+
+    old = LEGACY_FIELDS_33[:26]
+    lines = w3c_header(old).rstrip("\n").split("\n")  # physical lines 1-2; lines[k] is line k + 1
+    lines += [encode_line({**ROW, "x_edge_request_id": f"a{i}"}, old) for i in range(300)]
+    lines[101] = lines[101].replace("\t100\t", "\tx1\t", 1)  # physical line 102
+    lines += w3c_header().rstrip("\n").split("\n")  # a concatenated newer file: lines 303-304
+    lines += [encode_line({**ROW, "x_edge_request_id": f"b{i}", "c_port": 443}) for i in range(300)]
+    lines[451] = lines[451] + "\textra"  # physical line 452: 34 fields
+    lines.insert(500, "")  # an empty line becomes physical line 501
+    body = ("\n".join(lines) + "\n").encode()
+    path = tmp_path / ("cat.log.gz" if compress else "cat.log")
+    path.write_bytes(gzip.compress(body) if compress else body)
+    stream = read_logs(path, threads=threads, block_bytes=2048)
+    table = stream.read_all()
+    assert table.num_rows == 598
+    assert sorted(stream.bad_line_examples) == [
+        f"{path}:102: unparsable sc-bytes 'x1'",
+        f"{path}:452: 34 tab-separated fields, expected 33",
+    ]
+    ports = dict(zip(table["x_edge_request_id"].to_pylist(), table["c_port"].to_pylist(), strict=True))
+    assert ports["a5"] is None and ports["b5"] == 443 and ports["b299"] == 443
