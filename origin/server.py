@@ -10,7 +10,7 @@ Request path for ``GET /{source_key}/{ops}`` or ``GET /{source_key}?w=…&format
 4. the producer reads the derivative store (hit → done), else takes a transform slot (bounded
    concurrency + queue; past the queue: 503 at once), reads the source, runs the pyvips pipeline in
    a thread (pyvips releases the GIL), and schedules the derivative write in the background;
-5. the response carries Content-Type, Cache-Control, a strong ETag (BLAKE2b of the bytes),
+5. the response carries Content-Type, Cache-Control, a strong ETag (MD5 of the bytes, as S3 gives),
    Content-Length, ``Vary: Accept`` when the format was negotiated, and ``X-Origin-Source``
    (``local_cache``, ``derivative_store`` or ``transform``). ``If-None-Match`` gets a 304.
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 import urllib.parse
@@ -38,7 +37,7 @@ from origin.config import OriginConfig
 from origin.flow import Admission, CachedObject, LocalCache, SingleFlight
 from origin.metrics import Metrics
 from origin.signing import signed_message, verify
-from origin.stores import open_store
+from origin.stores import etag_for, open_store
 from origin.transform import Deadline, configure_vips, transform
 
 __all__ = ["Origin", "error_response"]
@@ -47,11 +46,6 @@ log = logging.getLogger("edgeproof.origin")
 T = TypeVar("T")
 
 _WARMUP_FORMATS = ("jpeg", "webp", "avif", "png")
-
-
-def etag_for(data: bytes) -> str:
-    """A strong ETag: the BLAKE2b-128 of the bytes."""
-    return '"' + hashlib.blake2b(data, digest_size=16).hexdigest() + '"'
 
 
 def error_response(err: EdgeproofError) -> web.Response:

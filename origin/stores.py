@@ -11,6 +11,7 @@ One small interface, used by the origin (sources and derivatives), prescale, and
     store.head(key) -> ObjectInfo | None            # size and content type, without the body
     store.iter_keys(prefix="") -> Iterator[str]        # every key under prefix, sorted for folders
     store.describe() -> str                         # "folder /abs/path" / "s3://bucket/prefix"
+    etag_for(data) -> str                           # '"md5hex"', equal to S3's ETag for the object
 
 Keys are relative ``/``-separated paths (``images/sku-00001-1.jpg`` or a derivative key such as
 ``images/sku-00001-1.jpg/w=640,h=0,fit=cover,q=80,f=webp``). A key that is absolute, contains
@@ -27,6 +28,7 @@ source store must be different folders: a derivative key uses its source key as 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import mimetypes
 import os
 import threading
@@ -39,7 +41,7 @@ from typing import Any
 from edgeproof.canonical import CONTENT_TYPES, split_canonical, validate_source_key
 from edgeproof.errors import PayloadTooLarge, StoreError
 
-__all__ = ["FolderStore", "ObjectInfo", "S3Store", "Store", "content_type_for_key", "open_store"]
+__all__ = ["FolderStore", "ObjectInfo", "S3Store", "Store", "content_type_for_key", "etag_for", "open_store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,12 @@ class ObjectInfo:
     key: str
     size: int
     content_type: str
+
+
+def etag_for(data: bytes) -> str:
+    """The strong ETag of an object: quoted MD5 hex, the same as S3's ETag of a single-part upload,
+    so a variant has one ETag whether it comes from the derivative store or from the transformer."""
+    return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
 
 
 def content_type_for_key(key: str) -> str:
