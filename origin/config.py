@@ -62,7 +62,13 @@ class OriginConfig:
 
     @property
     def worker_count(self) -> int:
-        return self.workers or os.cpu_count() or 1
+        """``--workers``, or one per core this process may run on."""
+        if self.workers:
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0)) or 1
+        except AttributeError:  # not Linux
+            return os.cpu_count() or 1
 
     @property
     def limits(self) -> Limits:

@@ -243,6 +243,8 @@ class Origin:
             response = web.json_response({"error": "internal_error", "detail": "unexpected error"}, status=500)
         finally:
             self.active -= 1
+        if self.draining:
+            response.force_close()  # keep-alive clients reconnect to a worker that is not stopping
         self.metrics.request(response.status, source, time.monotonic() - started)
         return response
 
