@@ -206,6 +206,10 @@ def parse_prometheus(text: str) -> dict[str, float]:
             out["requests_total"] = out.get("requests_total", 0.0) + value
             if 'status="503"' in labels:
                 out["responses_503"] = out.get("responses_503", 0.0) + value
+            m_source = re.search(r'source="([a-z_]+)"', labels)
+            if m_source:  # where the origin's answer came from: local_cache, derivative_store, transform
+                key = f"from_{m_source.group(1)}"
+                out[key] = out.get(key, 0.0) + value
     return out
 
 

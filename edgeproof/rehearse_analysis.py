@@ -20,6 +20,7 @@ from edgeproof.rehearse_config import RehearsalScenario
 
 __all__ = ["analyse"]
 
+ORIGIN_SOURCES = ("from_local_cache", "from_derivative_store", "from_transform")
 WHAT_IF = ("passthrough", "sorted", "allowlist", "aggressive", "breakpoints")
 
 
@@ -146,7 +147,11 @@ def _origin_timeline(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
         origin = s.get("origin") or {}
         row = {"t": round(s["t"], 2), "origin_tasks": s.get("origin_tasks"),
                "transforms_total": origin.get("transforms_total", 0.0),
-               "responses_503_total": origin.get("responses_503", 0.0)}
+               "responses_503_total": origin.get("responses_503", 0.0),
+               **{k: origin.get(k, 0.0) for k in ORIGIN_SOURCES}}
+        if prev is not None:
+            for k in ORIGIN_SOURCES:  # per-interval increments, kept across scale-in
+                row[f"{k}_delta"] = max(0.0, row[k] - prev[k])
         if prev is not None and s["t"] > prev["t"]:
             dt = s["t"] - prev["t"]
             row["dt"] = dt
@@ -156,6 +161,17 @@ def _origin_timeline(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append(row)
         prev = row
     return out
+
+
+def _origin_answers(timeline: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Where the origin tasks' answers came from, and the share they did not have to transform."""
+    if not timeline:
+        return None
+    first = {k: 0.0 for k in ORIGIN_SOURCES}
+    totals = {k.removeprefix("from_"): round(sum(r.get(f"{k}_delta", 0.0) for r in timeline) + first[k])
+              for k in ORIGIN_SOURCES}
+    answered = sum(totals.values())
+    return {**totals, "reuse_rate": (answered - totals["transform"]) / answered if answered else None}
 
 
 def _what_if(logs: list[str], strategy: str, target: float, warmup: float) -> dict[str, Any]:
@@ -297,6 +313,7 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         if origin_timeline else origin_totals.get("transforms_total"),
         "origin_requests": (edge_stats.get("origin") or {}).get("requests", edge_stats.get("origin_requests"))
         if edge_stats else None,
+        "origin_answers": _origin_answers(origin_timeline),
         "miss_anatomy": anatomy,
         "edge": edge,
         "client": client,

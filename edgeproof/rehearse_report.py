@@ -122,6 +122,13 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
     doc.table(["client errors", "edge 5xx", "origin 503s", "transforms", "origin requests"],
               [[errors["client"], errors["edge_5xx"], errors["origin_503"], s.get("transforms"),
                 s.get("origin_requests")]])
+    answers = s.get("origin_answers")
+    if answers:
+        doc.table(["origin answers from local cache", "from derivative store", "transformed", "reuse rate"],
+                  [[answers["local_cache"], answers["derivative_store"], answers["transform"],
+                    fmt_pct(answers["reuse_rate"])]],
+                  caption="Origin tasks: requests answered without a transform (private cache or shared store) "
+                          "vs transformed")
     doc.heading("Where the misses come from")
     if s.get("miss_anatomy"):
         doc.figure(made["anatomy"], "Each miss classified: cold (first request for the key at that POP), expired, "

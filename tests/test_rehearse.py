@@ -86,3 +86,54 @@ def test_rehearsal_scenarios_validate(tmp_path: Path) -> None:
     import tomllib
 
     assert tomllib.loads(dump_toml(table)) == table
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    import os
+
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and int(proc.name) != os.getpid():
+            found.append(int(proc.name))
+    return found
+
+
+def test_ctrl_c_stops_every_child(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from _rehearsal_helpers import BAD_SCENARIO
+
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(BAD_SCENARIO.replace("duration = 20", "duration = 60"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeproof.cli", "rehearse", "--scenario", str(scenario), "--out", str(out),
+         "--cache-dir", str(tmp_path / "cache"), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "stack" / "loadtest.log").exists():
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, "the load never started"
+            time.sleep(0.2)
+        time.sleep(2)
+        children = _processes_mentioning(str(out))
+        assert len(children) >= 3  # origin task, edge, load generator
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()[-2000:]
+    time.sleep(0.5)
+    assert _processes_mentioning(str(out)) == []
