@@ -93,3 +93,25 @@ def test_log_sink_hourly_files_and_flushes(tmp_path: Path) -> None:
     r1 = next(r for r in rows if r["x_edge_request_id"] == "r1")
     assert r1["cs_uri_stem"] == "/a b.jpg" and r1["time_taken"] == 0.001 and r1["time_to_first_byte"] == 0.0
     assert r1["timestamp"].timestamp() == (hour + 1_000) / 1000
+
+
+def test_keep_alive_and_pipelined_requests_answered_in_order(edge: EdgeProc) -> None:
+    import socket
+
+    reqs = b"".join(
+        f"GET /images/pipe{i}.jpg?t=1 HTTP/1.1\r\nHost: x\r\nX-Edge-Pop: 0\r\n\r\n".encode() for i in range(3)
+    )
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=10) as s:
+        s.sendall(reqs)  # three requests in one write; each a miss that needs the origin
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 3 or not data.endswith(b"/images/pipe2.jpg?t=1"):
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+        s.sendall(b"GET /images/pipe0.jpg?t=1 HTTP/1.1\r\nHost: x\r\nX-Edge-Pop: 0\r\nConnection: close\r\n\r\n")
+        tail = b""
+        while chunk := s.recv(65536):
+            tail += chunk
+    bodies = [part.split(b"\r\n\r\n", 1)[1][:40] for part in data.split(b"HTTP/1.1 ")[1:]]
+    assert [b.rsplit(b" ", 1)[1] for b in bodies] == [f"/images/pipe{i}.jpg?t=1".encode() for i in range(3)]
+    assert b"X-Cache: Hit from cloudfront" in tail and b"Connection: close" in tail

@@ -28,6 +28,8 @@ def parse_origin_group(spec: str, extra_backends: list[str] | None = None) -> tu
     if not items or (len(items) == 1 and not items[0]):
         raise UsageError("--origin-group is empty", detail="expected PRIMARY,http://HOST:PORT[,http://HOST:PORT...]")
     primary = items[0] if items[0].lower() not in ("", "-", "none") else None
+    if primary is not None and "://" in primary and not primary.startswith(("s3://", "http://", "https://")):
+        raise UsageError(f"bad primary origin {primary!r}", detail="use a folder, s3://bucket/prefix or http://HOST:PORT/...")
     backends = [s for s in items[1:] if s] + list(extra_backends or [])
     for b in backends:
         if not b.startswith(("http://", "https://")):
