@@ -191,9 +191,12 @@ def test_admin_backends_round_robin_add_remove(origin: ScriptedOrigin, tmp_path:
             edge.admin("/backends", "PUT", {"backends": []})
             gone = get(edge.port, "/rr3/a.jpg")
             assert gone.status == 502 and gone.headers["x-cache"] == "Error from cloudfront"
-            # a backend that refuses connections: 502 OriginConnectError
+            # a backend that refuses connections: 502 OriginConnectError …
             edge.admin("/backends", "PUT", {"backends": ["http://127.0.0.1:1"]})
             assert get(edge.port, "/rr4/a.jpg").status == 502
+            # … unless another backend is there: tried once more on the next one, like an ALB
+            edge.admin("/backends", "PUT", {"backends": ["http://127.0.0.1:1", second.url]})
+            assert all(get(edge.port, f"/rr5/{i}.jpg").status == 200 for i in range(3))
             assert edge.admin("/readyz")[0] == 200
             assert edge.admin("/invalidate", "POST", {"paths": ["/*"]})[1]["dropped"] >= 1
         finally:

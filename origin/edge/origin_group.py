@@ -6,7 +6,9 @@
 - Secondary: one or more transformer base URLs (``http://127.0.0.1:8081``) balanced round-robin
   like an ALB; the set can change at run time (:class:`BackendPool`, driven by the admin API).
 - Failover from primary to secondary on 403, 404, 500, 502, 503, 504 and on connection errors or
-  timeouts, as a CloudFront origin group does. The secondary's answer is final.
+  timeouts, as a CloudFront origin group does. The secondary's answer is final, except that a
+  refused connection to one backend is tried once on the next one (as an ALB stops routing to a
+  target its health checks found dead).
 
 Connection failures become a 502 (``OriginConnectError``), timeouts a 504 (``OriginCommError``),
 other broken responses a 502 (``OriginError``/``OriginInvalidResponseError``): the
@@ -161,11 +163,19 @@ class OriginGroup:
                 if resp.status not in FAILOVER_STATUSES or not self.backends.urls:
                     return resp
                 self.failovers += 1
-            backend = self.backends.next()
-            if backend is None:
-                return _error(502, "OriginConnectError", "no origin backend configured", "secondary", None)
-            self.requests["secondary"] += 1
-            return await self._fetch_http(backend + origin_uri, etag, request_id, "secondary", backend)
+            # like an ALB whose health checks dropped a dead target: a refused connection is tried
+            # once more on the next backend (only connection failures; nothing was sent yet)
+            attempts = 2 if len(self.backends.urls) > 1 else 1
+            resp = _error(502, "OriginConnectError", "no origin backend configured", "secondary", None)
+            for _ in range(attempts):
+                backend = self.backends.next()
+                if backend is None:
+                    break
+                self.requests["secondary"] += 1
+                resp = await self._fetch_http(backend + origin_uri, etag, request_id, "secondary", backend)
+                if resp.detail != "OriginConnectError":
+                    break
+            return resp
         finally:
             self.inflight -= 1
 
