@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyvips
 
 from edgeproof.errors import UsageError
@@ -102,91 +103,86 @@ def _spec(key: str, seed: int) -> _Spec:
     return _Spec(key, width, height, fmt, kind, orientation, cmyk, transparent, rng.randrange(1 << 30))
 
 
-def _colour(rng: random.Random, lo: int = 30, hi: int = 225) -> list[int]:
-    return [rng.randint(lo, hi) for _ in range(3)]
+def _colour(rng: random.Random, lo: int = 30, hi: int = 225) -> np.ndarray:
+    return np.array([rng.randint(lo, hi) for _ in range(3)], dtype=np.float32)
 
 
-def _mask(kind: str, w: int, h: int, rng: random.Random) -> pyvips.Image:
-    """A 0/255 one-band silhouette of the product, softened by a small blur."""
-    sw, sh = w, h
-    m = pyvips.Image.black(sw, sh)
-    cx, cy, s = sw // 2, sh // 2, min(sw, sh)
+def _mask(kind: str, w: int, h: int) -> np.ndarray:
+    """A 0..1 float silhouette of the product (h×w), with a soft 1-pixel edge."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy, s = w / 2, h / 2, min(w, h)
+
+    def rect(x0: float, y0: float, rw: float, rh: float) -> np.ndarray:
+        return (xs >= x0) & (xs < x0 + rw) & (ys >= y0) & (ys < y0 + rh)
+
+    def disc(x: float, y: float, r: float) -> np.ndarray:
+        return (xs - x) ** 2 + (ys - y) ** 2 <= r * r
+
     if kind == "bottle":
-        bw, bh = int(s * 0.28), int(s * 0.55)
-        m = m.draw_rect(255, cx - bw // 2, cy - bh // 3, bw, bh, fill=True)
-        m = m.draw_circle(255, cx, cy - bh // 3, bw // 2, fill=True)
-        m = m.draw_rect(255, cx - bw // 6, cy - bh // 3 - int(bh * 0.45), bw // 3, int(bh * 0.45), fill=True)
+        bw, bh = s * 0.28, s * 0.55
+        m = rect(cx - bw / 2, cy - bh / 3, bw, bh) | disc(cx, cy - bh / 3, bw / 2)
+        m |= rect(cx - bw / 6, cy - bh / 3 - bh * 0.45, bw / 3, bh * 0.45)
     elif kind == "box":
-        bw, bh = int(s * 0.55), int(s * 0.45)
-        m = m.draw_rect(255, cx - bw // 2, cy - bh // 2, bw, bh, fill=True)
+        bw, bh = s * 0.55, s * 0.45
+        m = rect(cx - bw / 2, cy - bh / 2, bw, bh)
     elif kind == "mug":
-        bw, bh = int(s * 0.38), int(s * 0.42)
-        m = m.draw_rect(255, cx - bw // 2 - bw // 8, cy - bh // 2, bw, bh, fill=True)
-        for r in range(bh // 4 - max(2, bh // 20), bh // 4 + 1):
-            m = m.draw_circle(255, cx + bw // 2 - bw // 8, cy, r, fill=False)
+        bw, bh = s * 0.38, s * 0.42
+        m = rect(cx - bw / 2 - bw / 8, cy - bh / 2, bw, bh)
+        hx, r = cx + bw / 2 - bw / 8, bh / 4
+        d2 = (xs - hx) ** 2 + (ys - cy) ** 2
+        m |= (d2 <= r * r) & (d2 >= (r * 0.7) ** 2) & (xs > hx)
     elif kind == "sneaker":
-        m = m.draw_circle(255, cx - s // 10, cy, int(s * 0.22), fill=True)
-        m = m.draw_rect(255, cx - int(s * 0.3), cy, int(s * 0.62), int(s * 0.12), fill=True)
-        m = m.draw_circle(255, cx + int(s * 0.25), cy + int(s * 0.05), int(s * 0.08), fill=True)
+        m = disc(cx - s / 10, cy, s * 0.22) | rect(cx - s * 0.3, cy, s * 0.62, s * 0.12)
+        m |= disc(cx + s * 0.25, cy + s * 0.05, s * 0.08)
     else:  # ball
-        m = m.draw_circle(255, cx, cy, int(s * 0.3), fill=True)
-    return m.gaussblur(0.8).cast("uchar").copy_memory()
+        m = disc(cx, cy, s * 0.3)
+    f = m.astype(np.float32)
+    # soften the edge: a 3×3 box blur
+    p = np.pad(f, 1, mode="edge")
+    return sum(p[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9.0  # type: ignore[no-any-return]
 
 
 _RENDER_SIZE = 320
-_GRAIN: dict[int, pyvips.Image] = {}
-
-
-def _grain(seed: int) -> pyvips.Image:
-    """One of a few cached noise tiles (gaussnoise is costly to make per image)."""
-    k = seed % 4
-    if k not in _GRAIN:
-        noise = pyvips.Image.gaussnoise(_RENDER_SIZE, _RENDER_SIZE, sigma=3.0, mean=0.0, seed=k + 1)
-        _GRAIN[k] = noise.copy_memory()
-    return _GRAIN[k]
 
 
 def make_product_image(spec_key: str, width: int, height: int, *, kind: str = "box", seed: int = 0,
                        transparent: bool = False, grain: bool = True) -> pyvips.Image:
     """An upright sRGB product photo (3 bands, or 4 with a transparent background).
 
-    The scene is rendered at about 320 px on the long side with float maths, then upsampled to
-    ``width`` × ``height`` (product shots are smooth, so little is lost): tens of milliseconds for a
-    1200 px image instead of 300+ ms at full resolution.
+    The scene is composed with numpy at about 320 px on the long side (microseconds per step),
+    then upsampled by libvips to ``width`` × ``height`` (product shots are smooth, so little is
+    lost): a few milliseconds for a 1200 px image.
     """
     rng = random.Random(seed)
     scale = min(1.0, _RENDER_SIZE / max(width, height))
     w, h = max(16, round(width * scale)), max(16, round(height * scale))
-    xyz = pyvips.Image.xyz(w, h)
-    fy = xyz[1] / max(1, h - 1)  # 0 at the top, 1 at the bottom
-    fx = xyz[0] / max(1, w - 1)
+    fy = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
+    fx = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :, None]
     top, bottom = _colour(rng, 200, 255), _colour(rng, 170, 245)
     if rng.random() < 0.4:
         bottom = top  # plain background
-    bg = fy * [b - t for t, b in zip(top, bottom, strict=True)] + top
-    mask = _mask(kind, w, h, rng)
-    # contact shadow: a soft ellipse under the object
-    r = max(4, int(min(w, h) * 0.3))
-    disc = pyvips.Image.black(2 * r + 2, 2 * r + 2).draw_circle(110, r + 1, r + 1, r, fill=True)
-    disc = disc.resize(1, vscale=0.18).gaussblur(max(1.0, r / 8))
-    shadow = disc.embed(w // 2 - disc.width // 2, int(h * 0.74) - disc.height // 2, w, h)
-    bg = bg * (1 - shadow / 255.0)
+    bg = np.broadcast_to(top + (bottom - top) * fy, (h, w, 3))
+    # contact shadow: a soft flat ellipse under the object
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    rx, ry = min(w, h) * 0.3, min(w, h) * 0.055
+    d = np.sqrt(((xs - w / 2) / rx) ** 2 + ((ys - h * 0.74) / ry) ** 2)
+    bg = bg * (1 - 0.45 * np.clip(1.2 - d, 0, 1)[..., None])
     # the object: base colour, cylinder shading across, a lighter label band
-    base = _colour(rng, 30, 200)
-    obj = (0.55 + 0.45 * (1 - (fx * 2 - 1) ** 2)) * base
-    label = ((fy - rng.uniform(0.42, 0.58)).abs() < 0.05).ifthenelse(_colour(rng, 180, 255), [0, 0, 0])
-    obj = (label > 0).bandand().ifthenelse(label, obj)
-    alpha = mask / 255.0
+    obj = (0.55 + 0.45 * (1 - (fx * 2 - 1) ** 2)) * _colour(rng, 30, 200)
+    band = np.abs(fy - rng.uniform(0.42, 0.58)) < 0.05
+    obj = np.where(band, _colour(rng, 180, 255), obj)
+    alpha = _mask(kind, w, h)[..., None]
     small = bg * (1 - alpha) + obj * alpha
     if grain:  # sensor grain, added before upsampling (it becomes a fine film-like grain)
-        small = small + _grain(seed).crop(0, 0, w, h)
-    small = small.cast("uchar").copy(interpretation="srgb")
+        small = small + np.random.default_rng(seed).normal(0.0, 3.0, (h, w, 1)).astype(np.float32)
+    pixels = np.clip(small, 0, 255).astype(np.uint8)
     if transparent:
-        small = small.bandjoin(mask)
-    small = small.copy_memory()  # render once; the upsampler reads overlapping tiles
-    image = small.resize(width / w, vscale=height / h, kernel="linear")
+        pixels = np.concatenate([pixels, (alpha * 255).astype(np.uint8)], axis=2)
+    bands = pixels.shape[2]
+    image = pyvips.Image.new_from_memory(np.ascontiguousarray(pixels).tobytes(), w, h, bands, "uchar")
+    image = image.copy(interpretation="srgb").resize(width / w, vscale=height / h, kernel="linear")
     if image.width != width or image.height != height:
-        image = image.embed(0, 0, width, height, extend="copy")
+        image = image.embed(0, 0, width, height, extend="copy").crop(0, 0, width, height)
     return image
 
 
