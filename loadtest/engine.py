@@ -157,13 +157,10 @@ class Lane:
             end, status, nbytes, xc, pop = None, 0, 0, None, None
         else:
             end, status, nbytes, xc, pop = result
-        self.recorder.add(
-            intended=due, actual=start,
-            latency_ms=None if end is None or start is None else (end - start) * 1000.0,
-            corrected_ms=None if end is None else (end - due) * 1000.0,
-            status=status, nbytes=nbytes, x_cache=xc, pop=pop, url=req.url, role=req.role, sku=req.sku,
-            promoted=req.promoted, phase=phase, lane=self.lane, late=late, dropped=dropped, error=error,
-        )
+        self.recorder.add_row((
+            due, start, None if end is None or start is None else (end - start) * 1000.0,
+            None if end is None else (end - due) * 1000.0, status, nbytes, xc, pop, req.url, req.role, req.sku,
+            req.promoted, phase, self.lane, late, dropped, error))
 
     def close(self) -> None:
         """Stop the senders; requests still in flight are recorded as unfinished (status 0); flush rows."""

@@ -62,7 +62,7 @@ class Recorder:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / (name or f"part-{socket.gethostname()}-{os.getpid()}.parquet")
         self.row_group = max(1, row_group)
-        self._cols: dict[str, list[Any]] = {n: [] for n in _NAMES}
+        self._rows: list[tuple] = []
         # opened now: the first ParquetWriter of a process costs ~0.3 s, paid before the run starts
         self._writer = pq.ParquetWriter(self.path, RECORD_SCHEMA, compression="zstd")
         self.rows = 0
@@ -72,35 +72,29 @@ class Recorder:
             corrected_ms: float | None, status: int, nbytes: int, x_cache: str | None, pop: str | None,
             url: str, role: str, sku: int, promoted: bool, phase: str, lane: int, late: bool,
             dropped: bool, error: str | None) -> None:
-        c = self._cols
-        c["intended_start"].append(int(intended * _US))
-        c["actual_start"].append(None if actual is None else int(actual * _US))
-        c["latency_ms"].append(latency_ms)
-        c["latency_corrected_ms"].append(corrected_ms)
-        c["status"].append(status)
-        c["bytes"].append(nbytes)
-        c["x_cache"].append(x_cache)
-        c["pop"].append(pop)
-        c["url"].append(url)
-        c["role"].append(role)
-        c["sku"].append(sku)
-        c["promoted"].append(promoted)
-        c["phase"].append(phase)
-        c["lane"].append(lane)
-        c["late"].append(late)
-        c["dropped"].append(dropped)
-        c["error"].append(error)
+        """One row by name (see :meth:`add_row` for the positional fast path)."""
+        self.add_row((intended, actual, latency_ms, corrected_ms, status, nbytes, x_cache, pop, url, role, sku,
+                      promoted, phase, lane, late, dropped, error))
+
+    def add_row(self, row: tuple) -> None:
+        """One row as a tuple in :data:`RECORD_SCHEMA` order (times as float epoch seconds)."""
+        self._rows.append(row)
         self.rows += 1
-        if len(c["url"]) >= self.row_group:
+        if len(self._rows) >= self.row_group:
             self.flush()
 
     def flush(self) -> None:
-        if not self._cols["url"]:
+        if not self._rows:
             return
-        table = pa.table({n: pa.array(self._cols[n], type=RECORD_SCHEMA.field(n).type) for n in _NAMES},
-                         schema=RECORD_SCHEMA)
-        self._writer.write_table(table)
-        self._cols = {n: [] for n in _NAMES}
+        cols = list(zip(*self._rows, strict=True))
+        self._rows = []
+        arrays = []
+        for i, name in enumerate(_NAMES):
+            values: Any = cols[i]
+            if i < 2:  # float seconds → µs timestamps
+                values = [None if v is None else int(v * _US) for v in values]
+            arrays.append(pa.array(values, type=RECORD_SCHEMA.field(name).type))
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=RECORD_SCHEMA))
 
     def close(self) -> None:
         if self.closed:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -50,8 +51,17 @@ def locust_command(host: str, out: Path, *, processes: int = 0, run_time_s: floa
     if run_time_s:
         cmd += ["--run-time", f"{int(run_time_s) + 1}s"]
     if processes:
-        cmd += ["--processes", str(processes)]
+        # master and forked workers talk over loopback on a free port (never Locust's shared 5557)
+        port = str(_free_port())
+        cmd += ["--processes", str(processes), "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+                "--master-host", "127.0.0.1", "--master-port", port]
     return [*cmd, *extra]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _scored(config: RunConfig) -> tuple[str, ...]:

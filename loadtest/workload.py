@@ -35,7 +35,7 @@ _ODD_DPR = ("1.5", "1.75", "2.625", "2.75", "3.5", "0.9")
 _ALIASES = {"width": ("w", "width", "Width"), "format": ("f", "fmt", "format"), "q": ("q", "quality")}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """One request to send: the path with its raw query, headers, and what it stands for."""
 
@@ -128,19 +128,27 @@ class Workload:
         self.catalog = Catalog(scenario)
         self.rng = random.Random(f"{scenario.seed}:{lane}")
         self.spike_start = spike_start  # offset (s) when the promotion starts; None: never
-        self._client_cache: dict[int, tuple[Device, Browser, int]] = {}
+        self._client_cache: dict[int, tuple[Device, Browser, int, dict[str, str]]] = {}
+        self._population = scenario.clients.population
+        self._pop_header = scenario.clients.pop_header
+        self._promo_share = scenario.promotion.share
         self._roles = scenario.catalog.roles
         self._role_cum = list(itertools.accumulate(r.share for r in self._roles))
         self._buster = itertools.count(1)
 
-    def client(self, idx: int) -> tuple[Device, Browser, int]:
-        """Client ``idx``'s stable device, browser and POP hint."""
+    def client(self, idx: int) -> tuple[Device, Browser, int, dict[str, str]]:
+        """Client ``idx``'s stable device, browser, POP hint and request headers."""
         found = self._client_cache.get(idx)
         if found is None:
             r = random.Random(f"client:{self.scenario.seed}:{idx}")
             c = self.scenario.clients
-            found = (c.devices[_chooser(c.devices, r.random())], c.browsers[_chooser(c.browsers, r.random())],
-                     r.randrange(c.pops))
+            device = c.devices[_chooser(c.devices, r.random())]
+            browser = c.browsers[_chooser(c.browsers, r.random())]
+            pop = r.randrange(c.pops)
+            headers = {"Accept": browser.accept, "User-Agent": browser.user_agent}
+            if self._pop_header:
+                headers[self._pop_header] = str(pop)
+            found = (device, browser, pop, headers)
             if len(self._client_cache) < 100_000:
                 self._client_cache[idx] = found
         return found
@@ -152,20 +160,16 @@ class Workload:
     def next(self, offset: float) -> Request:
         """The request for an arrival at ``offset`` seconds into the shape."""
         rng = self.rng
-        device, browser, pop = self.client(rng.randrange(self.scenario.clients.population))
+        device, _browser, pop, headers = self.client(int(rng.random() * self._population))
         role = self.role()
         promo_on = self.spike_start is not None and offset >= self.spike_start
-        promoted = promo_on and self.catalog.promoted > 0 and rng.random() < self.scenario.promotion.share
+        promoted = promo_on and self.catalog.promoted > 0 and rng.random() < self._promo_share
         sku = self.catalog.pick(rng, promoted)
         path = self.catalog.path(sku, rng)
         need = role.slot * device.viewport * device.dpr
         width = next((w for w in role.widths if w >= need), role.widths[-1])
-        headers = {"Accept": browser.accept, "User-Agent": browser.user_agent}
-        if self.scenario.clients.pop_header:
-            headers[self.scenario.clients.pop_header] = str(pop)
         query = self._query(width, role.quality)
-        return Request(f"{path}?{query}", headers, role.name, sku, promoted,
-                       pop if self.scenario.clients.pop_header else -1,
+        return Request(f"{path}?{query}", headers, role.name, sku, promoted, pop if self._pop_header else -1,
                        f"{path}?width={width}&format=auto&q={role.quality}")
 
     def _query(self, width: int, quality: int) -> str:

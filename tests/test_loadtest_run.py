@@ -50,6 +50,11 @@ def _edgeproof(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run([*EDGEPROOF, *args], capture_output=True, text=True, timeout=timeout)
 
 
+def _why(res: subprocess.CompletedProcess, out: Path) -> str:
+    log = out / "locust.log"
+    return res.stdout + res.stderr + (log.read_text()[-3000:] if log.is_file() else "")
+
+
 def _t0(out: Path) -> float:
     m = re.search(r"edgeproof: start t0=([0-9.]+)", (out / "locust.log").read_text())
     assert m, "the Locust process did not announce its start"
@@ -68,7 +73,7 @@ def test_rate_follows_the_shape_and_gates_pass(tmp_path: Path, target: Callable[
     out = tmp_path / "run"
     res = _edgeproof("loadtest", "run", str(scenario), "--host", url, "--duration", "20", "--peak-rps", "100",
                      "--out", str(out))
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.returncode == 0, _why(res, out)
     assert "verdict: PASS" in res.stdout and "edgeproof: progress" in res.stdout
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["passed"] and verdict["totals"]["requests"] == 1500
@@ -126,12 +131,12 @@ def test_processes_split_the_schedule_into_lanes(tmp_path: Path, target: Callabl
     out = tmp_path / "run"
     res = _edgeproof("loadtest", "run", "soak", "--host", url, "--duration", "5", "--peak-rps", "40",
                      "--processes", "2", "--out", str(out), "--gate", "requests(all) >= 1", "--quiet")
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.returncode == 0, _why(res, out)
     parts = sorted((out / "records").glob("part-*.parquet"))
-    assert len(parts) == 2
+    assert len(parts) == 2, _why(res, out)
     table = read_records(out)
     shape = build_shape({"kind": "soak"}, duration=5, peak_rps=40)
-    assert table.num_rows == len(list(shape.arrivals()))
+    assert table.num_rows == len(list(shape.arrivals())), _why(res, out)
     lanes = table.column("lane").to_pylist()
     assert set(lanes) == {0, 1} and abs(lanes.count(0) - lanes.count(1)) <= 1
     t0 = _t0(out)
