@@ -116,7 +116,8 @@ def test_s3_primary_and_log_bucket_upload(s3_bucket: str, s3_env: dict[str, str]
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"])
-    s3.put_object(Bucket=s3_bucket, Key="der/images/s3.jpg/w=10,h=0,fit=cover,q=80,f=jpeg", Body=b"s3 bytes")
+    s3.put_object(Bucket=s3_bucket, Key="der/images/s3.jpg/w=10,h=0,fit=cover,q=80,f=jpeg", Body=b"s3 bytes",
+                  ACL="public-read")  # readable by the plain-HTTP primary below
     edge = start_edge(tmp_path, f"s3://{s3_bucket}/der", "--strategy", "canonical", "--pops", "1",
                       "--log-bucket", f"s3://{s3_bucket}/cf-logs", "--distribution-id", "E2S3TEST", env=s3_env)
     try:
@@ -126,6 +127,15 @@ def test_s3_primary_and_log_bucket_upload(s3_bucket: str, s3_env: dict[str, str]
         assert missing.status == 404 and missing.headers["x-cache"] == "Error from cloudfront"
     finally:
         assert edge.stop() == 0
+    # the same bucket as an S3-compatible HTTP endpoint primary (plain GET of the path)
+    http_primary = f"{s3_env['AWS_ENDPOINT_URL']}/{s3_bucket}/der"
+    edge2 = start_edge(tmp_path, http_primary, "--strategy", "canonical", "--pops", "1")
+    try:
+        ok = get(edge2.port, "/images/s3.jpg?w=10&format=jpeg", pop=0)
+        assert ok.status == 200 and ok.body == b"s3 bytes"
+        assert get(edge2.port, "/images/none.jpg?w=10&format=jpeg", pop=0).status in (403, 404)
+    finally:
+        edge2.stop()
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="cf-logs/").get("Contents", [])]
     assert len(keys) == 1 and keys[0].startswith("cf-logs/E2S3TEST.") and keys[0].endswith(".gz")
     body = gzip.decompress(s3.get_object(Bucket=s3_bucket, Key=keys[0])["Body"].read()).decode()

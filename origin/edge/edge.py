@@ -310,7 +310,7 @@ class Edge:
                 result_type = "CapacityExceeded"
         else:
             result_type, detail, x_cache = result, result, _X_CACHE[result]
-        age = int(_mono() - entry.born)
+        age = int(_mono() - entry.born) if result_type in ("Hit", "RefreshHit") else None
         head = entry.head
         body = entry.body
         if status == 200 and entry.etag is not None and req.headers.get("if-none-match") == entry.etag:
