@@ -137,3 +137,37 @@ def test_ctrl_c_stops_every_child(tmp_path: Path) -> None:
     assert proc.returncode == 130, err.decode()[-2000:]
     time.sleep(0.5)
     assert _processes_mentioning(str(out)) == []
+
+
+def test_target_mode_analyses_client_rows(tmp_path: Path) -> None:
+    """--target: no stack; the load goes to the URL and the client rows are analysed (no edge logs)."""
+    import subprocess
+    import sys
+
+    from _rehearsal_helpers import BAD_SCENARIO
+    from conftest import free_port, wait_http
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(Path(__file__).parent / "loadtest_target.py"), "--port", str(port),
+                               "--miss-every", "10"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", proc=server)
+        scenario = tmp_path / "s.toml"
+        scenario.write_text(BAD_SCENARIO)
+        out = tmp_path / "out"
+        res = subprocess.run(
+            [sys.executable, "-m", "edgeproof.cli", "rehearse", "--scenario", str(scenario), "--out", str(out),
+             "--target", f"http://127.0.0.1:{port}", "--duration", "10", "--quiet"],
+            capture_output=True, text=True, timeout=180,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert res.returncode == 1, res.stderr[-2000:]  # every 10th request a miss: 90% < 96%
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["embedded"] is False and summary["edge"] is None
+    rows = read_records(out / "loadtest")
+    assert summary["client"]["rows"] == rows.num_rows > 50
+    assert summary["hit_rate"] == pytest.approx(0.9, abs=0.03)
+    assert any("no CloudFront logs" in n for n in summary["notes"])
+    assert (out / "report.html").is_file() and not (out / "stack" / "edge.log").exists()
