@@ -3,7 +3,8 @@
 Compiled with numba; state lives in numpy arrays held by :class:`CacheModel`, grown between batches, so
 memory is bounded by the number of distinct (cache, key) pairs, not by the number of requests.
 
-Per request (time order): the POP cache is looked up; a hit refreshes LRU recency. A miss is
+Per request (time order): the POP cache is looked up; a hit refreshes LRU recency (a doubly linked list
+per cache; not kept at all when there is no capacity, since nothing is ever evicted). A miss is
 classified, in this order of precedence:
 
 - ``fragmented``: the request's variant is resident and fresh at that POP under another key;
@@ -122,6 +123,7 @@ def _chain_remove(s, c, VT, S):
 @njit(cache=True)
 def _run(t, c0, c1, c2, key, var, size, scored, HT, VT, S, n_slots, head, tail, used, vseen, counters,
          ttl, capacity):
+    bounded = capacity > 0  # no capacity: no eviction, so no LRU order to keep
     for i in range(t.shape[0]):
         now = t[i]
         k = key[i]
@@ -157,7 +159,7 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, VT, S, n_slots, head, tail, 
                 s = HT[j, 1]
             state = S[s, _STATE] & 3
             if state == 1 and (ttl <= 0 or now - S[s, _TIME] < ttl):
-                if head[c] != s:
+                if bounded and head[c] != s:
                     _unlink(s, c, S, head, tail)
                     _push_front(s, c, S, head, tail)
                 if sc:
@@ -169,27 +171,27 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, VT, S, n_slots, head, tail, 
                         counters[_SHIELD] += 1
                 served = True
                 break
+            vj = -1
+            if tier == 0 and v >= 0:
+                vj = _probe(VT, (c << 32) | v)  # the (POP, variant) chain: checked, then joined
             if tier == 0 and sc:
                 counters[_MISSES] += 1
                 cls = _COLD if state == 0 else (_EXPIRED if state == 1 else _EVICTED)
-                if v >= 0:
-                    vj = _probe(VT, (c << 32) | v)
-                    if VT[vj, 0] != -1:
-                        o = VT[vj, 1]
-                        while o != -1:
-                            if S[o, _KEY] != k and (S[o, _STATE] & 3) == 1 and (
-                                ttl <= 0 or now - S[o, _TIME] < ttl
-                            ):
-                                cls = _FRAG
-                                break
-                            o = S[o, _VNEXT]
+                if vj >= 0 and VT[vj, 0] != -1:
+                    o = VT[vj, 1]
+                    while o != -1:
+                        if o != s and (S[o, _STATE] & 3) == 1 and (ttl <= 0 or now - S[o, _TIME] < ttl):
+                            cls = _FRAG
+                            break
+                        o = S[o, _VNEXT]
                 counters[cls] += 1
             # fill (or refresh) this cache
             sz = size[i]
             if state == 1:
                 used[c] -= S[s, _SIZE]
-                _unlink(s, c, S, head, tail)
-            if capacity > 0:
+                if bounded:
+                    _unlink(s, c, S, head, tail)
+            if bounded:
                 if sz > capacity:
                     if state == 1:
                         S[s, _STATE] = (S[s, _STATE] & _INCHAIN) | 2
@@ -205,10 +207,10 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, VT, S, n_slots, head, tail, 
             S[s, _TIME] = now
             S[s, _SIZE] = sz
             used[c] += sz
-            _push_front(s, c, S, head, tail)
-            if tier == 0 and v >= 0 and not (S[s, _STATE] & _INCHAIN):
+            if bounded:
+                _push_front(s, c, S, head, tail)
+            if vj >= 0 and not (S[s, _STATE] & _INCHAIN):
                 vcode = (c << 32) | v
-                vj = _probe(VT, vcode)
                 if VT[vj, 0] == -1:
                     VT[vj, 0] = vcode
                     VT[vj, 1] = -1
