@@ -87,7 +87,7 @@ def _request_id() -> str:
     return base64.urlsafe_b64encode(os.urandom(40)).decode()  # 56 characters ending in ==, like AWS
 
 
-def _render_head(status: int, headers: dict[str, str], body_len: int) -> bytes:
+def _render_head(headers: dict[str, str], body_len: int) -> bytes:
     lines = [f"Content-Length: {body_len}\r\n"]
     for name in KEPT_HEADERS:
         value = headers.get(name)
@@ -96,7 +96,7 @@ def _render_head(status: int, headers: dict[str, str], body_len: int) -> bytes:
     return "".join(lines).replace("Etag:", "ETag:").encode("latin-1", "replace")
 
 
-def _json_error(status: int, error: str, detail: str) -> tuple[bytes, dict[str, str]]:
+def _json_error(error: str, detail: str) -> tuple[bytes, dict[str, str]]:
     return json.dumps({"error": error, "detail": detail}).encode(), {"content-type": "application/json"}
 
 
@@ -243,8 +243,8 @@ class Edge:
         target: str = "-",
         cs_bytes: int = 0,
     ) -> None:
-        body, headers = _json_error(status, "bad_request" if status < 500 else "edge", message)
-        head = _render_head(status, headers, len(body))
+        body, headers = _json_error("bad_request" if status < 500 else "edge", message)
+        head = _render_head(headers, len(body))
         rid = _request_id()
         x_cache = b"Error from cloudfront" if result == "Error" else result.encode() + b" from cloudfront"
         sent = self._write(conn, req, pop, status, head, body, x_cache, None, rid)
@@ -326,7 +326,7 @@ class Edge:
         try:
             entry, how = await self._resolve(pop.chain, 0, key, origin_uri, rid)
         except Exception as err:  # never a hang or a bare 500: answer 502 and log it
-            body, headers = _json_error(502, "edge", f"edge failure: {type(err).__name__}")
+            body, headers = _json_error("edge", f"edge failure: {type(err).__name__}")
             entry = self._entry(OriginResponse(502, headers, body, detail="OriginError"), 0.0)
             how = "miss"
         result = {"hit": "Hit", "refresh": "RefreshHit", "shield": "OriginShieldHit"}.get(how, "Miss")
@@ -351,7 +351,7 @@ class Edge:
             body=resp.body,
             content_type=ct,
             etag=headers.get("etag"),
-            head=_render_head(resp.status, headers, len(resp.body)),
+            head=_render_head(headers, len(resp.body)),
             born=born,
             expires=born + ttl,
             detail=resp.detail or ("OriginError" if resp.status >= 500 else "Error"),
@@ -399,14 +399,14 @@ class Edge:
 
     async def _from_origin(self, key: str, uri: str, stale: Entry | None, rid: str) -> tuple[Entry, str]:
         if self.group.inflight >= self.config.max_origin_inflight:
-            body, headers = _json_error(503, "capacity", "the edge has too many origin requests in flight")
+            body, headers = _json_error("capacity", "the edge has too many origin requests in flight")
             headers["retry-after"] = "1"
             return self._entry(OriginResponse(503, headers, body, detail="CapacityExceeded"), 0.0), "miss"
         etag = stale.etag if stale is not None and stale.status == 200 else None
         resp = await self.group.fetch(uri, etag, rid)
         if resp.status == 304:
             if stale is None or etag is None:
-                body, headers = _json_error(502, "origin", "unexpected 304 from the origin")
+                body, headers = _json_error("origin", "unexpected 304 from the origin")
                 resp = OriginResponse(502, headers, body, detail="OriginInvalidResponseError")
                 return self._entry(resp, self.ttl.error_ttl), "miss"
             merged = dict(stale.headers)
@@ -414,7 +414,7 @@ class Edge:
             ttl = self.ttl.ttl(200, merged)
             now = _mono()
             fresh = replace(stale, born=now - resp.age, expires=now - resp.age + ttl, headers=merged,
-                            head=_render_head(200, merged, len(stale.body)))
+                            head=_render_head(merged, len(stale.body)))
             return fresh, "refresh"
         ttl = self.ttl.ttl(resp.status, resp.headers)
         return self._entry(resp, ttl), "miss"
