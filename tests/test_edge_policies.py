@@ -52,18 +52,18 @@ def test_capacity_exceeded_when_too_many_origin_fetches(edge: EdgeProc) -> None:
         async with aiohttp.ClientSession() as s:
             async def one(i: int, delay: float) -> tuple[int, str]:
                 await asyncio.sleep(delay)
-                async with s.get(f"{edge.url}/images/cap{i}.jpg?delay=0.3", headers={"X-Edge-Pop": "0"}) as r:
+                async with s.get(f"{edge.url}/images/cap{i}.jpg?delay=0.4", headers={"X-Edge-Pop": "0"}) as r:
                     await r.read()
                     return r.status, r.headers["X-Cache"]
             return await asyncio.gather(one(1, 0), one(2, 0.1))
 
-    (s1, x1), (s2, x2) = asyncio.run(two())
-    assert (s1, x1) == (200, "Miss from cloudfront")
-    assert (s2, x2) == (503, "Error from cloudfront")
+    replies = sorted(asyncio.run(two()))
+    assert replies == [(200, "Miss from cloudfront"), (503, "Error from cloudfront")]
     edge.admin("/flush", "POST")
     rows = read_logs(str(edge.log_dir)).read_all().to_pylist()
-    cap = [r for r in rows if r["cs_uri_stem"] == "/images/cap2.jpg"]
-    assert [(r["x_edge_result_type"], r["sc_status"]) for r in cap] == [("CapacityExceeded", 503)]
+    cap = [r for r in rows if r["cs_uri_stem"] in ("/images/cap1.jpg", "/images/cap2.jpg")]
+    assert sorted((r["x_edge_result_type"], r["sc_status"]) for r in cap) == [("CapacityExceeded", 503),
+                                                                              ("Miss", 200)]
 
 
 def _values(ts_ms: float, rid: str) -> tuple[object, ...]:
