@@ -269,24 +269,17 @@ def _download(inp: LogInput) -> IO[bytes]:
 
 
 def split_lines(out: bytes, hold: bytes) -> tuple[list[Block], bytes]:
-    """Cut ``hold + out`` into blocks of complete lines without copying ``out``; returns the new hold.
+    """Cut ``hold + out`` at its last newline: ``([complete lines], new hold)``.
 
-    The partial line carried over (``hold``) is joined with the start of ``out`` into a small block
-    of its own, so the big block is a zero-copy view.
+    Without a carried-over partial line the block is a zero-copy view of ``out``; with one, a
+    single copy joins them (one block per chunk keeps the per-block overhead low).
     """
-    first = out.find(b"\n")
-    if first < 0:
-        return [], hold + out
     last = out.rfind(b"\n")
+    if last < 0:
+        return [], hold + out
     view = memoryview(out)
-    pieces: list[Block] = []
-    if hold:
-        pieces.append(hold + bytes(view[: first + 1]))
-        if last > first:
-            pieces.append(view[first + 1 : last + 1])
-    else:
-        pieces.append(view[: last + 1])
-    return pieces, bytes(view[last + 1 :])
+    block: Block = hold + view[: last + 1] if hold else view[: last + 1]
+    return [block], bytes(view[last + 1 :])
 
 
 def plain_blocks(stream: IO[bytes], size: int = 8 << 20) -> Iterator[Block]:

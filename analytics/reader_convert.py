@@ -115,9 +115,17 @@ def _cast_number(arr: pa.Array, typ: pa.DataType, name: str, bad: np.ndarray, re
 
 def _timestamp(raw: Mapping[str, pa.Array], n: int, bad: np.ndarray, reasons: dict[int, str]) -> pa.Array:
     if "date" in raw and "time" in raw:
-        joined = pc.binary_join_element_wise(raw["date"], raw["time"], "T")
-        ts = pc.strptime(joined, format="%Y-%m-%dT%H:%M:%S", unit="ms", error_is_null=True)
-        src = joined
+        # few distinct dates and times per block: parse each distinct value once, then gather
+        dates = raw["date"].dictionary_encode()
+        times = raw["time"].dictionary_encode()
+        day_ms = pc.strptime(dates.dictionary, format="%Y-%m-%d", unit="ms", error_is_null=True)
+        epoch = pa.array(["1970-01-01T"] * len(times.dictionary), pa.string())
+        tod_ms = pc.strptime(pc.binary_join_element_wise(epoch, times.dictionary, ""),
+                             format="%Y-%m-%dT%H:%M:%S", unit="ms", error_is_null=True)
+        d = pc.take(pc.cast(day_ms, pa.int64()), dates.indices)
+        t = pc.take(pc.cast(tod_ms, pa.int64()), times.indices)
+        ts = pc.cast(pc.add(d, t), _TS)
+        src = None
     elif "timestamp_ms" in raw or "timestamp" in raw:
         ms_given = "timestamp_ms" in raw
         src = raw["timestamp_ms" if ms_given else "timestamp"]
@@ -132,6 +140,8 @@ def _timestamp(raw: Mapping[str, pa.Array], n: int, bad: np.ndarray, reasons: di
         return pa.nulls(n, _TS)
     missing = ts.is_null().to_numpy(zero_copy_only=False)
     if missing.any():
+        if src is None:
+            src = pc.binary_join_element_wise(raw["date"], raw["time"], "T")
         _mark(bad, reasons, np.nonzero(missing)[0], "unparsable date/time", src)
     return pc.cast(ts, _TS)
 
