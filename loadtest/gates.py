@@ -42,7 +42,11 @@ import pyarrow.compute as pc
 from analytics.metrics import classify, exact_quantiles, hit_rate, xcache_result
 from edgeproof.errors import ConfigError
 
-__all__ = ["Gate", "GateResult", "Verdict", "evaluate", "parse_gate", "row_classes"]
+__all__ = ["GATE_COLUMNS", "Gate", "GateResult", "Verdict", "evaluate", "parse_gate", "row_classes"]
+
+#: the recorder columns :func:`evaluate` reads (read only these for big runs)
+GATE_COLUMNS = ["intended_start", "latency_ms", "latency_corrected_ms", "status", "bytes", "x_cache", "role",
+                "promoted", "phase", "late", "dropped"]
 
 _GATE_RE = re.compile(
     r"^\s*(?P<metric>[a-z][a-z0-9_]*)\s*(?:\((?P<filters>[^)]*)\))?\s*(?P<op><=|>=|==|<|>)\s*"
@@ -145,17 +149,15 @@ def evaluate(table: pa.Table, gates: Sequence[str | Gate], *, scored_phases: Seq
              scope: str = "spike") -> Verdict:
     """Evaluate ``gates`` over recorder rows (:data:`loadtest.recorder.RECORD_SCHEMA`)."""
     parsed = [g if isinstance(g, Gate) else parse_gate(g) for g in gates]
-    cols = {n: table.column(n).to_pylist() for n in ("phase", "role", "promoted")}
-    classes = np.array(row_classes(table.column("x_cache").to_pylist()), dtype=object)
-    phase = np.array(cols["phase"], dtype=object)
-    role = np.array(cols["role"], dtype=object)
-    promoted = np.array([bool(x) for x in cols["promoted"]], dtype=bool)
-    dropped = np.array(pc.fill_null(table.column("dropped"), False).to_pylist(), dtype=bool)
-    late = np.array(pc.fill_null(table.column("late"), False).to_pylist(), dtype=bool)
-    status = np.array(pc.fill_null(table.column("status"), 0).to_pylist(), dtype=np.int64)
+    phase, phases = _strings(table.column("phase"))
+    role, roles = _strings(table.column("role"))
+    classes = _classes(table.column("x_cache"))
+    promoted = _bools(table.column("promoted"))
+    dropped = _bools(table.column("dropped"))
+    late = _bools(table.column("late"))
+    status = pc.fill_null(table.column("status"), 0).to_numpy().astype(np.int64)
     lat = table.column("latency_ms").to_numpy(zero_copy_only=False).astype(np.float64)
     corr = table.column("latency_corrected_ms").to_numpy(zero_copy_only=False).astype(np.float64)
-    phases, roles = set(phase.tolist()), set(role.tolist())
     scored = set(scored_phases or []) if scope == "spike" and scored_phases else None
 
     results = []
@@ -215,14 +217,40 @@ def evaluate(table: pa.Table, gates: Sequence[str | Gate], *, scored_phases: Seq
     return Verdict(results, totals(table, classes, dropped, late, status, corr, lat))
 
 
+def _encoded(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str | None]]:
+    """A string column as (indices, values): ``values[indices[i]]`` is row i (None for null)."""
+    if len(column) == 0:
+        return np.array([], dtype=np.int64), [None]
+    enc = pc.dictionary_encode(column.combine_chunks())
+    values: list[str | None] = [*enc.dictionary.to_pylist(), None]
+    idx = pc.fill_null(enc.indices, len(values) - 1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return idx, values
+
+
+def _strings(column: pa.ChunkedArray) -> tuple[np.ndarray, set[str | None]]:
+    """A string column as a numpy object array and its set of distinct values."""
+    idx, values = _encoded(column)
+    present = set(np.unique(idx).tolist())
+    return np.array(values, dtype=object)[idx], {values[i] for i in present}
+
+
+def _classes(column: pa.ChunkedArray) -> np.ndarray:
+    """Each row's X-Cache → ``hit`` / ``miss`` / excluded reason (classified once per distinct value)."""
+    idx, values = _encoded(column)
+    return np.array([classify(xcache_result(v), "GET") for v in values], dtype=object)[idx]
+
+
+def _bools(column: pa.ChunkedArray) -> np.ndarray:
+    return pc.fill_null(column, False).to_numpy(zero_copy_only=False).astype(bool)
+
+
 def totals(table: pa.Table, classes: np.ndarray, dropped: np.ndarray, late: np.ndarray, status: np.ndarray,
            corr: np.ndarray, lat: np.ndarray) -> dict[str, Any]:
     """Whole-run counts and percentiles (not gated), for the verdict JSON."""
     sent = ~dropped
     hits, misses = int((classes[sent] == "hit").sum()), int((classes[sent] == "miss").sum())
-    by_phase: dict[str, int] = {}
-    for p in table.column("phase").to_pylist():
-        by_phase[p] = by_phase.get(p, 0) + 1
+    counts = pc.value_counts(table.column("phase")).to_pylist() if table.num_rows else []
+    by_phase = {c["values"]: int(c["counts"]) for c in counts}
     return {
         "requests": int(len(dropped)),
         "sent": int(sent.sum()),

@@ -26,9 +26,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+
 from edgeproof.errors import ConfigError, EdgeproofError, UsageError
 from loadtest.config import LEAD_S, RunConfig
-from loadtest.gates import Verdict, evaluate, parse_gate
+from loadtest.gates import GATE_COLUMNS, Verdict, evaluate, parse_gate
 from loadtest.recorder import read_records
 from loadtest.replay import ReplayPlan, prepare_replay
 from loadtest.scenario import Scenario, load_scenario
@@ -77,12 +79,12 @@ def judge(out_dir: str | Path, gates: Sequence[str] | None = None, *, config: Ru
     rules = list(gates) if gates else list(config.scenario.gates.rules if config else Scenario().gates.rules)
     for rule in rules:
         parse_gate(rule)
-    table = read_records(list(records) if records else out)
+    table = read_records(list(records) if records else out, columns=GATE_COLUMNS)
     scope = config.scenario.gates.scope if config else "spike"
     verdict = evaluate(table, rules, scored_phases=_scored(config) if config else None, scope=scope)
-    t = table.column("intended_start").to_pylist()
-    if t:
-        span = (max(t) - min(t)).total_seconds()
+    if table.num_rows:
+        span_ = pc.min_max(table.column("intended_start"))
+        span = (span_["max"].as_py() - span_["min"].as_py()).total_seconds()
         verdict.totals["schedule_s"] = span
         verdict.totals["sent_rps"] = verdict.totals["sent"] / span if span > 0 else None
     verdict.write(out / "verdict.json")
