@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ import gevent
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
+from edgeproof.errors import EdgeproofError
 from loadtest.config import LEAD_S, RunConfig, config_from_env
 from loadtest.engine import Lane
 from loadtest.recorder import Recorder
@@ -36,10 +38,14 @@ from loadtest.replay import ReplayPlan
 
 log = logging.getLogger("edgeproof.loadtest")
 
-CONFIG: RunConfig = config_from_env()
-_SHAPE = CONFIG.shape()
-_DURATION = (ReplayPlan(CONFIG.replay_file, CONFIG.duration or _SHAPE.duration, CONFIG.replay_speed).duration
-             if CONFIG.is_replay else _SHAPE.duration)
+try:
+    CONFIG: RunConfig = config_from_env()
+    _SHAPE = CONFIG.shape()
+    _DURATION = (ReplayPlan(CONFIG.replay_file, CONFIG.duration or _SHAPE.duration, CONFIG.replay_speed).duration
+                 if CONFIG.is_replay else _SHAPE.duration)
+except EdgeproofError as _err:  # a bad scenario or env var: a clear message, not a traceback
+    sys.stderr.write(f"edgeproof: error: {_err.message}\n" + (f"  {_err.detail}\n" if _err.detail else ""))
+    sys.exit(2)
 _POOL = CONFIG.scenario.run.pool
 
 
