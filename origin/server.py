@@ -167,7 +167,8 @@ class Origin:
         return obj, "transform"
 
     def _transform(self, data: bytes, variant: Variant, key: str, deadline: Deadline) -> Any:
-        return transform(data, variant, key=key, limits=self.limits, deadline=deadline)
+        return transform(data, variant, key=key, limits=self.limits, deadline=deadline,
+                         avif_effort=self.config.avif_effort)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
