@@ -162,3 +162,28 @@ def test_weekly_on_s3_with_history_and_publish(tmp_path: Path, s3_env: dict[str,
     stored = json.loads(s3.get_object(Bucket=s3_bucket, Key=f"history/{WEEK}.json")["Body"].read())
     local = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert stored["hit_rate"] == local["hit_rate"] and local["bad_lines"]["count"] == 1
+
+
+def test_aggregate_agrees_with_summarize_and_merges(tmp_path: Path) -> None:
+    from analytics import read_logs, summarize
+    from analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
+    from analytics.synthetic import generate_logs
+
+    files = generate_logs(tmp_path, "2026-11-16T00:00:00Z", hours=6, requests_per_hour=800, hit_rate=0.93, seed=4)
+    whole = LogAggregate()
+    parts = [LogAggregate(), LogAggregate()]
+    for i, path in enumerate(files):
+        for batch in read_logs([str(path)], columns=list(AGGREGATE_COLUMNS)):
+            whole.add_batch(batch)
+            parts[i % 2].add_batch(batch)
+    merged = parts[0].merge(parts[1])
+    reference = summarize([str(p) for p in files], by="pop")
+    assert (whole.total.hits, whole.total.misses) == (reference["hits"], reference["misses"])
+    assert {k: v for k, v in whole.excluded.items()} == {k: v for k, v in reference["excluded"].items() if v}
+    assert whole.sketches["time_taken_miss"].quantiles()["p99"] == reference["latency_ms"]["time_taken"]["miss"]["p99"]
+    for pop, group in reference["groups"].items():
+        assert whole.groups["pop"][pop].hits == group["hits"]
+    assert merged.total == whole.total
+    assert merged.groups["hour"] == whole.groups["hour"] and len(whole.groups["hour"]) == 6
+    assert merged.missed_urls == whole.missed_urls
+    assert merged.sketches["time_taken_all"].counts.tolist() == whole.sketches["time_taken_all"].counts.tolist()

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analytics.metrics import LatencySketch, classify, hit_rate
 from edgeproof.canonical import split_canonical
@@ -53,6 +54,55 @@ def path_family(stem: str | None) -> str:
     ext = posixpath.splitext(name)[1].lower()
     folder = folder.rstrip("/")
     return f"{folder}/*{ext}" if ext else f"{folder}/*"
+
+
+def _str_column(batch: Any, name: str) -> pa.Array:
+    """A string column with nulls as ``""`` (an all-empty column when the batch lacks it)."""
+    if name not in batch.schema.names:
+        return pa.array([""] * batch.num_rows, type=pa.string())
+    col = batch.column(name)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return pc.fill_null(col.cast(pa.string()), "")
+
+
+def _int_column(batch: Any, name: str, null: int) -> np.ndarray:
+    if name not in batch.schema.names:
+        return np.full(batch.num_rows, null, dtype=np.int64)
+    col = batch.column(name)
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
+    return np.asarray(pc.fill_null(col.cast(pa.int64()), null).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _float_column(batch: Any, name: str) -> np.ndarray:
+    if name not in batch.schema.names:
+        return np.full(batch.num_rows, np.nan)
+    col = batch.column(name).cast(pa.float64())
+    return np.asarray(pc.fill_null(col, float("nan")).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _encode(arr: pa.Array) -> tuple[np.ndarray, list[str]]:
+    """Dictionary-encode: (row codes, distinct values)."""
+    enc = pc.dictionary_encode(arr)
+    if isinstance(enc, pa.ChunkedArray):
+        enc = enc.combine_chunks()
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
+
+
+def _str_keys(batch: Any, name: str, label: Callable[[str], str]) -> tuple[np.ndarray, list[str]]:
+    """Row codes into group labels for a string column (labels computed once per distinct value)."""
+    codes, values = _encode(_str_column(batch, name))
+    labels = [label(v) for v in values]
+    uniq = sorted(set(labels))
+    index = {k: i for i, k in enumerate(uniq)}
+    remap = np.array([index[lab] for lab in labels] or [0], dtype=np.int64)
+    return remap[codes], uniq
+
+
+def _int_keys(values: np.ndarray, label: Callable[[int], str]) -> tuple[np.ndarray, list[str]]:
+    uniq, codes = np.unique(values, return_inverse=True)
+    return codes.astype(np.int64), ["(none)" if v < 0 else label(int(v)) for v in uniq]
 
 
 @dataclass(slots=True)
@@ -110,87 +160,109 @@ class LogAggregate:
 
     def add_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Count one batch (rows outside ``start``/``end`` are counted in ``rows_outside`` only)."""
-        names = [c for c in AGGREGATE_COLUMNS if c in batch.schema.names]
-        df = batch.select(names).to_pandas()
-        self.rows_seen += len(df)
-        if df.empty:
+        n = batch.num_rows
+        self.rows_seen += n
+        if n == 0:
             return
-        ts = df["timestamp"]
+        ms = _int_column(batch, "timestamp", np.iinfo(np.int64).min)
         if self.start is not None or self.end is not None:
-            keep = pd.Series(True, index=df.index)
+            keep = ms != np.iinfo(np.int64).min
             if self.start is not None:
-                keep &= ts >= pd.Timestamp(self.start)
+                keep &= ms >= int(self.start.timestamp() * 1000)
             if self.end is not None:
-                keep &= ts < pd.Timestamp(self.end)
-            self.rows_outside += int((~keep).sum())
-            df = df[keep]
-            if df.empty:
-                return
-            ts = df["timestamp"]
-        lo, hi = ts.min(), ts.max()
-        if pd.notna(lo):
-            self.first = lo.to_pydatetime() if self.first is None else min(self.first, lo.to_pydatetime())
-            self.last = hi.to_pydatetime() if self.last is None else max(self.last, hi.to_pydatetime())
+                keep &= ms < int(self.end.timestamp() * 1000)
+            dropped = int(n - keep.sum())
+            if dropped:
+                self.rows_outside += dropped
+                batch = batch.filter(pa.array(keep))
+                ms = ms[keep]
+                n = batch.num_rows
+                if n == 0:
+                    return
+        valid = ms != np.iinfo(np.int64).min
+        if valid.any():
+            lo = datetime.fromtimestamp(int(ms[valid].min()) / 1000, UTC)
+            hi = datetime.fromtimestamp(int(ms[valid].max()) / 1000, UTC)
+            self.first = lo if self.first is None else min(self.first, lo)
+            self.last = hi if self.last is None else max(self.last, hi)
 
         # classify through the one definition, once per distinct (result type, method) pair
-        method = df["cs_method"].fillna("").astype(str)
-        rtype = df["x_edge_result_type"].fillna("").astype(str)
-        pairs = pd.MultiIndex.from_arrays([rtype, method])
-        uniq = pairs.unique()
-        lookup = {pair: classify(pair[0] or None, pair[1] or None) for pair in uniq}
-        cls = pd.Series([lookup[p] for p in pairs], index=df.index) if len(uniq) > 1 else pd.Series(
-            lookup[uniq[0]], index=df.index)
-        is_hit = (cls == "hit").to_numpy()
-        is_miss = (cls == "miss").to_numpy()
-        status = df["sc_status"].fillna(0).astype("int64")
-        nbytes = df["sc_bytes"].fillna(0).astype("int64")
-        frame = pd.DataFrame({
-            "requests": 1,
-            "hits": is_hit.astype("int64"),
-            "misses": is_miss.astype("int64"),
-            "excluded": (~(is_hit | is_miss)).astype("int64"),
-            "errors": (status >= 500).astype("int64").to_numpy(),
-            "bytes": nbytes.to_numpy(),
+        pair = pc.binary_join_element_wise(_str_column(batch, "x_edge_result_type"),
+                                           _str_column(batch, "cs_method"), "\x1f")
+        codes, values = _encode(pair)
+        labels = []
+        for value in values:
+            rtype, _, method = value.partition("\x1f")
+            labels.append(classify(rtype or None, method or None))
+        label_arr = np.array(labels or ["unknown"], dtype=object)
+        cls = label_arr[codes]
+        is_hit = cls == "hit"
+        is_miss = cls == "miss"
+        status = _int_column(batch, "sc_status", 0)
+        nbytes = _int_column(batch, "sc_bytes", 0)
+        metrics = {
+            "requests": np.ones(n, dtype=np.int64),
+            "hits": is_hit.astype(np.int64),
+            "misses": is_miss.astype(np.int64),
+            "excluded": (~(is_hit | is_miss)).astype(np.int64),
+            "errors": (status >= 500).astype(np.int64),
+            "bytes": nbytes,
             "bytes_hit": np.where(is_hit, nbytes, 0),
             "bytes_miss": np.where(is_miss, nbytes, 0),
-        }, index=df.index)
-        keys = {
-            "day": ts.dt.strftime("%Y-%m-%d"),
-            "hour": ts.dt.strftime("%Y-%m-%dT%H"),
-            "pop": df["pop"].fillna("(none)").astype(str),
-            "content_type": df["sc_content_type"].fillna("(none)").astype(str).str.split(";").str[0].str.strip(),
-            "family": df["cs_uri_stem"].map(path_family),
+        }
+        day = np.where(valid, ms // 86_400_000, -1)
+        hour = np.where(valid, ms // 3_600_000, -1)
+        dims: dict[str, tuple[np.ndarray, list[str]]] = {
+            "day": _int_keys(day, lambda v: datetime.fromtimestamp(v * 86_400, UTC).strftime("%Y-%m-%d")),
+            "hour": _int_keys(hour, lambda v: datetime.fromtimestamp(v * 3_600, UTC).strftime("%Y-%m-%dT%H")),
+            "pop": _str_keys(batch, "pop", lambda v: v or "(none)"),
+            "content_type": _str_keys(batch, "sc_content_type",
+                                      lambda v: v.split(";", 1)[0].strip() if v else "(none)"),
+            "family": _str_keys(batch, "cs_uri_stem", lambda v: path_family(v or None)),
         }
         if self.bin_seconds:
-            epoch_ms = (ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
-            bins = (epoch_ms // int(self.bin_seconds * 1000)) * self.bin_seconds
-            keys["bin"] = bins.map(lambda b: f"{b:.0f}" if float(b).is_integer() else f"{b:.3f}")
+            step = int(self.bin_seconds * 1000)
+            bins = np.where(valid, ms // step, -1)
+            dims["bin"] = _int_keys(bins, lambda v: f"{v * self.bin_seconds:.0f}"
+                                    if float(v * self.bin_seconds).is_integer() else f"{v * self.bin_seconds:.3f}")
             self.groups.setdefault("bin", defaultdict(Counts))
-        for dim, key in keys.items():
-            summed = frame.groupby(key.to_numpy(), sort=False).sum()
+        order = list(metrics)
+        for dim, (key_codes, keys) in dims.items():
+            sums = [np.bincount(key_codes, weights=metrics[m], minlength=len(keys)) for m in order]
             target = self.groups[dim]
-            for name, row in zip(summed.index, summed.itertuples(index=False), strict=True):
-                target[str(name)].add(Counts(*map(int, row)))
-        self.total.add(Counts(*map(int, frame.sum().to_numpy())))
-        self.status.update({int(k): int(v) for k, v in status.value_counts().items()})
-        self.excluded.update({str(k): int(v) for k, v in cls[~(is_hit | is_miss)].value_counts().items()})
+            for i, key in enumerate(keys):
+                if sums[0][i]:
+                    target[key].add(Counts(*(int(s[i]) for s in sums)))
+        self.total.add(Counts(*(int(metrics[m].sum()) for m in order)))
+        for value, count in zip(*np.unique(status, return_counts=True), strict=True):
+            self.status[int(value)] += int(count)
+        for label, count in zip(*np.unique(cls[~(is_hit | is_miss)].astype(str), return_counts=True), strict=True):
+            self.excluded[str(label)] += int(count)
 
-        tt = (df["time_taken"].astype("float64") * 1000.0).to_numpy()
-        ttfb = (df["time_to_first_byte"].astype("float64") * 1000.0).to_numpy() if "time_to_first_byte" in df \
-            else np.full(len(df), np.nan)
-        for metric, values in (("time_taken", tt), ("ttfb", ttfb)):
-            self.sketches[f"{metric}_all"].add_many(values[is_hit | is_miss])
-            self.sketches[f"{metric}_hit"].add_many(values[is_hit])
-            self.sketches[f"{metric}_miss"].add_many(values[is_miss])
+        tt = _float_column(batch, "time_taken") * 1000.0
+        ttfb = _float_column(batch, "time_to_first_byte") * 1000.0
+        for metric, vals in (("time_taken", tt), ("ttfb", ttfb)):
+            self.sketches[f"{metric}_all"].add_many(vals[is_hit | is_miss])
+            self.sketches[f"{metric}_hit"].add_many(vals[is_hit])
+            self.sketches[f"{metric}_miss"].add_many(vals[is_miss])
         if self.bin_seconds:
+            bin_codes, bin_keys = dims["bin"]
             cacheable = is_hit | is_miss
-            for key, idx in pd.Series(range(len(df)))[cacheable].groupby(keys["bin"].to_numpy()[cacheable]):
-                self.bin_sketches.setdefault(str(key), LatencySketch()).add_many(tt[idx.to_numpy()])
+            for i, key in enumerate(bin_keys):
+                sel = cacheable & (bin_codes == i)
+                if sel.any():
+                    self.bin_sketches.setdefault(key, LatencySketch()).add_many(tt[sel])
 
         if is_miss.any():
-            missed = df.loc[is_miss, ["cs_uri_stem", "cs_uri_query", "sc_content_type"]].fillna("")
-            counts = missed.value_counts(sort=False)
-            self.missed_urls.update({tuple(map(str, k)): int(v) for k, v in counts.items()})
+            missed = batch.filter(pa.array(is_miss))
+            table = pa.table({
+                "stem": _str_column(missed, "cs_uri_stem"),
+                "query": _str_column(missed, "cs_uri_query"),
+                "ctype": _str_column(missed, "sc_content_type"),
+            }).group_by(["stem", "query", "ctype"]).aggregate([([], "count_all")])
+            for stem, query, ctype, count in zip(*(table.column(c).to_pylist() for c in
+                                                   ("stem", "query", "ctype", "count_all")), strict=True):
+                self.missed_urls[(stem, query, ctype)] += int(count)
             self._cap_missed()
 
     def _cap_missed(self) -> None:
