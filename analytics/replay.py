@@ -152,6 +152,31 @@ def _string_column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
     return pa.array([""] * batch.num_rows, pa.string())
 
 
+_FAST_TYPES = pa.array(["Hit", "RefreshHit", "Miss", "OriginShieldHit"])
+_FAST_METHODS = pa.array(["GET", "HEAD"])
+
+
+def _classes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+    """Per row: 0 hit, 1 miss, 2.. excluded reason (index into _CLASS_NAMES), by metrics.classify.
+
+    Exact ``Hit``/``RefreshHit``/``Miss``/``OriginShieldHit`` with ``GET``/``HEAD`` (nearly every row) are
+    looked up directly; any other combination goes through :func:`analytics.metrics.classify`."""
+    rt, method = _string_column(batch, "x_edge_result_type"), _string_column(batch, "cs_method")
+    rt_code = pc.fill_null(pc.index_in(rt, value_set=_FAST_TYPES), 9).to_numpy(zero_copy_only=False)
+    m_code = pc.fill_null(pc.index_in(method, value_set=_FAST_METHODS), 9).to_numpy(zero_copy_only=False)
+    fast_lut = np.array([_CLASS_CODES[classify(t, m)] for t in _FAST_TYPES.to_pylist()
+                         for m in _FAST_METHODS.to_pylist()], dtype=np.int64)
+    slow = (rt_code > 3) | (m_code > 1)
+    cls = fast_lut[np.where(slow, 0, rt_code * 2 + m_code)]
+    if slow.any():
+        mask = pa.array(slow)
+        rt_idx, rt_vals = _encode(rt.filter(mask))
+        m_idx, m_vals = _encode(method.filter(mask))
+        lut = np.array([_CLASS_CODES[classify(t, m)] for t in rt_vals for m in m_vals] or [0], dtype=np.int64)
+        cls[slow] = lut[rt_idx * len(m_vals) + m_idx]
+    return cls
+
+
 def _encode(values: pa.Array) -> tuple[np.ndarray, list[str]]:
     enc = values.dictionary_encode()
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
@@ -229,10 +254,7 @@ def compare_strategies(
         if n == 0:
             continue
         # 1. the log's own classes: only hits and misses are replayed and scored
-        rt_idx, rt_vals = _encode(_string_column(batch, "x_edge_result_type"))
-        m_idx, m_vals = _encode(_string_column(batch, "cs_method"))
-        lut = np.array([_CLASS_CODES[classify(rt, m)] for rt in rt_vals for m in m_vals] or [0], dtype=np.int64)
-        cls = lut[rt_idx * len(m_vals) + m_idx]
+        cls = _classes(batch)
         for code, count in enumerate(np.bincount(cls, minlength=len(_CLASS_NAMES))):
             if code >= 2 and count:
                 excluded[_CLASS_NAMES[code]] += int(count)
@@ -265,10 +287,11 @@ def compare_strategies(
         totals["observed_misses"] += int((~hit_obs & scored).sum())
 
         # 2. caches: one per edge location; its regional cache; the shield
-        loc = _string_column(sub, "x_edge_location")
-        if "pop" in sub.schema.names:
-            loc = pc.if_else(pc.equal(loc, ""), _string_column(sub, "pop"), loc)
-        loc_idx, loc_vals = _encode(loc)
+        loc_idx, loc_vals = _encode(_string_column(sub, "x_edge_location"))
+        if "" in loc_vals and "pop" in sub.schema.names:  # no edge location: fall back to the POP code
+            loc = pc.if_else(pc.equal(_string_column(sub, "x_edge_location"), ""), _string_column(sub, "pop"),
+                             _string_column(sub, "x_edge_location"))
+            loc_idx, loc_vals = _encode(loc)
         c0_lut = np.empty(len(loc_vals), dtype=np.int64)
         c1_lut = np.full(len(loc_vals), -1, dtype=np.int64)
         for i, name in enumerate(loc_vals):
