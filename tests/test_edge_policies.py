@@ -115,3 +115,20 @@ def test_keep_alive_and_pipelined_requests_answered_in_order(edge: EdgeProc) -> 
     bodies = [part.split(b"\r\n\r\n", 1)[1][:40] for part in data.split(b"HTTP/1.1 ")[1:]]
     assert [b.rsplit(b" ", 1)[1] for b in bodies] == [f"/images/pipe{i}.jpg?t=1".encode() for i in range(3)]
     assert b"X-Cache: Hit from cloudfront" in tail and b"Connection: close" in tail
+
+
+def test_sigterm_answers_and_logs_requests_waiting_for_the_origin(origin: ScriptedOrigin, tmp_path: Path) -> None:
+    import threading
+    import time
+
+    e = start_edge(tmp_path, f"none,{origin.url}", "--pops", "1", "--log-flush-interval", "3600")
+    replies = []
+    t = threading.Thread(target=lambda: replies.append(get(e.port, "/images/drain.jpg?delay=1")))
+    t.start()
+    time.sleep(0.3)  # the request is now waiting for the origin
+    assert e.stop() == 0
+    t.join(10)
+    assert [r.status for r in replies] == [200]
+    rows = read_logs(str(e.log_dir)).read_all().to_pylist()
+    assert [(r["cs_uri_stem"], r["sc_status"], r["x_edge_result_type"]) for r in rows] == [
+        ("/images/drain.jpg", 200, "Miss")]

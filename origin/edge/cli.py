@@ -168,9 +168,9 @@ async def serve(
         await stop.wait()
         edge.ready = False
         server.close()
-        # give in-flight misses a moment to be answered (and logged)
+        # give requests waiting for the origin up to 5 s to be answered (and logged)
         for _ in range(50):
-            if group.inflight == 0:
+            if not edge.pending:
                 break
             await asyncio.sleep(0.1)
         with contextlib.suppress(Exception):

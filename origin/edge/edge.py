@@ -139,6 +139,11 @@ class Edge:
         self.ready = False
         self._tasks: set[asyncio.Future[None]] = set()
 
+    @property
+    def pending(self) -> int:
+        """Requests waiting for a fetch (misses in flight)."""
+        return len(self._tasks)
+
     # -- small helpers --------------------------------------------------------------------------
     def _http_date(self) -> bytes:
         sec = int(_now())
