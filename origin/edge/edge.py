@@ -448,8 +448,13 @@ class Edge:
         pops = {}
         totals: dict[str, int] = {}
         for p in self.pops:
+            p_hits = sum(v for k, v in p.counts.items() if classify(k, "GET") == "hit")
+            p_misses = sum(v for k, v in p.counts.items() if classify(k, "GET") == "miss")
             pops[p.id] = {
                 "requests": p.requests,
+                "hits": p_hits,
+                "misses": p_misses,
+                "hit_rate": hit_rate(p_hits, p_misses),
                 "results": dict(p.counts),
                 "sc_bytes": p.sc_bytes,
                 "cache_objects": len(p.tier.cache),
