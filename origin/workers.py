@@ -78,8 +78,17 @@ def _run_worker(config: OriginConfig, metrics: Metrics, index: int) -> None:
     asyncio.run(_worker_main(config, metrics))
 
 
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM if the parent dies (even by SIGKILL), so no orphan keeps the port."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _child(config: OriginConfig, metrics: Metrics, index: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    _die_with_parent()
     with contextlib.suppress(KeyboardInterrupt):
         _run_worker(config, metrics, index)
     sys.exit(0)
@@ -130,10 +139,16 @@ def serve(config: OriginConfig) -> int:
     for i in range(n):
         start(i)
     restarts: list[float] = []
+    kill_at: float | None = None
     while True:
         alive = [p for p in procs.values() if p.is_alive()]
         if stopping and not alive:
             break
+        if stopping:
+            kill_at = kill_at or time.monotonic() + config.drain_seconds + 10
+            if time.monotonic() > kill_at:  # a worker that does not drain in time is killed
+                for p in alive:
+                    p.kill()
         for i, p in list(procs.items()):
             if not p.is_alive() and not stopping:
                 now = time.monotonic()
