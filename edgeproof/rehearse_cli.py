@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 __all__ = ["register"]
 
@@ -20,10 +21,11 @@ exit status: 0 when every gate passed, 1 when a gate failed, 2 on bad usage.
 def register(parser: argparse.ArgumentParser) -> None:
     from edgeproof.rehearse_config import list_rehearsal_scenarios
 
-    parser.description = ("Run a spike rehearsal: start the embedded stack (sample catalog, origin tasks, edge "
-                          "emulator) or target a real distribution, play the scenario's spike and events with "
-                          "Locust, stop everything, analyse the edge logs with the recorder rows, and write "
-                          "summary.json, report.html and the charts.")
+    parser.description = textwrap.fill(
+        "Run a spike rehearsal: start the embedded stack (sample catalog, origin tasks, edge emulator) or "
+        "target a real distribution, play the scenario's spike and events with Locust, stop everything, "
+        "analyse the edge logs with the recorder rows, and write summary.json, report.html and the charts. "
+        "See docs/rehearsal.md.", 100)
     parser.epilog = _EPILOG
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--scenario", metavar="NAME|FILE",

@@ -37,6 +37,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     weekly.add_argument("--history", metavar="DIR|s3://bucket/prefix",
                         help="history store: last week's summary is read from it, this week's written to it")
     weekly.add_argument("--target", type=float, default=0.96, help="hit-rate target (default 0.96)")
+    weekly.add_argument("--jobs", type=int, default=1,
+                        help="processes reading the week's files in parallel (default 1; aggregates merge)")
     weekly.add_argument("--no-what-if", action="store_true", help="skip the strategy replay (faster)")
     weekly.add_argument("--quiet", action="store_true", help="no progress line")
     weekly.set_defaults(func=_weekly)
@@ -48,7 +50,7 @@ def _weekly(args: argparse.Namespace) -> int:
 
     result = build_weekly(
         args.logs, week=args.week, out=args.out, target=args.target, history=args.history,
-        publish=args.publish, what_if=not args.no_what_if, progress=not args.quiet,
+        publish=args.publish, what_if=not args.no_what_if, progress=not args.quiet, jobs=args.jobs,
     )
     s = result.summary
     verdict = "MET" if result.met_target else "MISSED"

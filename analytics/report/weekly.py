@@ -65,14 +65,47 @@ class WeeklyResult:
         return bool(self.summary["met_target"])
 
 
+def _aggregate_files(names: list[str], start: datetime, end: datetime,
+                     reader_options: dict[str, Any]) -> tuple[LogAggregate, int, list[str]]:
+    """One worker's share: its files into one aggregate (run in a child process with --jobs)."""
+    from analytics.reader import read_logs
+
+    agg = LogAggregate(start=start, end=end)
+    stream = read_logs(names, start=start, end=end, columns=list(AGGREGATE_COLUMNS), **reader_options)
+    for batch in stream:
+        agg.add_batch(batch)
+    return agg, stream.bad_lines, stream.bad_line_examples
+
+
 def _stream(logs: list[str], start: datetime, end: datetime, progress: bool,
-            reader_options: dict[str, Any]) -> tuple[LogAggregate, dict[str, Any]]:
-    """One pass over the week's batches; returns the aggregate and the reader's bad-line report."""
+            reader_options: dict[str, Any], jobs: int = 1) -> tuple[LogAggregate, dict[str, Any]]:
+    """One pass over the week's batches; returns the aggregate and the reader's bad-line report.
+
+    With ``jobs > 1`` the week's files are spread over that many processes, each building its own
+    aggregate, merged here as they finish (aggregates merge by addition).
+    """
     from analytics.reader import read_logs
 
     agg = LogAggregate(start=start, end=end)
     stream = read_logs(logs, start=start, end=end, columns=list(AGGREGATE_COLUMNS), **reader_options)
     bar = Progress("reading logs", total=len(stream.inputs), unit=" files", enabled=progress)
+    if jobs > 1 and len(stream.inputs) > 1:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        names = [i.name for i in stream.inputs]
+        chunk = max(1, min(16, len(names) // (jobs * 4) or 1))
+        bad, examples = 0, []
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(_aggregate_files, names[i:i + chunk], start, end, reader_options): len(
+                names[i:i + chunk]) for i in range(0, len(names), chunk)}
+            for future in as_completed(futures):
+                part, part_bad, part_examples = future.result()
+                agg.merge(part)
+                bad += part_bad
+                examples += part_examples[: max(0, 10 - len(examples))]
+                bar.update(futures[future], extra=f"{agg.rows_seen:,} lines, hit rate so far {_pct(agg.total.hit_rate)}")
+        bar.close()
+        return agg, {"count": bad, "examples": examples}
     for inp in stream.inputs:
         for batch in stream.read_one(inp):
             agg.add_batch(batch)
@@ -229,6 +262,7 @@ def build_weekly(
     what_if: bool = True,
     progress: bool = True,
     reader_options: dict[str, Any] | None = None,
+    jobs: int = 1,
 ) -> WeeklyResult:
     """Build the weekly report (see the module docstring). ``week`` defaults to last complete ISO week."""
     if not 0.0 < target <= 1.0:
@@ -239,7 +273,7 @@ def build_weekly(
     out_dir.mkdir(parents=True, exist_ok=True)
     options = dict(reader_options or {})
 
-    agg, bad = _stream(logs, start, end, progress, options)
+    agg, bad = _stream(logs, start, end, progress, options, jobs=max(1, jobs))
     if agg.total.requests == 0:
         raise UsageError(
             f"no log lines in week {week} ({start:%Y-%m-%d} .. {end - timedelta(days=1):%Y-%m-%d})",
