@@ -87,14 +87,16 @@ def _client_timeline(table: Any, t0: datetime, bin_s: float) -> dict[str, dict[s
     return out
 
 
-def _edge(logs: list[str], t0: datetime | None, bin_s: float, spike: tuple[float, float] | None
+def _edge(logs: list[str], t0: datetime | None, bin_s: float, spike: tuple[float, float] | None,
+          window: tuple[datetime, datetime] | None = None
           ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Edge-log numbers: summarize() overall and over the spike, per-POP groups, and per-bin series."""
     from analytics.metrics import summarize
     from analytics.reader import read_logs
     from analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
 
-    overall = summarize(logs, by="pop")
+    start, end = window if window is not None else (None, None)
+    overall = summarize(logs, by="pop", start=start, end=end)
     spike_summary = None
     if spike is not None and t0 is not None:
         # log times have 1 s resolution: the window is widened to whole seconds
@@ -102,7 +104,7 @@ def _edge(logs: list[str], t0: datetime | None, bin_s: float, spike: tuple[float
         b = (t0 + timedelta(seconds=spike[1])).replace(microsecond=0) + timedelta(seconds=1)
         spike_summary = summarize(logs, by="pop", start=a, end=b)
     agg = LogAggregate(bin_seconds=bin_s)
-    for batch in read_logs(logs, columns=list(AGGREGATE_COLUMNS)):
+    for batch in read_logs(logs, columns=list(AGGREGATE_COLUMNS), start=start, end=end):
         agg.add_batch(batch)
     timeline: dict[str, dict[str, Any]] = {}
     t0_s = t0.timestamp() if t0 is not None else float(min((float(k) for k in agg.groups.get("bin", {})), default=0))
@@ -228,7 +230,10 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
     by_pop: list[dict[str, Any]] = []
     notes: list[str] = []
     if logs:
-        edge, edge_timeline, by_pop = _edge(logs, t0, bin_s, spike)
+        # a real distribution's log bucket holds more than this run: keep the rehearsal's window only
+        window = None if embedded else (datetime.fromtimestamp(started - 60, UTC),
+                                        datetime.fromtimestamp(finished + 60, UTC))
+        edge, edge_timeline, by_pop = _edge(logs, t0, bin_s, spike, window)
     else:
         notes.append("no CloudFront logs (give --logs s3://… with --target): edge-side numbers are absent")
     replay = None
