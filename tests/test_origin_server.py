@@ -352,3 +352,45 @@ def test_failed_derivative_write_is_not_an_error(tmp_path: Path, sources: Path) 
     finally:
         assert proc.stop() == 0
     assert "derivative write failed" in (tmp_path / "log.txt").read_text()
+
+
+def test_deadline_gives_503(tmp_path: Path, sources: Path) -> None:
+    proc = OriginProc(free_port(), ["--sources", str(sources), "--derivatives", str(tmp_path / "der"),
+                                    "--workers", "1", "--deadline-ms", "1"], log=tmp_path / "log.txt")
+    try:
+        proc.wait_ready()
+        reply = request(proc.port, CANON)
+        assert reply.status == 503 and reply.json()["error"] == "overloaded"
+        assert reply.headers["retry-after"].isdigit()
+        assert metric_labelled(proc.port, 'edgeproof_origin_shed_total{reason="deadline"}') == 1
+        assert metric(proc.port, "transforms_total") == 0
+        assert not (tmp_path / "der" / CANON.lstrip("/")).exists()
+    finally:
+        assert proc.stop() == 0
+
+
+def test_presets_cache_control_no_writes(tmp_path: Path, sources: Path) -> None:
+    presets = tmp_path / "presets.toml"
+    presets.write_text('[presets.hero]\nw = 300\nh = 100\nfit = "cover"\nf = "png"\n')
+    proc = OriginProc(free_port(), ["--sources", str(sources), "--derivatives", str(tmp_path / "der"),
+                                    "--workers", "1", "--presets", str(presets), "--no-write-derivatives",
+                                    "--cache-control", "public, max-age=60"], log=tmp_path / "log.txt")
+    try:
+        proc.wait_ready()
+        by_path = request(proc.port, "/images/a.jpg/preset=hero")
+        # the friendly form negotiates the format unless one is given (the preset's is not used)
+        by_query = request(proc.port, "/images/a.jpg?preset=hero&format=png&utm_campaign=x")
+        negotiated = request(proc.port, "/images/a.jpg?preset=hero", {"Accept": "image/webp"})
+        assert negotiated.headers["content-type"] == "image/webp" and negotiated.headers["vary"] == "Accept"
+        assert by_path.status == by_query.status == 200
+        assert by_path.body == by_query.body and by_path.headers["cache-control"] == "public, max-age=60"
+        image = decode(by_path.body)
+        assert (image.width, image.height) == (300, 100) and loader(by_path.body).startswith("pngload")
+        thumb = decode(request(proc.port, "/images/a.jpg?preset=thumb").body)  # built-ins still there
+        assert (thumb.width, thumb.height) == (160, 160)
+        assert request(proc.port, "/images/a.jpg?preset=nope").status == 400
+        time.sleep(0.3)
+        assert not (tmp_path / "der").exists() or not any((tmp_path / "der").rglob("*=*"))
+        assert metric(proc.port, "store_writes_total") == 0
+    finally:
+        assert proc.stop() == 0
