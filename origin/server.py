@@ -92,6 +92,7 @@ class Origin:
         self.draining = False
         self.active = 0
         self.background: set[asyncio.Task[None]] = set()
+        self.max_pending_writes = 8 * config.io_threads
         configure_vips(concurrency=config.vips_threads or None)
 
     # ------------------------------------------------------------------ helpers
@@ -162,8 +163,12 @@ class Origin:
             self.admission.release()
         obj = CachedObject(rendition.data, rendition.content_type, etag_for(rendition.data))
         if self.config.write_derivatives:
-            self.flight.hold(dkey)  # late arrivals join this result until the write lands
-            self._spawn(self._write(dkey, obj))
+            if len(self.background) >= self.max_pending_writes:  # a slow store must not grow memory
+                log.warning("derivative write skipped for %s: %d writes pending", dkey, len(self.background))
+                self.metrics.inc("store_writes_total", "error")
+            else:
+                self.flight.hold(dkey)  # late arrivals join this result until the write lands
+                self._spawn(self._write(dkey, obj))
         return obj, "transform"
 
     def _transform(self, data: bytes, variant: Variant, key: str, deadline: Deadline) -> Any:
