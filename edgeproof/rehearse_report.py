@@ -77,7 +77,7 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
     lat = s["latency_ms"]
     edge_lat = lat.get("edge") or {}
     doc.metrics([
-        ("hit rate (edge logs)", fmt_pct(s["hit_rate"])),
+        ("hit rate (edge logs)" if s.get("edge") else "hit rate (client)", fmt_pct(s["hit_rate"])),
         ("spike hit rate", fmt_pct(s["spike_hit_rate"])),
         ("requests", fmt_count((s.get("edge") or {}).get("requests", s["client"]["sent"]))),
         ("p99 hit (client)", fmt_ms(lat["client"]["hit"]["p99"])),
@@ -163,7 +163,8 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
 
 def print_verdict(s: dict[str, Any], out: Path) -> None:
     print()
-    print(f"rehearsal {s['scenario']} ({s['strategy']}): hit rate {fmt_pct(s['hit_rate'])} over the edge logs, "
+    print(f"rehearsal {s['scenario']} ({s['strategy']}): hit rate {fmt_pct(s['hit_rate'])} over the "
+          f"{s.get('hit_rate_source', 'edge logs')}, "
           f"spike {fmt_pct(s['spike_hit_rate'])}")
     print(s["verdict_table"])
     cons = s.get("consistency")
