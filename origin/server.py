@@ -80,7 +80,7 @@ class Origin:
         self.metrics = metrics or Metrics(1)
         self.limits = config.limits
         self.presets = load_presets(config.presets)
-        self.sources = open_store(config.sources)
+        self.sources = open_store(config.sources, create=False)
         self.derivatives = open_store(config.derivatives)
         self.signing_keys = config.signing_keys
         self.admission = Admission(config.max_concurrency, config.queue_limit, self._on_admission)

@@ -105,7 +105,7 @@ def serve(config: OriginConfig) -> int:
     make_socket(config.host, config.port).close()
     from origin.stores import open_store
 
-    open_store(config.sources)
+    open_store(config.sources, create=False)
     open_store(config.derivatives)
     metrics = Metrics(n)
     print(

@@ -141,3 +141,8 @@ def test_stores_import_light() -> None:
     code = "import sys, origin, origin.stores; print('pyvips' in sys.modules, 'aiohttp.web' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_serve_refuses_missing_source_folder(tmp_path: Path) -> None:
+    run = cli("serve", "--port", "0", "--workers", "1", "--sources", str(tmp_path / "typo"), check=False)
+    assert run.returncode == 1 and "does not exist" in run.stderr
