@@ -114,6 +114,8 @@ class SingleFlight(Generic[T]):
         return task, False
 
     def _done(self, key: str, task: asyncio.Task[T]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved: waiters that gave up must not leave "never retrieved" noise
         if key not in self._held and self._tasks.get(key) is task:
             del self._tasks[key]
 
