@@ -1,0 +1,151 @@
+"""Flow control, metrics and signing as units (the server tests cover them end to end)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+
+import pytest
+
+from edgeproof.canonical import Variant
+from edgeproof.errors import Forbidden, Overloaded
+from origin.flow import Admission, CachedObject, LocalCache, SingleFlight
+from origin.metrics import Metrics
+from origin.signing import sign, signed_message, verify
+
+
+def test_admission_fifo_queue_limit_and_deadline() -> None:
+    async def scenario() -> list[str]:
+        adm = Admission(max_concurrency=1, queue_limit=2)
+        order: list[str] = []
+        await adm.acquire(None)  # holder
+
+        async def waiter(name: str) -> None:
+            await adm.acquire(None)
+            order.append(name)
+            adm.release()
+
+        a = asyncio.create_task(waiter("a"))
+        await asyncio.sleep(0)
+        b = asyncio.create_task(waiter("b"))
+        await asyncio.sleep(0)
+        assert (adm.running, adm.queued) == (1, 2)
+        with pytest.raises(Overloaded) as info:  # queue full: refused at once
+            await adm.acquire(None)
+        assert info.value.retry_after >= 1
+        adm.release()
+        await asyncio.gather(a, b)
+        assert (adm.running, adm.queued) == (0, 0)
+        # a waiter whose deadline passes leaves the queue and gets 503
+        await adm.acquire(None)
+        with pytest.raises(Overloaded):
+            await adm.acquire(time.monotonic() + 0.01)
+        assert adm.queued == 0
+        adm.release()
+        assert adm.running == 0
+        return order
+
+    assert asyncio.run(scenario()) == ["a", "b"]
+
+
+def test_admission_cancelled_waiter_gives_slot_back() -> None:
+    async def scenario() -> None:
+        adm = Admission(max_concurrency=1, queue_limit=4)
+        await adm.acquire(None)
+        w = asyncio.create_task(adm.acquire(None))
+        await asyncio.sleep(0)
+        adm.release()  # hands the slot to w …
+        w.cancel()  # … which is cancelled before it runs: the slot must come back
+        with pytest.raises(asyncio.CancelledError):
+            await w
+        assert adm.running == 0 and adm.queued == 0
+
+    asyncio.run(scenario())
+
+
+def test_single_flight_joins_and_hold() -> None:
+    async def scenario() -> None:
+        flight: SingleFlight[int] = SingleFlight()
+        calls = 0
+
+        async def make() -> int:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.01)
+            return 42
+
+        t1, j1 = flight.run("k", make)
+        t2, j2 = flight.run("k", make)
+        assert t1 is t2 and (j1, j2) == (False, True)
+        assert await t1 == 42 and calls == 1
+        await asyncio.sleep(0)
+        assert flight.run("k", make)[1] is False  # finished and not held: a new call
+        flight.hold("h")
+        t3, _ = flight.run("h", make)
+        await t3
+        assert flight.run("h", make)[1] is True  # held: later callers join the finished result
+        flight.forget("h")
+        assert flight.run("h", make)[1] is False
+
+        async def boom() -> int:
+            raise ValueError("x")
+
+        t4, _ = flight.run("e", boom)
+        await asyncio.sleep(0.01)
+        assert t4.done() and flight.run("e", make)[1] is False  # failures are not kept
+
+    asyncio.run(scenario())
+
+
+def test_local_cache_lru_bytes() -> None:
+    cache = LocalCache(100)
+    obj = lambda n: CachedObject(b"x" * n, "image/jpeg", '"e"')  # noqa: E731
+    cache.put("a", obj(40))
+    cache.put("b", obj(40))
+    assert cache.get("a") is not None  # a is now most recent
+    cache.put("c", obj(40))  # evicts b
+    assert cache.get("b") is None and cache.get("a") is not None and cache.size == 80
+    cache.put("huge", obj(101))  # larger than the cache: not stored
+    assert cache.get("huge") is None
+    assert LocalCache(0).capacity == 0
+
+
+def _bump(metrics: Metrics, worker: int) -> None:
+    metrics.worker = worker
+    metrics.inc("transforms_total", "webp")
+    metrics.request(200, "transform", 0.02)
+
+
+def test_metrics_summed_over_worker_processes() -> None:
+    metrics = Metrics(workers=2)
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_bump, args=(metrics, i)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(10)
+    assert metrics.total("transforms_total", "webp") == 2
+    text = metrics.render()
+    assert 'edgeproof_origin_transforms_total{format="webp"} 2' in text
+    assert 'edgeproof_origin_requests_total{status="200",source="transform"} 2' in text
+    assert 'edgeproof_origin_request_duration_seconds_bucket{le="0.01"} 0' in text
+    assert 'edgeproof_origin_request_duration_seconds_bucket{le="0.025"} 2' in text
+    assert 'edgeproof_origin_request_duration_seconds_bucket{le="+Inf"} 2' in text
+    assert "edgeproof_origin_request_duration_seconds_count 2" in text
+    for line in text.splitlines():  # every sample line is "name{labels} number"
+        if not line.startswith("#"):
+            float(line.rsplit(" ", 1)[1])
+
+
+def test_signing() -> None:
+    v = Variant(w=640, h=0, fit="cover", q=80, f="webp")
+    message = signed_message("images/a.jpg", v)
+    assert message == "/images/a.jpg/w=640,h=0,fit=cover,q=80,f=webp"
+    assert signed_message("images/a.jpg", v, negotiated=True) == "/images/a.jpg/w=640,h=0,fit=cover,q=80,f=auto"
+    verify(message, sign(message, "old"), ["new", "old"])
+    verify(message, sign(message, "new").upper(), ["new"])
+    verify(message, None, [])  # signing off
+    for bad in (None, "", "0" * 64, sign(message, "other"), sign(message + "x", "new")):
+        with pytest.raises(Forbidden):
+            verify(message, bad, ["new", "old"])
