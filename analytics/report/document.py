@@ -280,7 +280,8 @@ class Document:
                         "| " + " | ".join(v for _, v in block.items) + " |", ""]
             elif isinstance(block, Verdict):
                 mark = "PASS" if block.passed else "FAIL"
-                out += [f"> **{mark}: {block.title}**" + (f" {block.detail}" if block.detail else ""), ""]
+                title = block.title if block.title.upper().startswith(mark) else f"{mark}: {block.title}"
+                out += [f"> **{title}**" + (f" {block.detail.strip()}" if block.detail else ""), ""]
             elif isinstance(block, Table):
                 if block.caption:
                     out += [f"**{block.caption}**", ""]
