@@ -2,6 +2,7 @@
 
 Measured, for edgeproof and its peers:
 
+0. a reference: misses at 2/s (p50/p99 of one transform with no queueing).
 1. **transforms/s at saturation**: a closed loop of ``--concurrency`` clients asking only for
    variants that do not exist yet (unique 720 px JPEG/WebP misses of a 2725×2225 JPEG).
    Peer: a node + sharp HTTP server (cluster of the same number of workers, the same number of
@@ -269,11 +270,17 @@ def measure_misses(name: str, base: str, args: argparse.Namespace, salt: int) ->
     sat = ok / elapsed
     print(f"  {name}: saturation {sat:.1f} transforms/s ({ok} ok, {err} errors, closed loop x{args.concurrency}, "
           f"p99 {p99_ms(lat) or 0:.0f} ms)", flush=True)
+    ok0, _e0, lat0 = asyncio.run(open_loop(base, paths, 2.0, min(args.seconds, 5.0)))
+    from analytics.metrics import exact_quantiles
+
+    q0 = exact_quantiles(lat0, (0.5, 0.99))
+    print(f"  {name}: reference at 2/s: p50 {1000 * (q0['p50'] or 0):.0f} ms, p99 {1000 * (q0['p99'] or 0):.0f} ms "
+          f"({ok0} ok) — one miss with the machine otherwise as it is", flush=True)
     rate = 0.8 * sat
     ok2, err2, lat2 = asyncio.run(open_loop(base, paths, rate, args.seconds))
     p99 = p99_ms(lat2)
     print(f"  {name}: open model at {rate:.1f}/s (80%): p99 {p99 or 0:.0f} ms ({ok2} ok, {err2} errors)", flush=True)
-    return {"saturation": sat, "p99_80": p99, "errors": err + err2}
+    return {"saturation": sat, "p99_80": p99, "errors": err + err2, "p50_2rps": q0["p50"], "p99_2rps": q0["p99"]}
 
 
 def measure_hits(name: str, base: str, paths: list[str], args: argparse.Namespace) -> tuple[float, float | None]:
