@@ -1,0 +1,1 @@
+"""Built-in rehearsal scenarios (TOML); see docs/rehearsal.md."""
