@@ -302,6 +302,8 @@ def _run_load(stack: _Stack | None, scenario: RehearsalScenario, host: str, out:
                 changed = stack.scale_out(ev.count) if ev.action == "scale_out" else stack.scale_in(ev.count)
                 stack.events.append({"t": round(now - t_start, 2), "at": at, "action": ev.action, "urls": changed,
                                      "origin_tasks": len(stack.origins)})
+                if tty and not quiet:
+                    sys.stderr.write("\r\x1b[2K")
                 _say(quiet, f"  event at t={now - t_start:.1f}s: {ev.action} {ev.count} → "
                             f"{len(stack.origins)} origin task(s)")
             phase = next((name for name, a, b in phases if a <= t < b), "drain" if t_start else "starting")

@@ -331,7 +331,9 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         # counters of stopped tasks vanish from the polled sums: add up the positive increments instead
         "transforms": round(sum(r.get("transforms_per_s", 0.0) * r["dt"] for r in origin_timeline))
         if origin_timeline else origin_totals.get("transforms_total"),
-        "origin_requests": (edge_stats.get("origin") or {}).get("requests", edge_stats.get("origin_requests"))
+        # the edge's fetches from its origin group: primary (derivative store) + secondary (transformers)
+        "origin_requests": edge_stats.get("origin_requests") if edge_stats else None,
+        "origin_group": {k: v for k, v in (edge_stats.get("origin") or {}).items() if k != "inflight"}
         if edge_stats else None,
         "origin_answers": _origin_answers(origin_timeline),
         "miss_anatomy": anatomy,

@@ -119,9 +119,11 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
     doc.figure(made["origin"], "Transforms per second and 503 (load shedding) per second at the origin tasks, "
                                "with the number of tasks.")
     errors = s["errors"]
-    doc.table(["client errors", "edge 5xx", "origin 503s", "transforms", "origin requests"],
+    group = s.get("origin_group") or {}
+    doc.table(["client errors", "edge 5xx", "origin 503s", "transforms", "edge → derivative store",
+               "edge → transformers", "failovers"],
               [[errors["client"], errors["edge_5xx"], errors["origin_503"], s.get("transforms"),
-                s.get("origin_requests")]])
+                group.get("primary"), group.get("secondary"), group.get("failovers")]])
     answers = s.get("origin_answers")
     if answers:
         doc.table(["origin answers from local cache", "from derivative store", "transformed", "reuse rate"],
