@@ -181,6 +181,8 @@ def load(data: bytes, info: SourceInfo, p: Plan) -> pyvips.Image:
         options["shrink"] = k
     elif k > 1 and info.loader.startswith("webpload"):
         options["scale"] = 1.0 / k
+    if info.loader.endswith("_buffer"):  # the loader the probe found: no second format sniff
+        return pyvips.Operation.call(info.loader, data, **options)
     return pyvips.Image.new_from_buffer(data, "", **options)
 
 
