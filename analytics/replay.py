@@ -183,17 +183,17 @@ def _encode(values: pa.Array) -> tuple[np.ndarray, list[str]]:
 
 
 def _batches(source: Any) -> tuple[Iterable[pa.RecordBatch | pa.Table], Any]:
+    """(batches, the LogStream for bad-line accounting or None); iterables are consumed lazily."""
     if isinstance(source, pa.Table | pa.RecordBatch):
         return [source], None
     if isinstance(source, str | Path):
         source = [source]
-    items = list(source)
-    if items and all(isinstance(i, str | Path) for i in items):
+    if isinstance(source, list | tuple) and source and all(isinstance(i, str | Path) for i in source):
         from analytics.reader import read_logs
 
-        stream = read_logs([str(i) for i in items], columns=list(COLUMNS), batch_rows=1 << 18)
+        stream = read_logs([str(i) for i in source], columns=list(COLUMNS), batch_rows=1 << 18)
         return stream, stream
-    return items, None
+    return source, source if hasattr(source, "bad_lines") else None
 
 
 def compare_strategies(

@@ -212,6 +212,17 @@ def test_lru_equals_libcachesim() -> None:
     assert abs(ours["hits"] - hits) <= n * 0.001
 
 
+def test_streams_any_iterable_of_batches(samples_dir: Path) -> None:
+    from analytics.reader import read_logs
+
+    rows = [{"t": i, "uri": f"/a{i % 3}.jpg"} for i in range(9)]
+    batches = (b for b in log(rows).to_batches(max_chunksize=2))  # a generator: consumed lazily
+    p = compare_strategies(batches, ["passthrough"])["strategies"]["passthrough"]
+    assert (p["requests"], p["cold"], p["hits"]) == (9, 3, 6)
+    out = compare_strategies(read_logs([str(samples_dir)]), ["passthrough"])
+    assert out["bad_lines"] >= 1 and out["replayed"] > 50
+
+
 # ---------------------------------------------------------------- real samples
 def test_samples_replay_without_error(samples_dir: Path) -> None:
     out = compare_strategies([str(samples_dir)], ["passthrough", "aggressive"], warmup="0", tier="shield")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -56,12 +58,17 @@ def test_compare_on_samples(samples_dir: Path, tmp_path: Path) -> None:
     assert "aggressive" in text.stdout
 
 
-def test_errors_are_clear() -> None:
-    out = cli("show", "nope")
+def test_errors_are_clear(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeproof.cli import main
+
+    out = cli("show", "nope")  # one end-to-end: message on stderr, exit code 2
     assert out.returncode == 2 and "unknown strategy 'nope'" in out.stderr
-    out = cli("compare", "--logs", "/nonexistent/logs", "--strategy", "passthrough")
-    assert out.returncode == 2 and "edgeproof: error:" in out.stderr
-    out = cli("compare", "--logs", "/tmp", "--ttl", "soon")
-    assert out.returncode == 2 and "bad duration" in out.stderr
-    out = cli("export-cf-function", "passthrough")
-    assert out.returncode == 2 and "query-mode" in out.stderr
+    for argv, message in (
+        (["compare", "--logs", "/nonexistent/logs", "--strategy", "passthrough"], "edgeproof: error:"),
+        (["compare", "--logs", "/tmp", "--ttl", "soon"], "bad duration"),
+        (["compare", "--logs", "/tmp", "--capacity", "lots"], "bad byte size"),
+        (["export-cf-function", "passthrough"], "query-mode"),
+        (["apply", "aggressive", "/a.jpg", "-H", "no colon"], "bad header"),
+    ):
+        assert main(["strategies", *argv]) == 2
+        assert message in capsys.readouterr().err

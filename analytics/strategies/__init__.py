@@ -7,6 +7,7 @@ CloudFront Function exporter. See docs/strategies.md.
 from ._config import TRACKING_PARAMS, CanonicalOptions, ParamOptions, StrategyConfig
 from ._registry import get_strategy, list_strategies, register_strategy
 from ._strategy import KeyResult, Strategy
+from .cf_function import export_cf_function
 
 __all__ = [
     "TRACKING_PARAMS",
@@ -15,6 +16,7 @@ __all__ = [
     "ParamOptions",
     "Strategy",
     "StrategyConfig",
+    "export_cf_function",
     "get_strategy",
     "list_strategies",
     "register_strategy",
