@@ -40,16 +40,14 @@ def _sign(args: argparse.Namespace) -> int:
     import urllib.parse
 
     from edgeproof.canonical import load_presets, parse_request
-    from origin.signing import sign, signed_message
+    from origin.signing import format_negotiated, sign, signed_message
 
     url = urllib.parse.urlsplit(args.url)
     params = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
     params.pop("sig", None)
     key, variant = parse_request(urllib.parse.unquote(url.path), params, "", load_presets(args.presets))
-    negotiated = "=" not in url.path.rsplit("/", 1)[-1] and not any(
-        k.lower() in ("f", "fmt", "format", "fm") and v.lower() not in ("", "auto") for k, v in params.items()
-    )
-    message = signed_message(key, variant, negotiated=negotiated)
+    path = urllib.parse.unquote(url.path)
+    message = signed_message(key, variant, negotiated=format_negotiated(path, params))
     sig = sign(message, args.key)
     sep = "&" if url.query else "?"
     print(f"{args.url}{sep}sig={sig}")

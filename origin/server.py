@@ -31,12 +31,12 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from edgeproof.canonical import PARAM_ALIASES, Variant, load_presets, parse_request, split_canonical
+from edgeproof.canonical import Variant, load_presets, parse_request
 from edgeproof.errors import EdgeproofError, NotFound, Overloaded, StoreError, Unprocessable
 from origin.config import OriginConfig
 from origin.flow import Admission, CachedObject, LocalCache, SingleFlight
 from origin.metrics import Metrics
-from origin.signing import signed_message, verify
+from origin.signing import format_negotiated, signed_message, verify
 from origin.stores import etag_for, open_store
 from origin.transform import Deadline, configure_vips, transform
 
@@ -61,15 +61,6 @@ def _first_values(query: Any) -> dict[str, str]:
     for k, v in query.items():
         params.setdefault(k, v)
     return params
-
-
-def _format_negotiated(path: str, params: dict[str, str]) -> bool:
-    if split_canonical(path) is not None:
-        return False
-    for name, value in params.items():
-        if PARAM_ALIASES.get(name.strip().lower()) == "f" and value.strip().lower() not in ("", "auto"):
-            return False
-    return True
 
 
 class Origin:
@@ -109,7 +100,7 @@ class Origin:
         path = urllib.parse.unquote(raw_path, errors="strict")
         params = _first_values(request.query)
         key, variant = parse_request(path, params, request.headers.get("Accept"), self.presets)
-        negotiated = _format_negotiated(path, params)
+        negotiated = format_negotiated(path, params)
         self.limits.check_variant(variant)
         if self.signing_keys:
             verify(signed_message(key, variant, negotiated=negotiated), params.get("sig"), self.signing_keys)

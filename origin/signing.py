@@ -18,12 +18,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from edgeproof.canonical import Variant
+from edgeproof.canonical import PARAM_ALIASES, Variant, split_canonical
 from edgeproof.errors import Forbidden
 
-__all__ = ["signed_message", "sign", "verify"]
+__all__ = ["format_negotiated", "signed_message", "sign", "verify"]
+
+
+def format_negotiated(path: str, params: Mapping[str, str]) -> bool:
+    """Whether the format of this request comes from ``Accept``: the friendly form without a format
+    parameter or with ``format=auto`` (such responses also carry ``Vary: Accept``)."""
+    if split_canonical(path) is not None:
+        return False
+    for name, value in params.items():
+        if PARAM_ALIASES.get(name.strip().lower()) == "f" and value.strip().lower() not in ("", "auto"):
+            return False
+    return True
 
 
 def signed_message(source_key: str, variant: Variant, *, negotiated: bool = False) -> str:
