@@ -306,7 +306,7 @@ def _run_load(stack: _Stack | None, scenario: RehearsalScenario, host: str, out:
                     sys.stderr.write("\r\x1b[2K")
                 _say(quiet, f"  event at t={now - t_start:.1f}s: {ev.action} {ev.count} → "
                             f"{len(stack.origins)} origin task(s)")
-            phase = next((name for name, a, b in phases if a <= t < b), "drain" if t_start else "starting")
+            phase = "starting" if t_start is None else next((name for name, a, b in phases if a <= t < b), "drain")
             if not quiet and (tty or now - last_print >= 10):
                 line = _progress_line(t, scenario.duration, sample, phase)
                 sys.stderr.write(("\r\x1b[2K" + line) if tty else line + "\n")
