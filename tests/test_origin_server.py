@@ -245,9 +245,10 @@ def test_sigterm_drains_in_flight(tmp_path: Path, sources: Path) -> None:
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(request, proc.port, p) for p in paths]
             pending = 0.0
-            for _ in range(400):  # until some are running/queued (bounded)
+            ok_series = 'edgeproof_origin_requests_total{status="200",source="transform"}'
+            for _ in range(400):  # until the server has accepted all 8 (bounded): running, queued or done
                 pending = metric(proc.port, "queue_depth") + metric(proc.port, "in_flight")
-                if pending >= 2 or all(f.done() for f in futures):
+                if pending + metric_labelled(proc.port, ok_series) >= len(paths):
                     break
                 time.sleep(0.01)
             proc.proc.terminate()  # SIGTERM to the parent, which forwards it to both workers
