@@ -140,6 +140,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per tool; the best wall time is reported (default 3)")
     ap.add_argument("--work", type=Path, default=HERE / "_work", help="cache folder (default benchmarks/_work)")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--no-goaccess", action="store_true", help="skip GoAccess even when installed (it is slow)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
 
@@ -189,9 +190,9 @@ def main() -> int:
     print(f"  speedup = {speedup:.2f}x  (target >= 1.7: {'met' if speedup >= 1.7 else 'MISSED'}; "
           f"this machine's ceiling right now {ceiling:.2f}x)")
 
-    goaccess = shutil.which("goaccess")
+    goaccess = None if args.no_goaccess else shutil.which("goaccess")
     if goaccess is None:
-        print("\ngoaccess: not installed, skipped (apt-get install goaccess to compare)")
+        print("\ngoaccess: skipped (not installed, or --no-goaccess; apt-get install goaccess to compare)")
     else:
         out = args.work / "goaccess.json"
         cmd = f"zcat {single} | {goaccess} --log-format=CLOUDFRONT --no-progress -o {out} -"
