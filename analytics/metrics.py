@@ -151,19 +151,33 @@ class LatencySketch:
         """Add an array (numpy, pyarrow or a sequence) of values; NaN/None and negatives are ignored."""
         arr = values.to_numpy(zero_copy_only=False) if hasattr(values, "to_numpy") else values
         arr = np.asarray(arr, dtype=np.float64)
-        arr = arr[arr >= 0]  # drops NaN too
-        if arr.size == 0:
+        self.add_buckets(self.buckets(arr), arr)
+
+    def buckets(self, values: np.ndarray) -> np.ndarray:
+        """Bucket code per value: -1 ignored (NaN, negative), 0 the zero bucket, ``i + 1`` bucket ``i``.
+
+        Compute once, then :meth:`add_buckets` any subset (e.g. hits only) without recomputing logs.
+        """
+        arr = np.asarray(values, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            idx = np.ceil(np.log(np.clip(arr, self.min_value, self.max_value)) / self._lg)
+        codes = np.clip(np.nan_to_num(idx, nan=0.0).astype(np.int64) - self._offset, 0, self.counts.size - 1) + 1
+        codes[arr <= self.min_value] = 0
+        codes[~(arr >= 0)] = -1
+        return codes
+
+    def add_buckets(self, codes: np.ndarray, values: np.ndarray) -> None:
+        """Add values already coded by :meth:`buckets` (``codes`` and ``values`` aligned)."""
+        keep = codes >= 0
+        if not keep.any():
             return
-        small = arr <= self.min_value
-        nz = int(small.sum())
-        big = arr[~small]
-        self.zero += nz
-        self.n += int(arr.size)
-        self.total += float(arr.sum())
-        if big.size:
-            idx = np.ceil(np.log(np.minimum(big, self.max_value)) / self._lg).astype(np.int64) - self._offset
-            np.clip(idx, 0, self.counts.size - 1, out=idx)
-            self.counts += np.bincount(idx, minlength=self.counts.size)
+        if not keep.all():
+            codes, values = codes[keep], values[keep]
+        found = np.bincount(codes, minlength=self.counts.size + 1)
+        self.zero += int(found[0])
+        self.counts += found[1:]
+        self.n += int(codes.size)
+        self.total += float(values.sum())
 
     def merge(self, other: LatencySketch) -> LatencySketch:
         """Add ``other``'s counts into this sketch (same parameters required); returns self."""

@@ -93,9 +93,11 @@ class Partial:
         is_hit = code == _CODE["hit"]
         is_miss = code == _CODE["miss"]
         for m, values in lat.items():
-            self.sketches[(m, "overall")].add_many(values)
-            self.sketches[(m, "hit")].add_many(values[is_hit])
-            self.sketches[(m, "miss")].add_many(values[is_miss])
+            overall = self.sketches[(m, "overall")]
+            codes = overall.buckets(values)  # the logs are computed once per value
+            overall.add_buckets(codes, values)
+            self.sketches[(m, "hit")].add_buckets(codes[is_hit], values[is_hit])
+            self.sketches[(m, "miss")].add_buckets(codes[is_miss], values[is_miss])
 
     def _group_keys(self, batch: pa.RecordBatch | pa.Table, ts: pa.Array | None) -> tuple[np.ndarray, list[str]]:
         by = self.by
