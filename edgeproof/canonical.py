@@ -299,10 +299,9 @@ def variant_from_params(
         if op is None:
             continue
         if op == "dpr":
-            try:
-                dpr = min(max(float(value), 1.0), max_dpr)
-            except ValueError as err:
-                raise BadRequest("malformed dpr", detail=f"dpr={value!r} is not a number") from err
+            if not re.fullmatch(r"\d{1,2}(\.\d{1,3})?", value.strip()):
+                raise BadRequest("malformed dpr", detail=f"dpr={value!r} is not a number like 2 or 1.5")
+            dpr = min(max(float(value), 1.0), max_dpr)
             continue
         ops[op] = value
     fmt = ops.get("f", "").strip().lower()

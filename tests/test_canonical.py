@@ -129,6 +129,9 @@ def test_friendly_form() -> None:
         variant_from_params({"w": "x"})
     with pytest.raises(BadRequest):
         variant_from_params({"dpr": "two"})
+    for odd in ("nan", "inf", "1e1", "-2", ""):
+        with pytest.raises(BadRequest):
+            variant_from_params({"w": "100", "dpr": odd})
     with pytest.raises(BadRequest):
         variant_from_params({"format": "gif"})
 
