@@ -34,6 +34,8 @@ from edgeproof.errors import BadRequest, ConfigError
 __all__ = [
     "DEFAULT_PRESETS",
     "FITS",
+    "FORMAT_ALIASES",
+    "GRAVITY_ALIASES",
     "FORMATS",
     "GRAVITIES",
     "PARAM_ALIASES",
@@ -54,8 +56,8 @@ FITS = ("cover", "contain", "inside", "fill")
 GRAVITIES = ("centre", "attention")
 FORMATS = ("jpeg", "png", "webp", "avif")
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif"}
-_FORMAT_ALIASES = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif"}
-_GRAVITY_ALIASES = {"centre": "centre", "center": "centre", "attention": "attention", "smart": "attention"}
+FORMAT_ALIASES = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp", "avif": "avif"}
+GRAVITY_ALIASES = {"centre": "centre", "center": "centre", "attention": "attention", "smart": "attention"}
 
 DEFAULT_QUALITY = 80
 DEFAULT_BG = "ffffff"
@@ -233,13 +235,13 @@ def _variant_from_ops(ops: Mapping[str, str], presets: Mapping[str, Variant]) ->
         elif key == "fit":
             fields["fit"] = value
         elif key == "f":
-            if value not in _FORMAT_ALIASES:
+            if value not in FORMAT_ALIASES:
                 raise BadRequest(f"unknown format {value!r}", detail=f"f must be one of {', '.join(FORMATS)}")
-            fields["f"] = _FORMAT_ALIASES[value]
+            fields["f"] = FORMAT_ALIASES[value]
         elif key == "g":
-            if value not in _GRAVITY_ALIASES:
+            if value not in GRAVITY_ALIASES:
                 raise BadRequest(f"unknown gravity {value!r}", detail=f"g must be one of {', '.join(GRAVITIES)}")
-            fields["g"] = _GRAVITY_ALIASES[value]
+            fields["g"] = GRAVITY_ALIASES[value]
         elif key == "bg":
             fields["bg"] = value.lstrip("#")
         else:

@@ -39,7 +39,7 @@ def cf_config(strategy: Strategy) -> dict[str, Any]:
         "fmts_auto": list(c.formats), "fmtp": c.format_param, "fb": c.on_invalid == "fallback",
         "lower": config.path_case == "lower",
         "al": dict(canonical.PARAM_ALIASES),
-        "fa": dict(canonical._FORMAT_ALIASES), "ga": dict(canonical._GRAVITY_ALIASES),
+        "fa": dict(canonical.FORMAT_ALIASES), "ga": dict(canonical.GRAVITY_ALIASES),
         "presets": {name: asdict(v) for name, v in canonical.DEFAULT_PRESETS.items()},
         "dv": asdict(canonical.Variant()), "dbg": canonical.DEFAULT_BG, "max": canonical.MAX_DIMENSION_SYNTAX,
         "fits": list(canonical.FITS), "gs": list(canonical.GRAVITIES), "fmts": list(canonical.FORMATS),
