@@ -146,3 +146,22 @@ def test_stores_import_light() -> None:
 def test_serve_refuses_missing_source_folder(tmp_path: Path) -> None:
     run = cli("serve", "--port", "0", "--workers", "1", "--sources", str(tmp_path / "typo"), check=False)
     assert run.returncode == 1 and "does not exist" in run.stderr
+
+
+def test_catalog_to_s3_then_prescale_from_s3(s3_bucket: str, tmp_path: Path) -> None:
+    from origin.catalog import generate_catalog
+    from origin.prescale import run_prescale
+    from origin.stores import open_store
+
+    result = generate_catalog(f"s3://{s3_bucket}/cat", count=2, images_per_sku=2, seed=3)
+    assert result.generated == 2 and result.manifest.endswith("/cat/catalog.txt")
+    store = open_store(f"s3://{s3_bucket}/cat")
+    keys = store.get("catalog.txt").decode().split()  # type: ignore[union-attr]
+    assert keys == catalog_keys(2, 2, 3) and all(store.exists(k) for k in keys)
+    summary = run_prescale(sources=f"s3://{s3_bucket}/cat", derivatives=f"s3://{s3_bucket}/der", variants="thumb")
+    assert (summary.made, summary.failed) == (2, 0)
+    again = run_prescale(sources=f"s3://{s3_bucket}/cat", derivatives=f"s3://{s3_bucket}/der", variants="thumb")
+    assert (again.made, again.skipped) == (0, 2)
+    derived = open_store(f"s3://{s3_bucket}/der")
+    thumb = decode(derived.get(keys[0] + "/w=160,h=160,fit=cover,q=75,f=webp"))  # type: ignore[arg-type]
+    assert (thumb.width, thumb.height) == (160, 160)
