@@ -13,8 +13,9 @@ busy, so a slow target shows up as late requests instead of silently slowing the
 - every sent request records its latency from the actual start and from the intended start (the
   coordinated-omission-corrected latency).
 
-Requests go through the Locust user's ``FastHttpSession`` (geventhttpclient), so Locust's own stats,
-CSV and HTML report still see them (named by role, not by the noisy URL).
+Requests go through Locust's ``FastHttpSession`` (geventhttpclient; one session, i.e. one keep-alive
+connection, per sender, as plain Locust users have), so Locust's own stats, CSV and HTML report still
+see them (named by role, not by the noisy URL).
 
 This module imports gevent: only the Locust process (``loadtest/locustfile.py``) imports it.
 """
@@ -22,7 +23,7 @@ This module imports gevent: only the Locust process (``loadtest/locustfile.py``)
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -81,7 +82,7 @@ class Lane:
             if i % self.lanes == self.lane:
                 yield off, shape.phase(off), workload.next
 
-    def run(self, client: Any) -> None:
+    def run(self, client: Any | Callable[[], Any]) -> None:
         """Send every arrival of this lane, then wait up to ``drain_s`` for requests still in flight.
 
         ``pool`` sender greenlets share the lane's arrival sequence: a free sender takes the next
@@ -92,8 +93,8 @@ class Lane:
         self._exhausted = False
         self._last_due = self.t0
         senders = gevent.pool.Group()
-        for _ in range(self.settings.pool):
-            senders.spawn(self._sender, client)
+        for _ in range(self.settings.pool):  # a client factory gives each sender its own session
+            senders.spawn(self._sender, client() if callable(client) else client)
         self.pool = senders
         while not senders.join(timeout=0.25):
             # every arrival taken, and the last one's intended start is drain_s behind us

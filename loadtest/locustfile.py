@@ -28,12 +28,13 @@ from typing import Any
 
 import gevent
 from locust import FastHttpUser, LoadTestShape, events, task
+from locust.contrib.fasthttp import FastHttpSession
 from locust.runners import MasterRunner, WorkerRunner
 
 from edgeproof.errors import EdgeproofError
 from loadtest.config import LEAD_S, RunConfig, config_from_env
 from loadtest.engine import Lane
-from loadtest.recorder import Recorder
+from loadtest.recorder import Recorder, warm_up
 from loadtest.replay import ReplayPlan
 
 log = logging.getLogger("edgeproof.loadtest")
@@ -46,7 +47,7 @@ try:
 except EdgeproofError as _err:  # a bad scenario or env var: a clear message, not a traceback
     sys.stderr.write(f"edgeproof: error: {_err.message}\n" + (f"  {_err.detail}\n" if _err.detail else ""))
     sys.exit(2)
-_POOL = CONFIG.scenario.run.pool
+warm_up()  # pyarrow's one-off costs, paid at start-up rather than during the schedule
 
 
 class _State:
@@ -134,13 +135,20 @@ def _on_quitting(environment: Any, **_kw: Any) -> None:
 class EdgeproofUser(FastHttpUser):
     """One per worker process: runs the process's lane (see the module docstring)."""
 
-    concurrency = _POOL
     network_timeout = CONFIG.scenario.timeout_s
     connection_timeout = CONFIG.scenario.timeout_s
     max_retries = 0
 
     def wait_time(self) -> float:  # type: ignore[override]
         return 1.0
+
+    def _session(self) -> FastHttpSession:
+        """One HTTP session (one keep-alive connection) per sender greenlet, as plain Locust users have."""
+        return FastHttpSession(
+            base_url=self.host, request_event=self.environment.events.request, user=self,
+            network_timeout=self.network_timeout, connection_timeout=self.connection_timeout,
+            max_retries=0, insecure=self.insecure, concurrency=1,
+        )
 
     @task
     def drive(self) -> None:
@@ -159,7 +167,7 @@ class EdgeproofUser(FastHttpUser):
         lane = Lane(CONFIG, lane=int(plan["lane"]), lanes=int(plan["lanes"]), t0=float(plan["t0"]),
                     recorder=recorder)
         _State.lane = lane
-        lane.run(self.client)
+        lane.run(self._session)
         log.info("edgeproof: lane %d scheduled until %.3f, drained at %.3f", lane.lane,
                  lane.scheduled_until - lane.t0, lane.now() - lane.t0)
         lane.close()

@@ -135,6 +135,7 @@ class Workload:
         self._roles = scenario.catalog.roles
         self._role_cum = list(itertools.accumulate(r.share for r in self._roles))
         self._buster = itertools.count(1)
+        self._widths: dict[tuple[str, str], int] = {}
 
     def client(self, idx: int) -> tuple[Device, Browser, int, dict[str, str]]:
         """Client ``idx``'s stable device, browser, POP hint and request headers."""
@@ -166,8 +167,11 @@ class Workload:
         promoted = promo_on and self.catalog.promoted > 0 and rng.random() < self._promo_share
         sku = self.catalog.pick(rng, promoted)
         path = self.catalog.path(sku, rng)
-        need = role.slot * device.viewport * device.dpr
-        width = next((w for w in role.widths if w >= need), role.widths[-1])
+        width = self._widths.get((role.name, device.name))
+        if width is None:  # the smallest srcset width covering slot × viewport × dpr
+            need = role.slot * device.viewport * device.dpr
+            width = self._widths[(role.name, device.name)] = next((w for w in role.widths if w >= need),
+                                                                   role.widths[-1])
         query = self._query(width, role.quality)
         return Request(f"{path}?{query}", headers, role.name, sku, promoted, pop if self._pop_header else -1,
                        f"{path}?width={width}&format=auto&q={role.quality}")
