@@ -17,7 +17,7 @@ Measured, for edgeproof and its peers:
 
 The load generator runs on the same 2 shared cores as the servers (loopback only, bounded in time).
 
-    python benchmarks/origin_bench.py [--seconds 10] [--workers 2] [--max-concurrency 2]
+    python benchmarks/origin_bench.py [--seconds 10] [--workers 2] [--max-concurrency 1]
 """
 
 from __future__ import annotations
@@ -301,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each measured phase (default 10)")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes (default 2)")
-    ap.add_argument("--max-concurrency", type=int, default=2, help="transforms at once per worker (default 2)")
+    ap.add_argument("--max-concurrency", type=int, default=1,
+                    help="transforms at once per worker, the server's default (default 1)")
     ap.add_argument("--concurrency", type=int, default=0, help="closed-loop clients (default 2 x workers x max-concurrency)")
     ap.add_argument("--hit-keys", type=int, default=200, help="distinct derivatives for the hit phase (default 200)")
     ap.add_argument("--no-peers", action="store_true", help="edgeproof only")

@@ -33,7 +33,7 @@ class OriginConfig:
     host: str = _opt("127.0.0.1", "address to listen on")
     port: int = _opt(8080, "port to listen on (shared by all workers with SO_REUSEPORT)")
     workers: int = _opt(0, "worker processes sharing the port; 0 = one per core")
-    max_concurrency: int = _opt(2, "transforms running at once per worker")
+    max_concurrency: int = _opt(1, "transforms running at once per worker (1 per core: best tail latency)")
     queue_limit: int = _opt(32, "transforms waiting per worker; past it: 503 + Retry-After at once")
     deadline_ms: int = _opt(10_000, "per-request deadline (queue wait + transform); past it: 503")
     local_cache_mb: int = _opt(0, "per-worker in-memory LRU cache of variants, MB (0 = off)")
