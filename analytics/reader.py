@@ -223,6 +223,8 @@ def read_logs(
     ``start``/``end`` (UTC, end exclusive) filter rows, and skip files and S3 keys whose
     ``DIST.YYYY-MM-DD-HH.`` name is outside the range before they are opened or downloaded.
     ``realtime_fields`` is a list or a comma-separated string of real-time field names.
+    ``batch_rows`` sizes the batches of JSON and Parquet input (tab-separated input yields one batch
+    per block of lines, see ``block_bytes``).
     ``columns`` restricts the schema columns produced (faster). ``threads`` > 1 gunzips in a background
     thread and parses that many blocks at once (bad-line numbers stay exact); ``block_bytes`` is the
     size of those blocks of whole lines. Raises
