@@ -25,6 +25,9 @@ local_cache_bytes                          gauge      bytes held by the local ca
 ready                                      gauge      workers that finished warming up
 =========================================  =========  ==============================================
 
+Per worker: ``worker_transforms_total{worker}`` and ``worker_busy{worker}`` (running + queued), to
+see how evenly the kernel spreads connections over the workers.
+
 ``source`` on requests_total is where the bytes came from: ``local_cache``, ``derivative_store``,
 ``transform`` (including single-flight joins), or ``none`` for errors.
 """
@@ -138,4 +141,29 @@ class Metrics:
                 lines.append(f'{_P}{name}_bucket{{le="{bound}"}} {cumulative:g}')
             lines.append(f"{_P}{name}_sum {self.total(name, 'sum'):.6f}")
             lines.append(f"{_P}{name}_count {cumulative:g}")
+        # per worker: how evenly SO_REUSEPORT spreads the work
+        lines += [f"# HELP {_P}worker_transforms_total Completed transforms per worker process.",
+                  f"# TYPE {_P}worker_transforms_total counter"]
+        for w in range(self.workers):
+            done = sum(self.value(w, "transforms_total", f) for f in FORMATS)
+            lines.append(f'{_P}worker_transforms_total{{worker="{w}"}} {done:g}')
+        lines += [f"# HELP {_P}worker_busy Transforms running or queued per worker process.",
+                  f"# TYPE {_P}worker_busy gauge"]
+        for w in range(self.workers):
+            lines.append(f'{_P}worker_busy{{worker="{w}"}} {self.busy(w):g}')
         return "\n".join(lines) + "\n"
+
+    def busy(self, worker: int) -> float:
+        """Transforms running or queued in one worker."""
+        return self.value(worker, "queue_depth") + self.value(worker, "in_flight")
+
+    def busier_than_others(self, margin: float = 1.0) -> bool:
+        """This worker has more than ``margin`` transforms more than the least busy other worker."""
+        if self.workers < 2:
+            return False
+        others = min(self.busy(w) for w in range(self.workers) if w != self.worker)
+        return self.busy(self.worker) > others + margin
+
+    def value(self, worker: int, name: str, *labels: str) -> float:
+        """One series of one worker."""
+        return self._data[worker * self.width + self._index[(name, labels)]]

@@ -240,8 +240,10 @@ class Origin:
             response = web.json_response({"error": "internal_error", "detail": "unexpected error"}, status=500)
         finally:
             self.active -= 1
-        if self.draining:
-            response.force_close()  # keep-alive clients reconnect to a worker that is not stopping
+        if self.draining or self.metrics.busier_than_others():
+            # keep-alive clients reconnect, and SO_REUSEPORT hashes the new connection to a worker
+            # afresh: away from one that is stopping, or (usually) from one busier than the rest
+            response.force_close()
         self.metrics.request(response.status, source, time.monotonic() - started)
         return response
 

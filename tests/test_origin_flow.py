@@ -149,3 +149,20 @@ def test_signing() -> None:
     for bad in (None, "", "0" * 64, sign(message, "other"), sign(message + "x", "new")):
         with pytest.raises(Forbidden):
             verify(message, bad, ["new", "old"])
+
+
+def test_worker_balance_signal() -> None:
+    metrics = Metrics(workers=2)
+    metrics.worker = 1
+    metrics.set("queue_depth", value=0)
+    metrics.worker = 0
+    metrics.set("in_flight", value=1)
+    assert not metrics.busier_than_others()  # 1 vs 0: within the margin
+    metrics.set("queue_depth", value=2)
+    assert metrics.busier_than_others()  # 3 vs 0: close this connection, let the kernel re-hash it
+    metrics.inc("transforms_total", "jpeg")
+    text = metrics.render()
+    assert 'edgeproof_origin_worker_busy{worker="0"} 3' in text
+    assert 'edgeproof_origin_worker_transforms_total{worker="0"} 1' in text
+    assert 'edgeproof_origin_worker_transforms_total{worker="1"} 0' in text
+    assert not Metrics(workers=1).busier_than_others()
