@@ -20,6 +20,7 @@ This is the only module (with :mod:`loadtest.engine`) that runs under Locust's g
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -167,6 +168,8 @@ class EdgeproofUser(FastHttpUser):
         lane = Lane(CONFIG, lane=int(plan["lane"]), lanes=int(plan["lanes"]), t0=float(plan["t0"]),
                     recorder=recorder)
         _State.lane = lane
+        gc.collect()
+        gc.freeze()  # start-up objects out of the collector's way during the run
         lane.run(self._session)
         log.info("edgeproof: lane %d scheduled until %.3f, drained at %.3f", lane.lane,
                  lane.scheduled_until - lane.t0, lane.now() - lane.t0)
