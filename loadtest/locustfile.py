@@ -11,8 +11,8 @@ How it maps onto Locust: :class:`EdgeproofShape` (a ``LoadTestShape``) keeps exa
 :class:`EdgeproofUser` per worker process and stops the test when the schedule (plus drain) is over.
 At test start the master numbers the connected workers and sends each its lane, the lane count and a
 common start time ``t0`` (wall clock, a second ahead). The user of each process runs that process's
-:class:`loadtest.engine.Lane`: arrivals at their intended times, requests through the user's
-``FastHttpSession`` from a bounded pool, one recorder row per arrival (``OUT/records/part-*.parquet``).
+:class:`loadtest.engine.Lane`: arrivals at their intended times, sent by ``pool`` sender greenlets
+(one ``FastHttpSession`` each), one recorder row per arrival (``OUT/records/part-*.parquet``).
 The user count in the web UI is ignored: the rate comes from the scenario's shape.
 
 This is the only module (with :mod:`loadtest.engine`) that runs under Locust's gevent monkey-patching.
@@ -164,7 +164,7 @@ class EdgeproofUser(FastHttpUser):
             log.error("edgeproof: no lane plan from the master within 30 s; this worker sends nothing")
             return
         plan = _State.plan
-        recorder = Recorder(CONFIG.out_dir)
+        recorder = Recorder(CONFIG.out_dir, run_id=str(int(float(plan["t0"]) * 1000)))
         lane = Lane(CONFIG, lane=int(plan["lane"]), lanes=int(plan["lanes"]), t0=float(plan["t0"]),
                     recorder=recorder)
         _State.lane = lane

@@ -1,6 +1,7 @@
 """The recorder: one Parquet row per scheduled request, written in bounded memory.
 
-Each Locust worker process writes its own part, ``OUT/records/part-<host>-<pid>.parquet``, in row
+Each Locust worker process writes its own part, ``OUT/records/part-<host>-<pid>-<run>.parquet``
+(``<run>``: the test's start time in ms, shared by all workers of one test), in row
 groups of ``row_group`` rows (the buffer never holds more). :func:`read_records` reads every part of a
 run as one table (the distributed merge); :func:`merge_parts` writes them into one file.
 
@@ -58,10 +59,12 @@ class Recorder:
     Times are passed as float seconds since the epoch and stored as µs timestamps.
     """
 
-    def __init__(self, out_dir: str | Path, *, row_group: int = 10_000, name: str | None = None) -> None:
+    def __init__(self, out_dir: str | Path, *, row_group: int = 10_000, name: str | None = None,
+                 run_id: str = "") -> None:
         self.dir = Path(out_dir) / "records"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.dir / (name or f"part-{socket.gethostname()}-{os.getpid()}.parquet")
+        suffix = f"-{run_id}" if run_id else ""
+        self.path = self.dir / (name or f"part-{socket.gethostname()}-{os.getpid()}{suffix}.parquet")
         self.row_group = max(1, row_group)
         self._rows: list[tuple] = []
         warm_up()
