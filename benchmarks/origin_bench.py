@@ -17,7 +17,10 @@ Measured, for edgeproof and its peers:
 
 The load generator runs on the same 2 shared cores as the servers (loopback only, bounded in time).
 
-    python benchmarks/origin_bench.py [--seconds 10] [--workers 2] [--max-concurrency 1]
+    python benchmarks/origin_bench.py [--seconds 6] [--rounds 3] [--workers 2] [--max-concurrency 1]
+
+edgeproof and the sharp peer run side by side and are measured in alternating rounds (best
+saturation, median p99), so that the shared machine's load drifts over both alike.
 """
 
 from __future__ import annotations
@@ -262,25 +265,28 @@ def p99_ms(lat: list[float]) -> float | None:
     return None if value is None else value * 1000
 
 
-def measure_misses(name: str, base: str, args: argparse.Namespace, salt: int) -> dict[str, float | None]:
-    paths = MissPaths(salt)
-    # warm up (codecs, connections), not counted
-    asyncio.run(closed_loop(base, paths, args.concurrency, 1.0))
+def saturation(name: str, base: str, paths: MissPaths, args: argparse.Namespace) -> float:
     ok, err, lat, elapsed = asyncio.run(closed_loop(base, paths, args.concurrency, args.seconds))
     sat = ok / elapsed
-    print(f"  {name}: saturation {sat:.1f} transforms/s ({ok} ok, {err} errors, closed loop x{args.concurrency}, "
+    print(f"  {name:9} saturation {sat:5.1f} transforms/s ({ok} ok, {err} errors, closed loop x{args.concurrency}, "
           f"p99 {p99_ms(lat) or 0:.0f} ms)", flush=True)
-    ok0, _e0, lat0 = asyncio.run(open_loop(base, paths, 2.0, min(args.seconds, 5.0)))
+    return sat
+
+
+def p99_at(name: str, base: str, paths: MissPaths, rate: float, args: argparse.Namespace) -> float | None:
+    ok, err, lat = asyncio.run(open_loop(base, paths, rate, args.seconds))
+    p99 = p99_ms(lat)
+    print(f"  {name:9} open model at {rate:5.1f}/s: p99 {p99 or 0:.0f} ms ({ok} ok, {err} errors)", flush=True)
+    return p99
+
+
+def reference(name: str, base: str, paths: MissPaths) -> None:
     from analytics.metrics import exact_quantiles
 
-    q0 = exact_quantiles(lat0, (0.5, 0.99))
-    print(f"  {name}: reference at 2/s: p50 {1000 * (q0['p50'] or 0):.0f} ms, p99 {1000 * (q0['p99'] or 0):.0f} ms "
-          f"({ok0} ok) — one miss with the machine otherwise as it is", flush=True)
-    rate = 0.8 * sat
-    ok2, err2, lat2 = asyncio.run(open_loop(base, paths, rate, args.seconds))
-    p99 = p99_ms(lat2)
-    print(f"  {name}: open model at {rate:.1f}/s (80%): p99 {p99 or 0:.0f} ms ({ok2} ok, {err2} errors)", flush=True)
-    return {"saturation": sat, "p99_80": p99, "errors": err + err2, "p50_2rps": q0["p50"], "p99_2rps": q0["p99"]}
+    ok, _err, lat = asyncio.run(open_loop(base, paths, 2.0, 5.0))
+    q = exact_quantiles(lat, (0.5, 0.99))
+    print(f"  {name:9} reference at 2/s: p50 {1000 * (q['p50'] or 0):.0f} ms, p99 {1000 * (q['p99'] or 0):.0f} ms "
+          f"({ok} ok): one miss at a time", flush=True)
 
 
 def measure_hits(name: str, base: str, paths: list[str], args: argparse.Namespace) -> tuple[float, float | None]:
@@ -293,67 +299,88 @@ def measure_hits(name: str, base: str, paths: list[str], args: argparse.Namespac
         ok, _err, lat, elapsed = asyncio.run(closed_loop(base, itertools.cycle(paths), 32, args.seconds))
         rps, p99 = ok / elapsed, p99_ms(lat)
         tool = "python client x32 (client-bound)"
-    print(f"  {name}: derivative hits {rps:.0f} requests/s, p99 {p99 or 0:.1f} ms ({tool})", flush=True)
+    print(f"  {name:9} derivative hits {rps:.0f} requests/s, p99 {p99 or 0:.1f} ms ({tool})", flush=True)
     return rps, p99
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=10.0, help="length of each measured phase (default 10)")
+    ap.add_argument("--seconds", type=float, default=6.0, help="length of each measured phase (default 6)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per server (default 3)")
     ap.add_argument("--workers", type=int, default=2, help="server worker processes (default 2)")
     ap.add_argument("--max-concurrency", type=int, default=1,
                     help="transforms at once per worker, the server's default (default 1)")
-    ap.add_argument("--concurrency", type=int, default=0, help="closed-loop clients (default 2 x workers x max-concurrency)")
+    ap.add_argument("--concurrency", type=int, default=0,
+                    help="closed-loop clients (default max(8, 4 x workers x max-concurrency))")
     ap.add_argument("--hit-keys", type=int, default=200, help="distinct derivatives for the hit phase (default 200)")
     ap.add_argument("--no-peers", action="store_true", help="edgeproof only")
     args = ap.parse_args(argv)
-    args.concurrency = args.concurrency or 2 * args.workers * args.max_concurrency
+    args.concurrency = args.concurrency or max(8, 4 * args.workers * args.max_concurrency)
 
     shutil.rmtree(WORK / "der", ignore_errors=True)
     src = make_sources()
-    print(f"origin_bench: {args.workers} workers x {args.max_concurrency} transforms, {args.seconds:.0f}s phases, "
-          f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} at start (shared machine)")
+    print(f"origin_bench: {args.workers} workers x {args.max_concurrency} transforms, {args.rounds} alternating "
+          f"rounds of {args.seconds:.0f}s, cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} at start "
+          "(shared machine)")
+    servers: dict[str, str] = {}
+    procs: list[subprocess.Popen[bytes]] = []
     results: dict[str, dict[str, float | None]] = {}
-
-    port = free_port()
-    origin = subprocess.Popen(
-        [sys.executable, "-m", "edgeproof.cli", "origin", "serve", "--port", str(port), "--sources", str(src),
-         "--derivatives", str(WORK / "der"), "--workers", str(args.workers), "--max-concurrency",
-         str(args.max_concurrency), "--queue-limit", "256", "--local-cache-mb", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
     hit_paths: list[str] = []
     try:
-        wait_ok(base + "/readyz", proc=origin)
-        print("edgeproof origin:")
-        results["edgeproof"] = measure_misses("edgeproof", base, args, salt=1)
-        gen = MissPaths(99)
-        hit_paths = [next(gen) for _ in range(args.hit_keys)]
-        for path in hit_paths:  # make them once (and let the background writes land)
-            urllib.request.urlopen(base + path, timeout=60).read()
-        time.sleep(1.0)
-        rps, p99 = measure_hits("edgeproof", base, hit_paths, args)
-        results["edgeproof"].update({"hits_rps": rps, "hits_p99": p99})
-    finally:
-        stop(origin)
-
-    if not args.no_peers:
+        port = free_port()
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "edgeproof.cli", "origin", "serve", "--port", str(port), "--sources", str(src),
+             "--derivatives", str(WORK / "der"), "--workers", str(args.workers), "--max-concurrency",
+             str(args.max_concurrency), "--queue-limit", "256", "--local-cache-mb", "0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        servers["edgeproof"] = f"http://127.0.0.1:{port}"
+        wait_ok(servers["edgeproof"] + "/readyz", proc=procs[-1])
         sharp_js = REPO / "benchmarks" / "_work" / "sharp"
-        if shutil.which("node") and (sharp_js / "node_modules" / "sharp").is_dir():
+        if args.no_peers:
+            pass
+        elif shutil.which("node") and (sharp_js / "node_modules" / "sharp").is_dir():
             (sharp_js / "server.js").write_text(SHARP_SERVER_JS)
             port = free_port()
             env = {**os.environ, "UV_THREADPOOL_SIZE": str(args.max_concurrency)}
-            peer = subprocess.Popen(["node", str(sharp_js / "server.js"), str(port), str(src), str(args.workers)],
-                                    cwd=sharp_js, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                wait_ok(f"http://127.0.0.1:{port}/images/bench-0.jpg/w=16,h=0,fit=cover,q=80,f=jpeg", proc=peer)
-                print("node + sharp (peer for misses):")
-                results["sharp"] = measure_misses("sharp", f"http://127.0.0.1:{port}", args, salt=2)
-            finally:
-                stop(peer)
+            procs.append(subprocess.Popen(["node", str(sharp_js / "server.js"), str(port), str(src), str(args.workers)],
+                                          cwd=sharp_js, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            servers["sharp"] = f"http://127.0.0.1:{port}"
+            wait_ok(servers["sharp"] + "/images/bench-0.jpg/w=16,h=0,fit=cover,q=80,f=jpeg", proc=procs[-1])
         else:
             print("sharp peer: skipped (run benchmarks/transform_bench.py once with node present to install sharp)")
+        paths = {name: MissPaths(salt) for salt, name in enumerate(servers, start=1)}
+        for name, base in servers.items():  # warm up (codecs, connections), not counted
+            asyncio.run(closed_loop(base, paths[name], args.concurrency, 1.0))
+            reference(name, base, paths[name])
+        print("misses: saturation (alternating rounds, best kept)")
+        sats: dict[str, list[float]] = {name: [] for name in servers}
+        for _ in range(args.rounds):
+            for name, base in servers.items():
+                sats[name].append(saturation(name, base, paths[name], args))
+        print("misses: p99 at 80% of each server's best saturation (alternating rounds, median kept)")
+        p99s: dict[str, list[float]] = {name: [] for name in servers}
+        for _ in range(args.rounds):
+            for name, base in servers.items():
+                value = p99_at(name, base, paths[name], 0.8 * max(sats[name]), args)
+                if value is not None:
+                    p99s[name].append(value)
+        for name in servers:
+            ordered = sorted(p99s[name])
+            results[name] = {"saturation": max(sats[name]),
+                             "p99_80": ordered[len(ordered) // 2] if ordered else None}
+        print("derivative-store hits")
+        gen = MissPaths(99)
+        hit_paths = [next(gen) for _ in range(args.hit_keys)]
+        for path in hit_paths:  # make them once (and let the background writes land)
+            urllib.request.urlopen(servers["edgeproof"] + path, timeout=60).read()
+        time.sleep(1.0)
+        rps, p99 = measure_hits("edgeproof", servers["edgeproof"], hit_paths, args)
+        results["edgeproof"].update({"hits_rps": rps, "hits_p99": p99})
+    finally:
+        for proc in procs:
+            stop(proc)
+
+    if not args.no_peers:
         if shutil.which("nginx") and hit_paths:
             port = free_port()
             (WORK / "nginx-tmp").mkdir(parents=True, exist_ok=True)
@@ -363,7 +390,6 @@ def main(argv: list[str] | None = None) -> int:
                                     stderr=subprocess.DEVNULL)
             try:
                 wait_ok(f"http://127.0.0.1:{port}" + hit_paths[0], proc=peer)
-                print("nginx static (peer for hits):")
                 rps, p99 = measure_hits("nginx", f"http://127.0.0.1:{port}", hit_paths, args)
                 results["nginx"] = {"hits_rps": rps, "hits_p99": p99}
             finally:
