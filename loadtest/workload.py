@@ -20,6 +20,7 @@ import bisect
 import itertools
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -85,6 +86,7 @@ class Catalog:
         self.promoted = promoted
         self._cum_regular = _zipf_cum(self.regular, cat.zipf)
         self._cum_promoted = _zipf_cum(self.promoted, cat.zipf)
+        self._paths: dict[tuple[int, int], str] = {}
 
     def pick(self, rng: random.Random, promoted: bool) -> int:
         """A 1-based SKU number: regular SKUs are 1..regular, promoted ones come after."""
@@ -95,8 +97,15 @@ class Catalog:
     def path(self, sku: int, rng: random.Random) -> str:
         if self._groups is not None:
             group = self._groups[sku - 1]
-            return group[rng.randrange(len(group))]
-        return self.template.format(sku=sku, image=1 + rng.randrange(self.images_per_sku))
+            return group[int(rng.random() * len(group))]
+        image = 1 + int(rng.random() * self.images_per_sku)
+        key = (sku, image)
+        found = self._paths.get(key)
+        if found is None:
+            found = self.template.format(sku=sku, image=image)
+            if len(self._paths) < 200_000:
+                self._paths[key] = found
+        return found
 
     def all_paths(self) -> list[str]:
         """Every source path (for tests and prewarming)."""
@@ -132,6 +141,7 @@ class Workload:
         self._population = scenario.clients.population
         self._pop_header = scenario.clients.pop_header
         self._promo_share = scenario.promotion.share
+        self.noise = scenario.noise
         self._roles = scenario.catalog.roles
         self._role_cum = list(itertools.accumulate(r.share for r in self._roles))
         self._buster = itertools.count(1)
@@ -177,24 +187,28 @@ class Workload:
                        f"{path}?width={width}&format=auto&q={role.quality}")
 
     def _query(self, width: int, quality: int) -> str:
-        rng, nz = self.rng, self.scenario.noise
-        fmt = "auto"
-        names = {"width": "width", "format": "format", "q": "q"}
-        if rng.random() < nz.aliases:
-            names = {k: rng.choice(v) for k, v in _ALIASES.items()}
-        if rng.random() < nz.upper_case:
-            fmt = "AUTO"
-        params = [(names["width"], str(width)), (names["format"], fmt), (names["q"], str(quality))]
-        if rng.random() < nz.odd_dpr:
+        rng, nz = self.rng, self.noise
+        r = rng.random
+        wname, fname, qname = "width", "format", "q"
+        if r() < nz.aliases:
+            wname, fname, qname = (_pick(r, _ALIASES["width"]), _pick(r, _ALIASES["format"]),
+                                   _pick(r, _ALIASES["q"]))
+        fmt = "AUTO" if r() < nz.upper_case else "auto"
+        params = [f"{wname}={width}", f"{fname}={fmt}", f"{qname}={quality}"]
+        if r() < nz.odd_dpr:
             # a front end that sends CSS width and DPR separately, with a device's odd ratio
-            dpr = rng.choice(_ODD_DPR)
-            params[0] = (names["width"], str(max(1, round(width / max(float(dpr), 1.0)))))
-            params.append(("dpr", dpr))
-        if rng.random() < nz.tracking:
-            for name in rng.sample(_TRACKING, rng.randint(1, 3)):
-                params.append((name, f"{name.split('_')[-1]}{rng.randrange(50)}"))
-        if rng.random() < nz.cache_buster:
-            params.append(("cb", str(next(self._buster) * 7919 + rng.randrange(7919))))
-        if rng.random() < nz.shuffle:
+            dpr = _pick(r, _ODD_DPR)
+            params[0] = f"{wname}={max(1, round(width / max(float(dpr), 1.0)))}"
+            params.append(f"dpr={dpr}")
+        if r() < nz.tracking:
+            for name in rng.sample(_TRACKING, 1 + int(r() * 3)):
+                params.append(f"{name}={name.split('_')[-1]}{int(r() * 50)}")
+        if r() < nz.cache_buster:
+            params.append(f"cb={next(self._buster) * 7919 + int(r() * 7919)}")
+        if r() < nz.shuffle:
             rng.shuffle(params)
-        return "&".join(f"{k}={v}" for k, v in params)
+        return "&".join(params)
+
+
+def _pick(r: Callable[[], float], items: tuple[str, ...]) -> str:
+    return items[int(r() * len(items))]
