@@ -75,7 +75,7 @@ def make_source() -> bytes:
     from origin.catalog import make_product_image
 
     WORK.mkdir(parents=True, exist_ok=True)
-    image = make_product_image("bench", 2725, 2225, kind="bottle", seed=7)
+    image = make_product_image(2725, 2225, kind="bottle", seed=7)
     data = bytes(image.jpegsave_buffer(Q=90))
     SOURCE.write_bytes(data)
     return data

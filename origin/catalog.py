@@ -36,7 +36,7 @@ import pyvips
 from edgeproof.errors import UsageError
 from origin.stores import FolderStore, Store, open_store
 
-__all__ = ["CatalogResult", "catalog_keys", "generate_catalog", "make_product_image"]
+__all__ = ["CatalogResult", "catalog_keys", "generate_catalog", "iter_catalog", "make_product_image"]
 
 STAMP_VERSION = 1
 MANIFEST = "catalog.txt"
@@ -145,7 +145,7 @@ def _mask(kind: str, w: int, h: int) -> np.ndarray:
 _RENDER_SIZE = 320
 
 
-def make_product_image(spec_key: str, width: int, height: int, *, kind: str = "box", seed: int = 0,
+def make_product_image(width: int, height: int, *, kind: str = "box", seed: int = 0,
                        transparent: bool = False, grain: bool = True) -> pyvips.Image:
     """An upright sRGB product photo (3 bands, or 4 with a transparent background).
 
@@ -187,7 +187,7 @@ def make_product_image(spec_key: str, width: int, height: int, *, kind: str = "b
 
 
 def _encode(spec: _Spec) -> bytes:
-    image = make_product_image(spec.key, spec.width, spec.height, kind=spec.kind, seed=spec.rng_seed,
+    image = make_product_image(spec.width, spec.height, kind=spec.kind, seed=spec.rng_seed,
                                transparent=spec.transparent, grain=spec.fmt == "jpg")
     if spec.fmt == "png":
         return bytes(image.pngsave_buffer(compression=3, keep="none"))
