@@ -227,6 +227,9 @@ class Origin:
                 response: web.StreamResponse = web.Response(status=304, headers=headers)
             else:
                 response = web.Response(body=obj.data, headers=headers)
+        except StoreError as err:  # internal detail (paths, endpoints) goes to the log, not the client
+            log.warning("store error for %s: %s %s", request.raw_path, err.message, err.detail or "")
+            response = error_response(StoreError("image store unavailable", detail="the image store failed; retry later"))
         except EdgeproofError as err:
             if isinstance(err, Overloaded):
                 self.metrics.inc("shed_total", "queue" if err.message == "server busy" else "deadline")

@@ -28,6 +28,7 @@ source store must be different folders: a derivative key uses its source key as 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import mimetypes
 import os
@@ -96,6 +97,15 @@ class Store:
         return f"<{type(self).__name__} {self.describe()}>"
 
 
+#: errors that mean "no such object" for a folder store (a name too long cannot exist either)
+_ABSENT = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+
+
+def _reason(err: OSError) -> str:
+    """The OS error without the absolute path (never leak the server's layout)."""
+    return err.strerror or type(err).__name__
+
+
 def _too_large(key: str, size: int, max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         "source over the byte limit", detail=f"{key} is {size} bytes; the limit is {max_bytes} bytes"
@@ -111,7 +121,7 @@ class FolderStore(Store):
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
             except OSError as err:
-                raise StoreError(f"cannot create store folder {self.root}", detail=str(err)) from err
+                raise StoreError(f"cannot create store folder {self.root}", detail=_reason(err)) from err
         elif not self.root.is_dir():
             raise StoreError(f"store folder {self.root} does not exist")
 
@@ -125,10 +135,10 @@ class FolderStore(Store):
                 if max_bytes is None:
                     return fh.read()
                 data = fh.read(max_bytes + 1)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return None
         except OSError as err:
-            raise StoreError(f"cannot read {key} from {self.describe()}", detail=str(err)) from err
+            if err.errno in _ABSENT:
+                return None
+            raise StoreError(f"cannot read {key} from {self.describe()}", detail=_reason(err)) from err
         if len(data) > max_bytes:
             raise _too_large(key, path.stat().st_size, max_bytes)
         return data
@@ -144,16 +154,16 @@ class FolderStore(Store):
         except OSError as err:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            raise StoreError(f"cannot write {key} to {self.describe()}", detail=str(err)) from err
+            raise StoreError(f"cannot write {key} to {self.describe()}", detail=_reason(err)) from err
 
     def head(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         try:
             st = path.stat()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
         except OSError as err:
-            raise StoreError(f"cannot stat {key} in {self.describe()}", detail=str(err)) from err
+            if err.errno in _ABSENT:
+                return None
+            raise StoreError(f"cannot stat {key} in {self.describe()}", detail=_reason(err)) from err
         if not path.is_file():
             return None
         return ObjectInfo(key, st.st_size, content_type_for_key(key))

@@ -148,6 +148,7 @@ def test_output_orientation_colour_alpha(origin: OriginProc) -> None:
         ("/images/a.jpg?w=100&h=99999", 400, "bad_request"),
         ("/images/missing.jpg?w=100", 404, "not_found"),
         ("/images/missing.jpg/w=100,h=0,fit=cover,q=80,f=jpeg", 404, "not_found"),
+        ("/images/" + "x" * 300 + ".jpg?w=100", 404, "not_found"),  # a name too long for the filesystem
         ("/images/text.jpg?w=100", 422, "unprocessable"),  # not an image
         ("/images/truncated.jpg?w=100", 422, "unprocessable"),  # corrupt
         ("/images/bomb.png?w=100", 422, "unprocessable"),  # decompression bomb: over the pixel limit
