@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping, Sequence
 
 from edgeproof.canonical import PARAM_ALIASES, Variant, split_canonical
@@ -58,5 +59,7 @@ def verify(message: str, signature: str | None, keys: Sequence[str]) -> None:
     if not signature:
         raise Forbidden("missing signature", detail="signed URLs are required: add ?sig=HMAC-SHA256 hex")
     sig = signature.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", sig):  # also keeps non-ASCII out of compare_digest
+        raise Forbidden("bad signature", detail="sig must be 64 hex digits (HMAC-SHA256)")
     if not any(hmac.compare_digest(sign(message, key), sig) for key in keys):
         raise Forbidden("bad signature", detail="the signature does not match this request under any key")

@@ -146,7 +146,8 @@ def test_signing() -> None:
     verify(message, sign(message, "old"), ["new", "old"])
     verify(message, sign(message, "new").upper(), ["new"])
     verify(message, None, [])  # signing off
-    for bad in (None, "", "0" * 64, sign(message, "other"), sign(message + "x", "new")):
+    for bad in (None, "", "0" * 64, sign(message, "other"), sign(message + "x", "new"), "é", "zz" * 32,
+                sign(message, "new")[:-1]):
         with pytest.raises(Forbidden):
             verify(message, bad, ["new", "old"])
 
