@@ -283,6 +283,7 @@ def test_signed_urls(tmp_path: Path, sources: Path) -> None:
         assert request(proc.port, CANON).status == 403
         assert request(proc.port, CANON).json()["error"] == "forbidden"
         assert request(proc.port, CANON + "?sig=" + "0" * 64).status == 403
+        assert request(proc.port, CANON + "?sig=%C3%A9").status == 403  # non-ASCII: 403, not 500
         assert request(proc.port, signed(CANON, "wrong-key")).status == 403
         for key in ("new-key", "old-key"):  # rotation: either key is accepted
             assert request(proc.port, signed(CANON, key)).status == 200
