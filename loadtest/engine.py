@@ -78,9 +78,14 @@ class Lane:
         if shape.kind != "spike":
             spike_start = 0.0
         workload = Workload(cfg.scenario, lane=self.lane, spike_start=spike_start)
+        phases = shape.phases()
+        k = 0
+        lane, lanes = self.lane, self.lanes
         for i, off in enumerate(shape.arrivals(self.settings.arrivals, seed=cfg.scenario.seed)):
-            if i % self.lanes == self.lane:
-                yield off, shape.phase(off), workload.next
+            if i % lanes == lane:
+                while k < len(phases) - 1 and off >= phases[k][2]:  # arrivals increase: walk the phases
+                    k += 1
+                yield off, phases[k][0], workload.next
 
     def run(self, client: Any | Callable[[], Any]) -> None:
         """Send every arrival of this lane, then wait up to ``drain_s`` for requests still in flight.
@@ -110,11 +115,12 @@ class Lane:
         for offset, phase, req in self._schedule:
             due = self.t0 + offset
             self._last_due = due
-            delay = due - self.now()
-            if delay > 0:
-                gevent.sleep(delay)
+            now = self.now()
+            if due > now:
+                gevent.sleep(due - now)
+                now = self.now()
             request = req(offset) if callable(req) else req
-            lateness = self.now() - due
+            lateness = now - due
             late = lateness > late_s
             self.counts["scheduled"] += 1
             self.counts["late"] += late
@@ -146,10 +152,10 @@ class Lane:
             self._record(due, start, (end, 0, 0, None, None), req, phase, late, error=type(err).__name__)
             return
         del self.in_flight[rid]
-        headers = resp.headers or {}
+        headers = resp.headers  # (no truth test: geventhttpclient's Headers counts its lines for that)
+        xc, pop = (None, None) if headers is None else (headers.get("X-Cache"), headers.get("X-Amz-Cf-Pop"))
         err = getattr(resp, "error", None)
-        self._record(due, start, (end, int(resp.status_code or 0), len(body or b""), headers.get("X-Cache"),
-                                  headers.get("X-Amz-Cf-Pop")), req, phase, late,
+        self._record(due, start, (end, int(resp.status_code or 0), len(body or b""), xc, pop), req, phase, late,
                      error=None if err is None else (str(err)[:200] or type(err).__name__))
 
     def _record(self, due: float, start: float | None, result: tuple | None, req: Request, phase: str,
