@@ -13,9 +13,10 @@ busy, so a slow target shows up as late requests instead of silently slowing the
 - every sent request records its latency from the actual start and from the intended start (the
   coordinated-omission-corrected latency).
 
-Requests go through Locust's ``FastHttpSession`` (geventhttpclient; one session, i.e. one keep-alive
-connection, per sender, as plain Locust users have), so Locust's own stats, CSV and HTML report still
-see them (named by role, not by the noisy URL).
+Requests go through Locust's ``FastHttpSession`` (geventhttpclient; the user's session, whose
+connection pool is as large as the lane's pool, or one session per sender when ``run`` is given a
+factory), so Locust's own stats, CSV and HTML report still see them (named by role, not by the
+noisy URL).
 
 This module imports gevent: only the Locust process (``loadtest/locustfile.py``) imports it.
 """

@@ -12,7 +12,7 @@ How it maps onto Locust: :class:`EdgeproofShape` (a ``LoadTestShape``) keeps exa
 At test start the master numbers the connected workers and sends each its lane, the lane count and a
 common start time ``t0`` (wall clock, a second ahead). The user of each process runs that process's
 :class:`loadtest.engine.Lane`: arrivals at their intended times, sent by ``pool`` sender greenlets
-(one ``FastHttpSession`` each), one recorder row per arrival (``OUT/records/part-*.parquet``).
+(sharing the user's ``FastHttpSession``), one recorder row per arrival (``OUT/records/part-*.parquet``).
 The user count in the web UI is ignored: the rate comes from the scenario's shape.
 
 This is the only module (with :mod:`loadtest.engine`) that runs under Locust's gevent monkey-patching.
@@ -29,7 +29,6 @@ from typing import Any
 
 import gevent
 from locust import FastHttpUser, LoadTestShape, events, task
-from locust.contrib.fasthttp import FastHttpSession
 from locust.runners import MasterRunner, WorkerRunner
 
 from edgeproof.errors import EdgeproofError
@@ -134,7 +133,13 @@ def _on_quitting(environment: Any, **_kw: Any) -> None:
 
 
 class EdgeproofUser(FastHttpUser):
-    """One per worker process: runs the process's lane (see the module docstring)."""
+    """One per worker process: runs the process's lane (see the module docstring).
+
+    Its one ``FastHttpSession`` is shared by the lane's sender greenlets, with a connection pool as
+    large as the lane's pool: connections are opened only as concurrency needs them and reused.
+    """
+
+    concurrency = CONFIG.scenario.run.pool
 
     network_timeout = CONFIG.scenario.timeout_s
     connection_timeout = CONFIG.scenario.timeout_s
@@ -142,14 +147,6 @@ class EdgeproofUser(FastHttpUser):
 
     def wait_time(self) -> float:  # type: ignore[override]
         return 1.0
-
-    def _session(self) -> FastHttpSession:
-        """One HTTP session (one keep-alive connection) per sender greenlet, as plain Locust users have."""
-        return FastHttpSession(
-            base_url=self.host, request_event=self.environment.events.request, user=self,
-            network_timeout=self.network_timeout, connection_timeout=self.connection_timeout,
-            max_retries=0, insecure=self.insecure, concurrency=1,
-        )
 
     @task
     def drive(self) -> None:
@@ -170,7 +167,7 @@ class EdgeproofUser(FastHttpUser):
         _State.lane = lane
         gc.collect()
         gc.freeze()  # start-up objects out of the collector's way during the run
-        lane.run(self._session)
+        lane.run(self.client)
         log.info("edgeproof: lane %d scheduled until %.3f, drained at %.3f", lane.lane,
                  lane.scheduled_until - lane.t0, lane.now() - lane.t0)
         lane.close()
