@@ -124,12 +124,12 @@ def run(
         sc = dataclasses.replace(sc, catalog=dataclasses.replace(sc.catalog, keys_file=str(Path(keys_file).resolve())))
     if not host.startswith(("http://", "https://")):
         raise UsageError(f"--host must be an http(s) URL, got {host!r}")
+    for rule in gates or ():
+        parse_gate(rule)
     out = Path(out_dir) if out_dir else Path("loadtest-runs") / time.strftime("%Y%m%dT%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     for old in (out / "records").glob("part-*.parquet") if (out / "records").is_dir() else []:
         old.unlink()
-    for rule in gates or ():
-        parse_gate(rule)
     replay_file = sc.replay.file
     if replay:
         replay_file = str(out / "replay.parquet")

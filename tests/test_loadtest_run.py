@@ -144,13 +144,15 @@ def test_processes_split_the_schedule_into_lanes(tmp_path: Path, target: Callabl
     assert max(abs(a - b) for a, b in zip(offsets, shape.arrivals(), strict=True)) < 0.001
 
 
-def test_bad_cli_input_is_a_clear_error(tmp_path: Path) -> None:
+def test_bad_cli_input_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a refused run must not leave an output folder behind
     res = _edgeproof("loadtest", "run", "nope", "--host", "http://127.0.0.1:1")
     assert res.returncode == 2 and "unknown scenario" in res.stderr and "Traceback" not in res.stderr
     res = _edgeproof("loadtest", "run", "spike", "--host", "http://127.0.0.1:1", "--gate", "p99 < 3")
     assert res.returncode == 2 and "gate" in res.stderr
     res = _edgeproof("loadtest", "run", "spike", "--host", "127.0.0.1:1")
     assert res.returncode == 2 and "--host" in res.stderr
+    assert not (tmp_path / "loadtest-runs").exists()
     res = _edgeproof("loadtest", "scenarios")
     assert res.returncode == 0 and "spike" in res.stdout and "soak" in res.stdout
     res = _edgeproof("loadtest", "show", "spike", "--duration", "60", "--peak-rps", "10", "--sample", "3")
