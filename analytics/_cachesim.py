@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["COUNTERS", "CacheModel"]
+__all__ = ["COUNTERS", "CacheModel", "PopCacheModel"]
 
 #: counter names, in the order of the counters array
 COUNTERS = (
@@ -122,7 +122,7 @@ def _chain_remove(s, c, VT, S):
 
 @njit(cache=True)
 def _run(t, c0, c1, c2, key, var, size, scored, HT, VT, S, n_slots, head, tail, used, vseen, counters,
-         ttl, capacity):
+         ttl, capacity, count_firsts):
     bounded = capacity > 0  # no capacity: no eviction, so no LRU order to keep
     for i in range(t.shape[0]):
         now = t[i]
@@ -130,7 +130,7 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, VT, S, n_slots, head, tail, 
         v = var[i]
         sc = scored[i]
         first = False
-        if v >= 0 and not vseen[v]:
+        if count_firsts and v >= 0 and not vseen[v]:
             vseen[v] = True
             first = True
         if sc:
@@ -229,9 +229,10 @@ class CacheModel:
     ``ttl_ms`` ≤ 0 means no expiry; ``capacity`` ≤ 0 means unbounded (bytes, per cache).
     """
 
-    def __init__(self, *, ttl_ms: int, capacity: int) -> None:
+    def __init__(self, *, ttl_ms: int, capacity: int, count_firsts: bool = True) -> None:
         self.ttl_ms = int(ttl_ms)
         self.capacity = int(capacity)
+        self.count_firsts = count_firsts  # False: ``transforms`` is counted by the caller (PopCacheModel)
         self.counters = np.zeros(len(COUNTERS), dtype=np.int64)
         self._n_slots = np.zeros(1, dtype=np.int64)
         self._ht = new_table(1 << 12)
@@ -261,7 +262,7 @@ class CacheModel:
                 arr = np.full(size, fill, dtype=np.int64)
                 arr[: old.shape[0]] = old
                 setattr(self, name, arr)
-        if n_variants > self._vseen.shape[0]:
+        if self.count_firsts and n_variants > self._vseen.shape[0]:
             seen = np.zeros(max(n_variants, 2 * self._vseen.shape[0]), dtype=np.bool_)
             seen[: self._vseen.shape[0]] = self._vseen
             self._vseen = seen
@@ -280,8 +281,88 @@ class CacheModel:
             c2.astype(i64, copy=False), key.astype(i64, copy=False), var.astype(i64, copy=False),
             size.astype(i64, copy=False), scored.astype(np.bool_, copy=False),
             self._ht, self._vt, self._slots, self._n_slots, self._head, self._tail, self._used, self._vseen,
-            self.counters, self.ttl_ms, self.capacity,
+            self.counters, self.ttl_ms, self.capacity, self.count_firsts,
         )
 
     def result(self) -> dict[str, int]:
         return {name: int(v) for name, v in zip(COUNTERS, self.counters, strict=True)}
+
+
+@njit(cache=True)
+def _firsts(var, scored, vseen, counters):
+    """``transforms``: scored first sights of a variant, in time order."""
+    for i in range(var.shape[0]):
+        v = var[i]
+        if v >= 0 and not vseen[v]:
+            vseen[v] = True
+            if scored[i]:
+                counters[_TRANSFORMS] += 1
+
+
+@njit(cache=True)
+def _group(c0, n_groups):
+    """(order, offsets): a stable counting sort of the rows by cache id; group g is order[offsets[g]:offsets[g+1]]."""
+    offsets = np.zeros(n_groups + 1, dtype=np.int64)
+    for i in range(c0.shape[0]):
+        offsets[c0[i] + 1] += 1
+    for g in range(n_groups):
+        offsets[g + 1] += offsets[g]
+    fill = offsets[:-1].copy()
+    order = np.empty(c0.shape[0], dtype=np.int64)
+    for i in range(c0.shape[0]):
+        g = c0[i]
+        order[fill[g]] = i
+        fill[g] += 1
+    return order, offsets
+
+
+class PopCacheModel:
+    """POP caches only (no regional tier, no shield): one :class:`CacheModel` per POP, run POP by POP.
+
+    The POP caches are independent, so each batch is grouped by POP (keeping the time order within a POP)
+    and every POP's requests run against that POP's own, smaller tables: the working set of one run is one
+    POP's state rather than every POP's, which keeps it in the CPU caches. ``transforms`` (first sight of
+    a variant *anywhere*) is counted across POPs in time order beforehand. Same counters as
+    :class:`CacheModel` with ``c1``/``c2`` absent.
+    """
+
+    def __init__(self, *, ttl_ms: int, capacity: int) -> None:
+        self.ttl_ms = int(ttl_ms)
+        self.capacity = int(capacity)
+        self.counters = np.zeros(len(COUNTERS), dtype=np.int64)
+        self._vseen = np.zeros(1 << 12, dtype=np.bool_)
+        self._pops: list[CacheModel] = []
+
+    def run(self, t: np.ndarray, c0: np.ndarray, c1: np.ndarray, c2: np.ndarray, key: np.ndarray,
+            var: np.ndarray, size: np.ndarray, scored: np.ndarray, *, n_caches: int, n_variants: int) -> None:
+        """As :meth:`CacheModel.run`; ``c1``/``c2`` must be -1 (no upper tier)."""
+        n = int(t.shape[0])
+        if n == 0:
+            return
+        if int(c1.max()) >= 0 or int(c2.max()) >= 0:
+            raise ValueError("PopCacheModel models POP caches only")
+        i64 = np.int64
+        var = var.astype(i64, copy=False)
+        scored = scored.astype(np.bool_, copy=False)
+        if n_variants > self._vseen.shape[0]:
+            seen = np.zeros(max(n_variants, 2 * self._vseen.shape[0]), dtype=np.bool_)
+            seen[: self._vseen.shape[0]] = self._vseen
+            self._vseen = seen
+        _firsts(var, scored, self._vseen, self.counters)
+        while len(self._pops) < n_caches:
+            self._pops.append(CacheModel(ttl_ms=self.ttl_ms, capacity=self.capacity, count_firsts=False))
+        order, offsets = _group(c0.astype(i64, copy=False), n_caches)
+        t, key, size = t.astype(i64, copy=False)[order], key.astype(i64, copy=False)[order], \
+            size.astype(i64, copy=False)[order]
+        var, scored = var[order], scored[order]
+        zeros, absent = np.zeros(n, dtype=i64), np.full(n, -1, dtype=i64)
+        for g in np.nonzero(np.diff(offsets))[0]:
+            lo, hi = offsets[g], offsets[g + 1]
+            self._pops[g].run(t[lo:hi], zeros[lo:hi], absent[lo:hi], absent[lo:hi], key[lo:hi], var[lo:hi],
+                              size[lo:hi], scored[lo:hi], n_caches=1, n_variants=n_variants)
+
+    def result(self) -> dict[str, int]:
+        total = self.counters.copy()
+        for pop in self._pops:
+            total += pop.counters
+        return {name: int(v) for name, v in zip(COUNTERS, total, strict=True)}

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analytics._cachesim import CacheModel
+from analytics._cachesim import CacheModel, PopCacheModel
 from analytics._replay_keys import KeyIndex
 from analytics.metrics import EXCLUDED_REASONS, classify, hit_rate
 from analytics.strategies import Strategy, get_strategy
@@ -136,9 +136,10 @@ def parse_bytes(text: str | int) -> int:
 class _Run:
     """One strategy's replay state: its key/variant ids and its cache model."""
 
-    def __init__(self, strategy: Strategy, *, ttl_ms: int, capacity: int) -> None:
+    def __init__(self, strategy: Strategy, *, ttl_ms: int, capacity: int, tier: str) -> None:
         self.strategy = strategy
-        self.model = CacheModel(ttl_ms=ttl_ms, capacity=capacity)
+        model = PopCacheModel if tier == "pop" else CacheModel  # POP caches only: run POP by POP
+        self.model: CacheModel | PopCacheModel = model(ttl_ms=ttl_ms, capacity=capacity)
         self.index = KeyIndex(strategy)
         self.refused = 0
 
@@ -225,10 +226,10 @@ def compare_strategies(
     names = [s.name for s in chosen]
     if len(set(names)) != len(names):
         raise UsageError("a strategy is named twice", detail=", ".join(names))
-    runs = [_Run(s, ttl_ms=int(ttl_s * 1000), capacity=cap) for s in chosen]
+    runs = [_Run(s, ttl_ms=int(ttl_s * 1000), capacity=cap, tier=tier) for s in chosen]
     calibration = next((r for r in runs if r.strategy.name == "passthrough"), None)
     if calibration is None and calibrate:
-        calibration = _Run(get_strategy("passthrough"), ttl_ms=int(ttl_s * 1000), capacity=cap)
+        calibration = _Run(get_strategy("passthrough"), ttl_ms=int(ttl_s * 1000), capacity=cap, tier=tier)
         all_runs = [*runs, calibration]
     else:
         all_runs = runs
