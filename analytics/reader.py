@@ -18,12 +18,13 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analytics._arrow import scalar
 from analytics.inputs import GzipTail, LogInput, expand_inputs, open_input, plain_blocks
 from analytics.reader_v2 import read_json_lines, read_parquet
 from analytics.reader_w3c import REALTIME_FIELDS, FileStats, parse_header, read_tsv
@@ -34,6 +35,12 @@ __all__ = ["FORMATS", "REALTIME_FIELDS", "FileStats", "LogStream", "detect_forma
 
 FORMATS = ("auto", "w3c", "realtime", "json", "parquet")
 _EPOCH = re.compile(r"^\d{9,11}(\.\d+)?$")
+_UNIX = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ms_scalar(when: datetime, typ: pa.DataType) -> pa.Scalar:
+    """``when`` as a millisecond timestamp scalar (sub-millisecond parts dropped, like ``pa.scalar``)."""
+    return scalar((when - _UNIX) // timedelta(milliseconds=1), typ)
 
 
 def parse_time(value: str | datetime | date | None) -> datetime | None:
@@ -186,11 +193,11 @@ class LogStream:
         ts = batch.column(batch.schema.get_field_index("timestamp"))
         mask = None
         if self.start is not None:
-            mask = pc.greater_equal(ts, pa.scalar(self.start, ts.type))
+            mask = pc.greater_equal(ts, _ms_scalar(self.start, ts.type))
         if self.end is not None:
-            upper = pc.less(ts, pa.scalar(self.end, ts.type))
+            upper = pc.less(ts, _ms_scalar(self.end, ts.type))
             mask = upper if mask is None else pc.and_(mask, upper)
-        return batch.filter(pc.fill_null(mask, False)) if mask is not None else batch
+        return batch.filter(pc.fill_null(mask, scalar(False, pa.bool_()))) if mask is not None else batch
 
     def _check_strict(self, stats: FileStats) -> None:
         if self.strict and stats.bad_lines:

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analytics._arrow import scalar, to_numpy
 from analytics.schema import LOG_SCHEMA, column_name
 
 __all__ = ["Converted", "columns_needed", "convert", "field_column"]
@@ -38,6 +39,10 @@ _SCHEMA_NAMES = frozenset(LOG_SCHEMA.names)
 _DERIVED = {"timestamp", "pop", "cs_user_agent_raw"}
 _NO_DECODE = frozenset({"x_edge_request_id"})
 _MAX_REASONS = 20
+_FALSE = scalar(False, pa.bool_())
+_TRUE = scalar(True, pa.bool_())
+_EPOCH_DAY = scalar("1970-01-01T", pa.string())
+_NO_SEP = scalar("", pa.string())
 
 
 def field_column(name: str) -> str | None:
@@ -80,7 +85,7 @@ def _decode(arr: pa.Array) -> pa.Array:
     """URL-decode once, only the values that contain ``%`` (each distinct value decoded once)."""
     if arr.null_count == len(arr):
         return arr
-    mask = pc.fill_null(pc.match_substring(arr, "%"), False)
+    mask = pc.fill_null(pc.match_substring(arr, "%"), _FALSE)
     if not pc.any(mask).as_py():
         return arr
     subset = arr.filter(mask).dictionary_encode()
@@ -103,7 +108,7 @@ def _cast_number(arr: pa.Array, typ: pa.DataType, name: str, bad: np.ndarray, re
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     pattern = r"^-?\d+$" if pa.types.is_integer(typ) else r"^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
-    ok = pc.fill_null(pc.match_substring_regex(arr, pattern), True)
+    ok = pc.fill_null(pc.match_substring_regex(arr, pattern), _TRUE)
     rows = np.nonzero(~ok.to_numpy(zero_copy_only=False))[0]
     _mark(bad, reasons, rows, f"unparsable {name}", arr)
     cleaned = pc.if_else(ok, arr, pa.scalar(None, pa.string()))
@@ -119,8 +124,7 @@ def _timestamp(raw: Mapping[str, pa.Array], n: int, bad: np.ndarray, reasons: di
         dates = raw["date"].dictionary_encode()
         times = raw["time"].dictionary_encode()
         day_ms = pc.strptime(dates.dictionary, format="%Y-%m-%d", unit="ms", error_is_null=True)
-        epoch = pa.array(["1970-01-01T"] * len(times.dictionary), pa.string())
-        tod_ms = pc.strptime(pc.binary_join_element_wise(epoch, times.dictionary, ""),
+        tod_ms = pc.strptime(pc.binary_join_element_wise(_EPOCH_DAY, times.dictionary, _NO_SEP),
                              format="%Y-%m-%dT%H:%M:%S", unit="ms", error_is_null=True)
         d = pc.take(pc.cast(day_ms, pa.int64()), dates.indices)
         t = pc.take(pc.cast(tod_ms, pa.int64()), times.indices)
@@ -138,8 +142,8 @@ def _timestamp(raw: Mapping[str, pa.Array], n: int, bad: np.ndarray, reasons: di
     else:
         _mark(bad, reasons, np.arange(n), "no date/time fields:", pa.nulls(n, pa.string()))
         return pa.nulls(n, _TS)
-    missing = ts.is_null().to_numpy(zero_copy_only=False)
-    if missing.any():
+    missing = to_numpy(ts.is_null()) if ts.null_count else None
+    if missing is not None:
         if src is None:
             src = pc.binary_join_element_wise(raw["date"], raw["time"], "T")
         _mark(bad, reasons, np.nonzero(missing)[0], "unparsable date/time", src)

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from analytics._arrow import scalar, to_numpy
 from analytics.inputs import Block
 from analytics.reader_convert import columns_needed, convert, field_column
 from analytics.schema import LEGACY_FIELDS_33
@@ -59,6 +60,8 @@ REALTIME_FIELDS: tuple[str, ...] = (
 )
 _RT_2020 = tuple(f for f in REALTIME_FIELDS[:41] if f != "s-ip")  # the 40 fields offered at launch
 _MAX_EXAMPLES = 10
+_EMPTY = scalar("", pa.string())
+_FALSE = scalar(False, pa.bool_())
 
 
 def legacy_fields_for_count(n: int) -> tuple[str, ...] | None:
@@ -271,10 +274,10 @@ def _parse_block(block: Block, layout: _Layout, columns: Sequence[str]) -> _Bloc
         return head
     col_of = {names[i]: field_column(fields[i]) for i in range(len(fields))}
     rows = None  # original row index of each kept row, when empty lines were dropped
-    empty = pc.fill_null(pc.equal(table.column(0), ""), False)
+    empty = pc.fill_null(pc.equal(table.column(0), _EMPTY), _FALSE)
     if pc.any(empty).as_py():  # an empty line parses as a row of empty strings: not data, skip it
         keep = pc.invert(empty)
-        rows = np.nonzero(keep.to_numpy(zero_copy_only=False))[0]
+        rows = np.nonzero(to_numpy(keep))[0]
         table = table.filter(keep)
     raw: dict[str, pa.Array] = {}
     for name in table.schema.names:

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analytics._arrow import scalar, string_array, to_numpy
 from analytics.inputs import LogInput
 from analytics.metrics import EXCLUDED_REASONS, LatencySketch, classify, hit_rate
 from analytics.reader import LogStream, read_logs
@@ -35,6 +36,10 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "time_to_first_byte", "sc_content_type",
 )
 _LATENCY = (("time_taken", "time_taken"), ("ttfb", "time_to_first_byte"))
+_GET_HEAD = string_array(["GET", "HEAD"])
+_FALSE = scalar(False, pa.bool_())
+_ZERO = scalar(0, pa.int64())
+_THOUSAND = scalar(1000.0, pa.float64())
 
 
 class Partial:
@@ -59,17 +64,17 @@ class Partial:
         if n == 0:
             return
         names = batch.schema.names
-        method_ok = pc.fill_null(pc.is_in(batch.column("cs_method"), pa.array(["GET", "HEAD"])), False)
+        method_ok = pc.fill_null(pc.is_in(batch.column("cs_method"), _GET_HEAD), _FALSE)
         rt = batch.column("x_edge_result_type")
         if isinstance(rt, pa.ChunkedArray):
             rt = rt.combine_chunks()
         enc = rt.dictionary_encode()
         table = np.array([_CODE[classify(v, "GET")] for v in enc.dictionary.to_pylist()] + [_CODE["unknown"]])
-        idx = pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False)
-        code = np.where(method_ok.to_numpy(zero_copy_only=False), table[idx], _CODE["method"])
-        sc_bytes = pc.fill_null(batch.column("sc_bytes"), 0).to_numpy(zero_copy_only=False)
+        idx = to_numpy(pc.fill_null(enc.indices, scalar(len(enc.dictionary), enc.indices.type)))
+        code = np.where(to_numpy(method_ok), table[idx], _CODE["method"])
+        sc_bytes = to_numpy(pc.fill_null(batch.column("sc_bytes"), _ZERO))
         lat = {
-            m: (pc.multiply(batch.column(col), 1000.0).to_numpy(zero_copy_only=False)
+            m: (to_numpy(pc.multiply(batch.column(col), _THOUSAND))
                 if col in names else np.full(n, np.nan))
             for m, col in _LATENCY
         }
@@ -105,7 +110,7 @@ class Partial:
             if ts is None:
                 raise UsageError(f"--by {by} needs timestamps")
             unit = 3_600_000 if by == "hour" else 86_400_000
-            buckets = pc.fill_null(ts, -unit).to_numpy(zero_copy_only=False) // unit
+            buckets = to_numpy(pc.fill_null(ts, scalar(-unit, pa.int64()))) // unit
             uniq, inv = np.unique(buckets, return_inverse=True)
             fmt = "%Y-%m-%dT%H:00Z" if by == "hour" else "%Y-%m-%d"
             labels = [
@@ -119,7 +124,8 @@ class Partial:
             arr = arr.combine_chunks()
         enc = pc.cast(arr, pa.string()).dictionary_encode()
         labels = [str(v) for v in enc.dictionary.to_pylist()] + ["-"]
-        return pc.fill_null(enc.indices, len(enc.dictionary)).to_numpy(zero_copy_only=False), labels
+        missing = scalar(len(enc.dictionary), enc.indices.type)
+        return to_numpy(pc.fill_null(enc.indices, missing)), labels
 
     def _add_groups(self, batch: Any, code: np.ndarray, sc_bytes: np.ndarray, lat: dict[str, np.ndarray],
                     ts: pa.Array | None) -> None:
@@ -127,7 +133,7 @@ class Partial:
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         cuts = np.flatnonzero(np.diff(sorted_keys)) + 1
-        ts_np = pc.fill_null(ts, 0).to_numpy(zero_copy_only=False) if ts is not None else None
+        ts_np = to_numpy(pc.fill_null(ts, _ZERO)) if ts is not None else None
         for rows in np.split(order, cuts):
             if rows.size == 0:
                 continue
