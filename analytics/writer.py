@@ -17,8 +17,10 @@ mapping keyed by :data:`analytics.schema.LOG_SCHEMA` column names (``cs_uri_stem
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -29,7 +31,15 @@ __all__ = ["encode_columns", "encode_line", "encode_value", "w3c_header"]
 
 _UNSAFE = frozenset(b'"#%<>[\\]^`{|}~ ') | frozenset(range(0x00, 0x20)) | frozenset(range(0x7F, 0x100))
 _ENCODE_TABLE = [f"%{b:02X}" if b in _UNSAFE else chr(b) for b in range(256)]
+#: byte (as a latin-1 character) → its logged form, for str.translate
+_TRANSLATE = {b: f"%{b:02X}" for b in _UNSAFE}
+#: a value made only of these characters is logged as it is
+_SAFE_TEXT = re.compile("[" + "".join(re.escape(chr(b)) for b in range(0x80) if b not in _UNSAFE) + "]*")
 _SECONDS_FIELDS = frozenset({"time-taken", "time-to-first-byte"})
+_CACHE_LIMIT = 100_000
+#: encoded strings and (date, time) per epoch second, shared by every call (bounded; cleared when full)
+_STRINGS: dict[str, str] = {}
+_STAMPS: dict[int, tuple[str, str]] = {}
 
 
 def w3c_header(fields: Sequence[str] = LEGACY_FIELDS_33) -> str:
@@ -41,9 +51,20 @@ def encode_value(value: str) -> str:
     """URL-encode one string value the way CloudFront logs it (``''`` → ``-``)."""
     if not value:
         return "-"
-    if value.isascii() and value.isprintable() and not any(c in value for c in '"#%<>[\\]^`{|}~ '):
+    if _SAFE_TEXT.fullmatch(value):
         return value
-    return "".join(_ENCODE_TABLE[b] for b in value.encode("utf-8"))
+    return value.encode("utf-8").decode("latin-1").translate(_TRANSLATE)
+
+
+def _encode_str(value: str) -> str:
+    """:func:`encode_value` of a non-empty ``str``, remembered across calls."""
+    got = _STRINGS.get(value)
+    if got is None:
+        got = encode_value(value)
+        if len(_STRINGS) >= _CACHE_LIMIT:
+            _STRINGS.clear()
+        _STRINGS[value] = got
+    return got
 
 
 def _timestamp(value: Any) -> datetime:
@@ -62,6 +83,12 @@ def _number(value: Any, seconds: bool) -> str:
     return str(value)
 
 
+@lru_cache(maxsize=64)
+def _plan(fields: tuple[str, ...]) -> tuple[tuple[str, str, bool], ...]:
+    """Per field: (field, schema column, logged in seconds), computed once per field list."""
+    return tuple((f, column_name(f), f in _SECONDS_FIELDS) for f in fields)
+
+
 def encode_line(row: Mapping[str, Any], fields: Sequence[str] = LEGACY_FIELDS_33) -> str:
     """One log line (no trailing newline) for ``row``, in the order of ``fields``.
 
@@ -71,14 +98,13 @@ def encode_line(row: Mapping[str, Any], fields: Sequence[str] = LEGACY_FIELDS_33
     ts = row.get("timestamp")
     when = _timestamp(ts) if ts is not None else None
     out: list[str] = []
-    for field in fields:
+    for field, col, seconds in _plan(tuple(fields)):
         if field == "date" and row.get("date") is None:
             out.append(when.strftime("%Y-%m-%d") if when else "-")
             continue
         if field == "time" and row.get("time") is None:
             out.append(when.strftime("%H:%M:%S") if when else "-")
             continue
-        col = column_name(field)
         if col == "cs_user_agent" and row.get("cs_user_agent_raw") not in (None, ""):
             out.append(str(row["cs_user_agent_raw"]))
             continue
@@ -88,37 +114,66 @@ def encode_line(row: Mapping[str, Any], fields: Sequence[str] = LEGACY_FIELDS_33
         elif isinstance(value, bool):
             out.append(encode_value(str(value).lower()))
         elif isinstance(value, int | float):
-            out.append(_number(value, field in _SECONDS_FIELDS))
+            out.append(_number(value, seconds))
         else:
             out.append(encode_value(str(value)))
     return "\t".join(out)
 
 
-def _encode_column(field: str, values: Sequence[Any]) -> list[str]:
-    cache: dict[Any, str] = {}
-    seconds = field in _SECONDS_FIELDS
+def _encode_other(v: Any) -> str:
+    """Any value that is not a plain ``str``, ``int`` or ``None`` (a non-seconds field)."""
+    if v == "":
+        return "-"
+    if isinstance(v, float) and v != v:  # NaN
+        return "-"
+    if isinstance(v, bool):
+        return encode_value(str(v).lower())
+    if isinstance(v, int | float | np.integer | np.floating):
+        return _number(v.item() if isinstance(v, np.generic) else v, False)
+    return encode_value(str(v))
+
+
+def _encode_values(values: Sequence[Any]) -> list[str]:
     out: list[str] = []
+    append = out.append
     for v in values:
-        if v is None or v == "":
-            out.append("-")
-            continue
-        if isinstance(v, float) and v != v:  # NaN
-            out.append("-")
-            continue
-        if seconds:
-            out.append(f"{float(v):.3f}")
-            continue
-        got = cache.get(v)
+        kind = type(v)
+        if kind is str:
+            append(_encode_str(v) if v else "-")
+        elif kind is int:
+            append(str(v))
+        elif v is None:
+            append("-")
+        else:
+            append(_encode_other(v))
+    return out
+
+
+def _encode_seconds(values: Sequence[Any]) -> list[str]:
+    out: list[str] = []
+    append = out.append
+    for v in values:
+        if v is None or v == "" or (isinstance(v, float) and v != v):
+            append("-")
+        else:
+            append(f"{float(v):.3f}")
+    return out
+
+
+def _stamps(ts: Sequence[Any]) -> list[tuple[str, str]]:
+    """(date, time) strings of epoch milliseconds, UTC."""
+    out: list[tuple[str, str]] = []
+    append = out.append
+    for t in ts:
+        sec = int(t) // 1000
+        got = _STAMPS.get(sec)
         if got is None:
-            if isinstance(v, bool):
-                got = encode_value(str(v).lower())
-            elif isinstance(v, int | float | np.integer | np.floating):
-                got = _number(v.item() if isinstance(v, np.generic) else v, False)
-            else:
-                got = encode_value(str(v))
-            if len(cache) < 100_000:
-                cache[v] = got
-        out.append(got)
+            text = str(np.datetime64(sec, "s"))
+            got = (text[:10], text[11:19])
+            if len(_STAMPS) >= _CACHE_LIMIT:
+                _STAMPS.clear()
+            _STAMPS[sec] = got
+        append(got)
     return out
 
 
@@ -129,20 +184,18 @@ def encode_columns(
     :func:`encode_line`, faster for bulk writers. ``timestamp`` is epoch milliseconds (ints)."""
     encoded: list[Sequence[str]] = []
     ts = columns.get("timestamp")
-    stamps = None
-    if ts is not None:
-        dt64 = np.asarray(ts, dtype="int64").astype("datetime64[ms]").astype("datetime64[s]").astype(str)
-        stamps = [(s[:10], s[11:19]) for s in dt64]
-    for field in fields:
+    stamps = _stamps(ts) if ts is not None else None
+    dash = ["-"] * n
+    for field, col, seconds in _plan(tuple(fields)):
         if field in ("date", "time") and stamps is not None and columns.get(field) is None:
             k = 0 if field == "date" else 1
             encoded.append([s[k] for s in stamps])
             continue
-        col = column_name(field)
         if col == "cs_user_agent" and columns.get("cs_user_agent_raw") is not None:
             encoded.append([v if v else "-" for v in columns["cs_user_agent_raw"]])
             continue
         values = columns.get(col)
-        encoded.append(["-"] * n if values is None else _encode_column(field, values))
+        encode: Callable[[Sequence[Any]], list[str]] = _encode_seconds if seconds else _encode_values
+        encoded.append(dash if values is None else encode(values))
     for parts in zip(*encoded, strict=True):
         yield "\t".join(parts)
