@@ -30,9 +30,19 @@ COUNTERS = (
 )
 _HITS, _MISSES, _COLD, _EXPIRED, _EVICTED, _FRAG, _TRANSFORMS, _ORIGIN, _REGIONAL, _SHIELD, _REQ = range(11)
 _MULT = 0x5851F42D4C957F2D  # odd, < 2**63: numba multiplies int64 with wrap-around
-# slot fields: one row of 8 int64 (one cache line) per (cache, key)
-_KEY, _VAR, _TIME, _SIZE, _STATE, _PREV, _NEXT, _VNEXT = range(8)
-_INCHAIN = 4  # bit in the _STATE field: the slot is linked in its (POP, variant) chain
+# A slot (one per (cache, key)) is a 32-byte row: two int64 fields (``S``, a view of the row) then four
+# int32 fields (``L``, another view of the same row). Two rows share a cache line.
+_TIME, _SIZEF = 0, 1  # S: fill time (ms); size in bytes | state << _FLAG_SHIFT
+_PREV, _NEXT, _VAR, _VNEXT = 4, 5, 6, 7  # L: LRU list neighbours, variant id, next key in the variant ring
+_FLAG_SHIFT = 56
+_SIZE_MASK = (1 << _FLAG_SHIFT) - 1
+# state: 0 never cached, 1 cached, 2 evicted
+_CACHED_FLAGS = 1 << _FLAG_SHIFT
+_EVICTED_FLAGS = 2 << _FLAG_SHIFT
+# At a POP, the keys of one variant form a ring through _VNEXT, joined at a key's first sight there and
+# never left (the fragmented check skips keys that are not cached and fresh); VT maps (POP, variant) to one
+# member, so only a key's first sight looks it up.
+_DENSE = 8  # a single cache indexes slots by key id once it has seen >= 1/_DENSE of the key ids
 
 
 @njit(cache=True, inline="always")
@@ -75,55 +85,38 @@ def grow_table(table: np.ndarray, entries: int) -> np.ndarray:
 
 
 @njit(cache=True, inline="always")
-def _unlink(s: int, c: int, S: np.ndarray, head: np.ndarray, tail: np.ndarray) -> None:
-    p = S[s, _PREV]
-    n = S[s, _NEXT]
+def _unlink(s: int, c: int, L: np.ndarray, head: np.ndarray, tail: np.ndarray) -> None:
+    p = L[s, _PREV]
+    n = L[s, _NEXT]
     if p != -1:
-        S[p, _NEXT] = n
+        L[p, _NEXT] = n
     else:
         head[c] = n
     if n != -1:
-        S[n, _PREV] = p
+        L[n, _PREV] = p
     else:
         tail[c] = p
-    S[s, _PREV] = -1
-    S[s, _NEXT] = -1
+    L[s, _PREV] = -1
+    L[s, _NEXT] = -1
 
 
 @njit(cache=True, inline="always")
-def _push_front(s: int, c: int, S: np.ndarray, head: np.ndarray, tail: np.ndarray) -> None:
+def _push_front(s: int, c: int, L: np.ndarray, head: np.ndarray, tail: np.ndarray) -> None:
     h = head[c]
-    S[s, _PREV] = -1
-    S[s, _NEXT] = h
+    L[s, _PREV] = -1
+    L[s, _NEXT] = h
     if h != -1:
-        S[h, _PREV] = s
+        L[h, _PREV] = s
     else:
         tail[c] = s
     head[c] = s
 
 
 @njit(cache=True)
-def _chain_remove(s, c, VT, S):
-    if not (S[s, _STATE] & _INCHAIN):
-        return
-    vj = _probe(VT, (c << 32) | S[s, _VAR])
-    o = VT[vj, 1]
-    if o == s:
-        VT[vj, 1] = S[s, _VNEXT]
-    else:
-        while o != -1:
-            if S[o, _VNEXT] == s:
-                S[o, _VNEXT] = S[s, _VNEXT]
-                break
-            o = S[o, _VNEXT]
-    S[s, _VNEXT] = -1
-    S[s, _STATE] &= ~_INCHAIN
-
-
-@njit(cache=True)
-def _run(t, c0, c1, c2, key, var, size, scored, HT, VT, S, n_slots, head, tail, used, vseen, counters,
+def _run(t, c0, c1, c2, key, var, size, scored, HT, D, VT, S, L, n_slots, head, tail, used, vseen, counters,
          ttl, capacity, count_firsts):
     bounded = capacity > 0  # no capacity: no eviction, so no LRU order to keep
+    direct = D.shape[0] > 0  # one cache (c == 0) whose slots are found by key id in D, not by hashing
     for i in range(t.shape[0]):
         now = t[i]
         k = key[i]
@@ -140,28 +133,43 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, VT, S, n_slots, head, tail, 
             c = c0[i] if tier == 0 else (c1[i] if tier == 1 else c2[i])
             if c < 0:
                 continue
-            code = (c << 32) | k
-            j = _probe(HT, code)
-            if HT[j, 0] == -1:
-                HT[j, 0] = code
+            s = -1
+            j = 0
+            if direct:
+                s = D[k]
+            else:
+                j = _probe(HT, (c << 32) | k)
+                if HT[j, 0] != -1:
+                    s = HT[j, 1]
+            if s == -1:  # first sight of the key at this cache
                 s = n_slots[0]
                 n_slots[0] += 1
-                HT[j, 1] = s
-                S[s, _KEY] = k
-                S[s, _VAR] = v
+                if direct:
+                    D[k] = s
+                else:
+                    HT[j, 0] = (c << 32) | k
+                    HT[j, 1] = s
                 S[s, _TIME] = 0
-                S[s, _SIZE] = 0
-                S[s, _STATE] = 0
-                S[s, _PREV] = -1
-                S[s, _NEXT] = -1
-                S[s, _VNEXT] = -1
-            else:
-                s = HT[j, 1]
-            state = S[s, _STATE] & 3
-            if state == 1 and (ttl <= 0 or now - S[s, _TIME] < ttl):
+                S[s, _SIZEF] = 0
+                L[s, _PREV] = -1
+                L[s, _NEXT] = -1
+                L[s, _VAR] = v
+                L[s, _VNEXT] = -1
+                if tier == 0 and v >= 0:  # join the ring of this POP's keys of the same variant
+                    vj = _probe(VT, (c << 32) | v)
+                    if VT[vj, 0] == -1:
+                        VT[vj, 0] = (c << 32) | v
+                        VT[vj, 1] = s
+                        L[s, _VNEXT] = s
+                    else:
+                        m = VT[vj, 1]
+                        L[s, _VNEXT] = L[m, _VNEXT]
+                        L[m, _VNEXT] = s
+            flags = S[s, _SIZEF] >> _FLAG_SHIFT
+            if flags == 1 and (ttl <= 0 or now - S[s, _TIME] < ttl):
                 if bounded and head[c] != s:
-                    _unlink(s, c, S, head, tail)
-                    _push_front(s, c, S, head, tail)
+                    _unlink(s, c, L, head, tail)
+                    _push_front(s, c, L, head, tail)
                 if sc:
                     if tier == 0:
                         counters[_HITS] += 1
@@ -171,52 +179,37 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, VT, S, n_slots, head, tail, 
                         counters[_SHIELD] += 1
                 served = True
                 break
-            vj = -1
-            if tier == 0 and v >= 0:
-                vj = _probe(VT, (c << 32) | v)  # the (POP, variant) chain: checked, then joined
             if tier == 0 and sc:
                 counters[_MISSES] += 1
-                cls = _COLD if state == 0 else (_EXPIRED if state == 1 else _EVICTED)
-                if vj >= 0 and VT[vj, 0] != -1:
-                    o = VT[vj, 1]
-                    while o != -1:
-                        if o != s and (S[o, _STATE] & 3) == 1 and (ttl <= 0 or now - S[o, _TIME] < ttl):
-                            cls = _FRAG
-                            break
-                        o = S[o, _VNEXT]
+                cls = _COLD if flags == 0 else (_EXPIRED if flags == 1 else _EVICTED)
+                o = L[s, _VNEXT]
+                while o != s and o != -1:
+                    if (S[o, _SIZEF] >> _FLAG_SHIFT) == 1 and (ttl <= 0 or now - S[o, _TIME] < ttl):
+                        cls = _FRAG
+                        break
+                    o = L[o, _VNEXT]
                 counters[cls] += 1
             # fill (or refresh) this cache
             sz = size[i]
-            if state == 1:
-                used[c] -= S[s, _SIZE]
+            if flags == 1:
+                used[c] -= S[s, _SIZEF] & _SIZE_MASK
                 if bounded:
-                    _unlink(s, c, S, head, tail)
+                    _unlink(s, c, L, head, tail)
             if bounded:
                 if sz > capacity:
-                    if state == 1:
-                        S[s, _STATE] = (S[s, _STATE] & _INCHAIN) | 2
-                        _chain_remove(s, c, VT, S)
+                    if flags == 1:
+                        S[s, _SIZEF] = _EVICTED_FLAGS
                     continue
                 while used[c] + sz > capacity and tail[c] != -1:
                     e = tail[c]
-                    _unlink(e, c, S, head, tail)
-                    used[c] -= S[e, _SIZE]
-                    S[e, _STATE] = (S[e, _STATE] & _INCHAIN) | 2
-                    _chain_remove(e, c, VT, S)
-            S[s, _STATE] = (S[s, _STATE] & _INCHAIN) | 1
+                    _unlink(e, c, L, head, tail)
+                    used[c] -= S[e, _SIZEF] & _SIZE_MASK
+                    S[e, _SIZEF] = _EVICTED_FLAGS
             S[s, _TIME] = now
-            S[s, _SIZE] = sz
+            S[s, _SIZEF] = sz | _CACHED_FLAGS
             used[c] += sz
             if bounded:
-                _push_front(s, c, S, head, tail)
-            if vj >= 0 and not (S[s, _STATE] & _INCHAIN):
-                vcode = (c << 32) | v
-                if VT[vj, 0] == -1:
-                    VT[vj, 0] = vcode
-                    VT[vj, 1] = -1
-                S[s, _VNEXT] = VT[vj, 1]
-                VT[vj, 1] = s
-                S[s, _STATE] |= _INCHAIN
+                _push_front(s, c, L, head, tail)
         if sc and not served:
             counters[_ORIGIN] += 1
         if sc and first:
@@ -226,18 +219,23 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, VT, S, n_slots, head, tail, 
 class CacheModel:
     """Every cache of one replay (POPs, regional caches, the shield), as growable numpy state.
 
-    ``ttl_ms`` ≤ 0 means no expiry; ``capacity`` ≤ 0 means unbounded (bytes, per cache).
+    ``ttl_ms`` ≤ 0 means no expiry; ``capacity`` ≤ 0 means unbounded (bytes, per cache). ``single``: the
+    model holds one cache (every ``c0`` is 0, no upper tier), so while that cache has seen at least one
+    key in :data:`_DENSE` of all key ids its slots are found through an array indexed by key id (4 bytes
+    per key id, smaller and faster than the hash table at that density) instead of by hashing.
     """
 
-    def __init__(self, *, ttl_ms: int, capacity: int, count_firsts: bool = True) -> None:
+    def __init__(self, *, ttl_ms: int, capacity: int, count_firsts: bool = True, single: bool = False) -> None:
         self.ttl_ms = int(ttl_ms)
         self.capacity = int(capacity)
         self.count_firsts = count_firsts  # False: ``transforms`` is counted by the caller (PopCacheModel)
+        self.single = single
         self.counters = np.zeros(len(COUNTERS), dtype=np.int64)
         self._n_slots = np.zeros(1, dtype=np.int64)
         self._ht = new_table(1 << 12)
+        self._direct = np.zeros(0, dtype=np.int32)  # key id -> slot (-1: none) while dense; else empty
         self._vt = new_table(1 << 12)
-        self._slots = np.zeros((1 << 11, 8), dtype=np.int64)
+        self._slots = np.zeros((1 << 11, 8), dtype=np.int32)
         self._head = np.full(16, -1, dtype=np.int64)
         self._tail = np.full(16, -1, dtype=np.int64)
         self._used = np.zeros(16, dtype=np.int64)
@@ -247,13 +245,13 @@ class CacheModel:
     def slots(self) -> int:
         return int(self._n_slots[0])
 
-    def _grow(self, new_slots: int, n_caches: int, n_variants: int) -> None:
+    def _grow(self, new_slots: int, n_caches: int, n_variants: int, n_keys: int) -> None:
         need = self.slots + new_slots
         if need > self._slots.shape[0]:
-            new = np.zeros((max(need, 2 * self._slots.shape[0]), 8), dtype=np.int64)
+            new = np.zeros((max(need, 2 * self._slots.shape[0]), 8), dtype=np.int32)
             new[: self._slots.shape[0]] = self._slots
             self._slots = new
-        self._ht = grow_table(self._ht, need)
+        self._index(need, n_keys)
         self._vt = grow_table(self._vt, need)
         if n_caches > self._head.shape[0]:
             size = max(n_caches, 2 * self._head.shape[0])
@@ -267,21 +265,53 @@ class CacheModel:
             seen[: self._vseen.shape[0]] = self._vseen
             self._vseen = seen
 
+    def _index(self, need: int, n_keys: int) -> None:
+        """Size the key -> slot index for ``need`` slots and key ids below ``n_keys``; switch its kind."""
+        dense = self.single and n_keys <= _DENSE * max(self.slots, 1)
+        if self._direct.shape[0]:
+            if not dense and n_keys > 2 * _DENSE * max(self.slots, 1):  # sparse again: back to hashing
+                keys = np.nonzero(self._direct >= 0)[0]
+                pairs = np.stack([keys, self._direct[keys].astype(np.int64)], axis=1)
+                self._direct = np.zeros(0, dtype=np.int32)
+                self._ht = new_table(1 << 12)
+                self._ht = grow_table(self._ht, need)
+                _rehash(pairs, self._ht)
+                return
+            if n_keys > self._direct.shape[0]:
+                new = np.full(max(n_keys, 2 * self._direct.shape[0]), -1, dtype=np.int32)
+                new[: self._direct.shape[0]] = self._direct
+                self._direct = new
+            return
+        if dense:
+            direct = np.full(max(n_keys, 1 << 12), -1, dtype=np.int32)
+            used = self._ht[:, 0] != -1
+            direct[self._ht[used, 0]] = self._ht[used, 1]
+            self._direct, self._ht = direct, new_table(1 << 4)
+            return
+        self._ht = grow_table(self._ht, need)
+
     def run(self, t: np.ndarray, c0: np.ndarray, c1: np.ndarray, c2: np.ndarray, key: np.ndarray,
-            var: np.ndarray, size: np.ndarray, scored: np.ndarray, *, n_caches: int, n_variants: int) -> None:
-        """Replay one time-ordered batch (all arrays the same length; ``c1``/``c2`` are -1 when absent)."""
+            var: np.ndarray, size: np.ndarray, scored: np.ndarray, *, n_caches: int, n_variants: int,
+            n_keys: int = 0) -> None:
+        """Replay one time-ordered batch (all arrays the same length; ``c1``/``c2`` are -1 when absent).
+
+        ``n_keys``: a bound on the key ids (computed when 0)."""
         n = int(t.shape[0])
         if n == 0:
             return
-        tiers = 1 + int(c1[0] >= 0) + int(c2[0] >= 0)
-        self._grow(n * tiers, n_caches, n_variants)
         i64 = np.int64
+        key = key.astype(i64, copy=False)
+        tiers = 1 + int(c1[0] >= 0) + int(c2[0] >= 0)
+        self._grow(n * tiers, n_caches, n_variants, n_keys or int(key.max()) + 1)
+        size = size.astype(i64, copy=False)
+        if int(size.min()) < 0 or int(size.max()) > _SIZE_MASK:
+            size = np.clip(size, 0, _SIZE_MASK)
         _run(
             t.astype(i64, copy=False), c0.astype(i64, copy=False), c1.astype(i64, copy=False),
-            c2.astype(i64, copy=False), key.astype(i64, copy=False), var.astype(i64, copy=False),
-            size.astype(i64, copy=False), scored.astype(np.bool_, copy=False),
-            self._ht, self._vt, self._slots, self._n_slots, self._head, self._tail, self._used, self._vseen,
-            self.counters, self.ttl_ms, self.capacity, self.count_firsts,
+            c2.astype(i64, copy=False), key, var.astype(i64, copy=False), size,
+            scored.astype(np.bool_, copy=False), self._ht, self._direct, self._vt, self._slots.view(np.int64),
+            self._slots, self._n_slots, self._head, self._tail, self._used, self._vseen, self.counters,
+            self.ttl_ms, self.capacity, self.count_firsts,
         )
 
     def result(self) -> dict[str, int]:
@@ -350,16 +380,18 @@ class PopCacheModel:
             self._vseen = seen
         _firsts(var, scored, self._vseen, self.counters)
         while len(self._pops) < n_caches:
-            self._pops.append(CacheModel(ttl_ms=self.ttl_ms, capacity=self.capacity, count_firsts=False))
+            self._pops.append(CacheModel(ttl_ms=self.ttl_ms, capacity=self.capacity, count_firsts=False,
+                                         single=True))
         order, offsets = _group(c0.astype(i64, copy=False), n_caches)
         t, key, size = t.astype(i64, copy=False)[order], key.astype(i64, copy=False)[order], \
             size.astype(i64, copy=False)[order]
         var, scored = var[order], scored[order]
         zeros, absent = np.zeros(n, dtype=i64), np.full(n, -1, dtype=i64)
+        n_keys = int(key.max()) + 1
         for g in np.nonzero(np.diff(offsets))[0]:
             lo, hi = offsets[g], offsets[g + 1]
             self._pops[g].run(t[lo:hi], zeros[lo:hi], absent[lo:hi], absent[lo:hi], key[lo:hi], var[lo:hi],
-                              size[lo:hi], scored[lo:hi], n_caches=1, n_variants=n_variants)
+                              size[lo:hi], scored[lo:hi], n_caches=1, n_variants=n_variants, n_keys=n_keys)
 
     def result(self) -> dict[str, int]:
         total = self.counters.copy()
