@@ -92,8 +92,10 @@ def _read_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _summarize(args: argparse.Namespace) -> int:
+    from analytics.inputs import keep_freed_buffers
     from analytics.summary import summarize
 
+    keep_freed_buffers()
     if args.jobs < 0:
         raise UsageError("--jobs must be 0 (all cores) or more")
     result = summarize(args.paths, by=args.by, jobs=args.jobs or None, **_read_kwargs(args))
@@ -156,8 +158,10 @@ def _convert(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
+    from analytics.inputs import keep_freed_buffers
     from analytics.reader import read_logs
 
+    keep_freed_buffers()
     stream = read_logs(args.paths, **_read_kwargs(args))
     schema = stream.schema.append(pa.field("date", pa.string()))
     counts = {"rows": 0}
