@@ -113,6 +113,7 @@ class _Stack:
     samples: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     task_seq: int = 0
+    task_counters: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def derivatives_for(self, n: int) -> Path:
         store = self.out / "store"
@@ -161,9 +162,18 @@ class _Stack:
         for _ in range(min(count, len(self.origins) - 1)):  # keep at least one task
             child = self.origins.pop()
             http_post_json(f"{self.admin_url}/backends", {"url": child.url}, method="DELETE")
+            self._poll_origin(child)  # its counters up to its removal
             self.procs.stop(child)
             removed.append(child.url or "")
         return removed
+
+    def _poll_origin(self, child: Child) -> None:
+        try:
+            status, body = http_get(f"{child.url}/metrics", timeout=2.0)
+        except OSError:
+            return
+        if status == 200:
+            self.task_counters[child.url or child.name] = parse_prometheus(body.decode(errors="replace"))
 
     def poll(self, t: float) -> dict[str, Any]:
         """One sample of the edge's /stats and every origin's /metrics (counters, summed)."""
@@ -174,15 +184,13 @@ class _Stack:
                 sample["edge"] = json.loads(body)
         except (OSError, ValueError):
             pass
-        totals: dict[str, float] = {}
         for child in self.origins:
-            try:
-                status, body = http_get(f"{child.url}/metrics", timeout=2.0)
-            except OSError:
-                continue
-            if status == 200:
-                for key, value in parse_prometheus(body.decode(errors="replace")).items():
-                    totals[key] = totals.get(key, 0.0) + value
+            self._poll_origin(child)
+        totals: dict[str, float] = {}
+        # every task ever started, a stopped one frozen at its last poll: the sums never go backwards
+        for counters in self.task_counters.values():
+            for key, value in counters.items():
+                totals[key] = totals.get(key, 0.0) + value
         sample["origin"] = totals
         self.samples.append(sample)
         return sample
@@ -211,6 +219,66 @@ def parse_prometheus(text: str) -> dict[str, float]:
                 key = f"from_{m_source.group(1)}"
                 out[key] = out.get(key, 0.0) + value
     return out
+
+
+def prescale_plan(scenario: RehearsalScenario, scenario_file: Path) -> tuple[list[str], list[str], list[int]]:
+    """What a prescaling rehearsal writes to the shared store before the load: ``(keys, ops, skus)``.
+
+    The SKUs are the promotion's new ones (known before a launch) and the ``prescale_hottest`` most
+    popular (rank 1 is the hottest); the variants are the ones the edge will ask the store for: each
+    role's widths and quality under each browser's ``Accept``, through the run's own strategy.
+    """
+    from analytics.strategies import get_strategy
+    from loadtest.scenario import load_scenario
+    from loadtest.workload import load_keys
+
+    st = scenario.stack
+    if not (st.prescale_launch or st.prescale_hottest):
+        return [], [], []
+    sc = load_scenario(scenario_file)
+    groups = load_keys(sc.catalog.keys_file) if sc.catalog.keys_file else []
+    promoted = min(sc.promotion.new_skus, max(len(groups) - 1, 0))
+    regular = len(groups) - promoted
+    skus = list(range(1, min(st.prescale_hottest, regular) + 1))
+    if st.prescale_launch:
+        skus += list(range(regular + 1, len(groups) + 1))
+    keys = [k.lstrip("/") for n in skus for k in groups[n - 1]]
+    strategy = get_strategy(scenario.strategy)
+    ops: set[str] = set()
+    for key in keys:
+        for role in sc.catalog.roles:
+            for width in role.widths:
+                for browser in sc.clients.browsers:
+                    found = strategy.apply("GET", "/" + key, f"width={width}&format=auto&q={role.quality}",
+                                           {"accept": browser.accept})
+                    variant = getattr(found, "variant", None)
+                    if variant and variant.startswith(f"/{key}/"):
+                        ops.add(variant[len(key) + 2:])
+    return keys, sorted(ops), skus
+
+
+def run_prescale(scenario: RehearsalScenario, scenario_file: Path, sources: Path, out: Path,
+                 quiet: bool) -> dict[str, Any] | None:
+    """``edgeproof origin prescale`` of the launch / hottest SKUs into the shared derivative store."""
+    keys, ops, skus = prescale_plan(scenario, scenario_file)
+    if not keys or not ops:
+        return None
+    store = out / "store" / "derivatives"
+    store.mkdir(parents=True, exist_ok=True)
+    keys_file = out / "prescale-keys.txt"
+    keys_file.write_text("".join(k + "\n" for k in keys))
+    _say(quiet, f"prescaling {len(ops)} variant(s) of {len(keys)} image(s) ({len(skus)} SKUs: the launch and the "
+                f"hottest) into the derivative store…")
+    began = time.monotonic()
+    proc = subprocess.run(edgeproof_cmd("origin", "prescale", "--sources", str(sources), "--derivatives", str(store),
+                                        "--variants", ";".join(ops), "--keys", str(keys_file), "--quiet"),
+                          capture_output=True, text=True)
+    seconds = time.monotonic() - began
+    if proc.returncode != 0:
+        raise RehearsalError("prescaling failed", detail=(proc.stderr or proc.stdout)[-2000:])
+    made = sum(1 for f in store.rglob("*") if f.is_file())
+    return {"skus": skus, "images": len(keys), "variants": ops, "written": made, "seconds": round(seconds, 2),
+            "line": (proc.stdout or proc.stderr).strip().splitlines()[-1:]}
 
 
 def _resolve(options: RehearsalOptions) -> RehearsalScenario:
@@ -344,6 +412,10 @@ def run_rehearsal(options: RehearsalOptions) -> RehearsalResult:
     scenario_file.write_text(dump_toml(table))
     phases = _phases(table, scenario_file, scenario.duration, scenario.peak_rps)
 
+    prescaled = None
+    if embedded and sources is not None and scenario.stack.shared_derivatives:
+        prescaled = run_prescale(scenario, scenario_file, sources, out, quiet)
+
     stack: _Stack | None = None
     started = time.time()
     with Processes(out / "stack") as procs:
@@ -359,6 +431,7 @@ def run_rehearsal(options: RehearsalOptions) -> RehearsalResult:
         else:
             host = str(options.target).rstrip("/")
         _say(quiet, f"load: {host} (phases: " + ", ".join(f"{n} {a:.0f}-{b:.0f}s" for n, a, b in phases) + ")")
+        load_began = time.time()
         load_rc = _run_load(stack, scenario, host, out, scenario_file, phases, procs, quiet)
         if stack is not None and stack.edge is not None:
             http_post_json(f"{stack.admin_url}/flush", {})
@@ -373,7 +446,7 @@ def run_rehearsal(options: RehearsalOptions) -> RehearsalResult:
         out=out, scenario=scenario, phases=phases, embedded=embedded,
         samples=stack.samples if stack else [], events=stack.events if stack else [],
         real_logs=options.logs, what_if=options.what_if, started=started, finished=finished,
-        target_url=options.target,
+        target_url=options.target, prescaled=prescaled, load_began=load_began,
     )
     files = write_report(summary, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

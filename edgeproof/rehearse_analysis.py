@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from analytics.metrics import exact_quantiles, hit_rate
 from edgeproof.rehearse_config import RehearsalScenario
 
-__all__ = ["analyse"]
+__all__ = ["analyse", "explain"]
 
 ORIGIN_SOURCES = ("from_local_cache", "from_derivative_store", "from_transform")
 WHAT_IF = ("passthrough", "sorted", "allowlist", "aggressive", "breakpoints")
@@ -165,15 +165,13 @@ def _origin_timeline(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _origin_answers(timeline: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _origin_answers(totals: dict[str, float]) -> dict[str, Any] | None:
     """Where the origin tasks' answers came from, and the share they did not have to transform."""
-    if not timeline:
+    if not totals:
         return None
-    first = {k: 0.0 for k in ORIGIN_SOURCES}
-    totals = {k.removeprefix("from_"): round(sum(r.get(f"{k}_delta", 0.0) for r in timeline) + first[k])
-              for k in ORIGIN_SOURCES}
-    answered = sum(totals.values())
-    return {**totals, "reuse_rate": (answered - totals["transform"]) / answered if answered else None}
+    counts = {k.removeprefix("from_"): round(totals.get(k, 0.0)) for k in ORIGIN_SOURCES}
+    answered = sum(counts.values())
+    return {**counts, "reuse_rate": (answered - counts["transform"]) / answered if answered else None}
 
 
 def _what_if(logs: list[str], strategy: str, target: float, warmup: float,
@@ -202,6 +200,92 @@ def _what_if(logs: list[str], strategy: str, target: float, warmup: float,
             "note": (result.get("accept_inference") or {}).get("note")}
 
 
+def _variants_written(out: Path, since: float) -> int:
+    """Distinct variants written to the derivative store(s) since ``since`` (shared folder or every task's)."""
+    store = out / "store"
+    seen: set[str] = set()
+    for folder in sorted(store.iterdir()) if store.is_dir() else []:
+        for f in folder.rglob("*"):
+            if f.is_file() and not f.name.startswith(".") and f.stat().st_mtime >= since:
+                seen.add(f.relative_to(folder).as_posix())
+    return len(seen)
+
+
+def _origin_work(out: Path, totals: dict[str, float], since: float) -> dict[str, Any]:
+    """Transforms vs distinct variants made: a variant made twice is work a shared store would have saved."""
+    transforms = round(totals.get("transforms_total", 0.0))
+    distinct = _variants_written(out, since)
+    repeats = max(0, transforms - distinct)
+    return {"transforms": transforms, "distinct_variants": distinct, "repeat_transforms": repeats,
+            "repeat_transform_rate": repeats / transforms if transforms else 0.0}
+
+
+def _origin_gates(rules: tuple[str, ...], values: dict[str, float | None]) -> list[Any]:
+    import operator
+
+    from edgeproof.rehearse_config import parse_origin_gate
+    from loadtest.gates import GateResult
+
+    ops = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+    out = []
+    for rule in rules:
+        metric, op, threshold = parse_origin_gate(rule)
+        value = values.get(metric)
+        out.append(GateResult(rule.strip(), None if value is None else float(value), op, threshold,
+                              value is not None and ops[op](float(value), threshold), 0))
+    return out
+
+
+def explain(s: dict[str, Any]) -> list[str]:
+    """Plain-language reasons behind the numbers: where the misses came from and what the origin did."""
+    why: list[str] = []
+    anatomy = s.get("miss_anatomy") or {}
+    total = sum(v for v in anatomy.values() if v)
+    rows = {r["strategy"]: r for r in (s.get("what_if") or {}).get("strategies") or []}
+    mine = rows.get(s["strategy"])
+    if total:
+        parts = [f"{anatomy[k]} {k}" for k in ("cold", "fragmented", "expired", "evicted") if anatomy.get(k)]
+        why.append(f"Misses over the spike (replay of the edge logs under {s['strategy']}): {', '.join(parts)}.")
+        frag = anatomy.get("fragmented") or 0
+        if frag and frag >= 0.25 * total:
+            best = max(rows.values(), key=lambda r: r["hit_rate"] or 0.0) if rows else None
+            text = (f"{frag / total:.0%} of the misses are fragmented: the variant was already cached at that POP "
+                    f"under another spelling of its URL (parameter order, aliases, case, tracking parameters), "
+                    f"so the '{s['strategy']}' cache key splits one image into ")
+            text += f"{mine['keys_per_variant']:.1f} keys on average." if mine and mine.get("keys_per_variant") \
+                else "several keys."
+            if best and best["strategy"] != s["strategy"]:
+                text += (f" Normalizing the key ('{best['strategy']}') would have scored {best['hit_rate']:.1%} on "
+                         f"the same traffic.")
+            why.append(text)
+        cold = anatomy.get("cold") or 0
+        if cold and cold >= 0.5 * total:
+            why.append(f"{cold / total:.0%} of the misses are cold: the first request for a variant at a POP "
+                       f"(new SKUs at the launch, the long tail). No cache key avoids them; a shared derivative "
+                       f"store (and prescaling the launch) makes them cheap.")
+        if anatomy.get("expired"):
+            why.append(f"{anatomy['expired']} misses are expired objects: raise the TTL for immutable variants.")
+    pre = s.get("prescaled")
+    if pre:
+        why.append(f"Before the load, {pre['written']} variants of {len(pre['skus'])} SKUs (the launch and the "
+                   f"hottest) were prescaled into the shared derivative store in {pre['seconds']:.0f}s.")
+    work = s.get("origin_work") or {}
+    stack = s.get("stack") or {}
+    if work.get("transforms"):
+        text = (f"The origin made {work['transforms']} transforms for {work['distinct_variants']} distinct variants "
+                f"({work['repeat_transform_rate']:.0%} repeated work).")
+        if not stack.get("shared_derivatives"):
+            text += (" Each task keeps its variants in a private cache and on its own disk: a task added by "
+                     "scale-out starts cold and transforms again what the others already made.")
+        why.append(text)
+    group = s.get("origin_group") or {}
+    if group.get("primary"):
+        served = group["primary"] - group.get("failovers", 0)
+        why.append(f"The edge's misses went to the derivative store first: {served} of {group['primary']} were "
+                   f"served from it without a transform.")
+    return why
+
+
 def _hit_rate_target(rules: tuple[str, ...]) -> float:
     from loadtest.gates import parse_gate
 
@@ -214,7 +298,8 @@ def _hit_rate_target(rules: tuple[str, ...]) -> float:
 
 def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, float, float]], embedded: bool,
             samples: list[dict[str, Any]], events: list[dict[str, Any]], real_logs: str | None, what_if: bool,
-            started: float, finished: float, target_url: str | None) -> dict[str, Any]:
+            started: float, finished: float, target_url: str | None, prescaled: dict[str, Any] | None = None,
+            load_began: float | None = None) -> dict[str, Any]:
     from loadtest.gates import evaluate
     from loadtest.scenario import load_scenario
     from loadtest.shapes import SPIKE_PHASES
@@ -270,6 +355,13 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
     latest = samples[-1] if samples else {}
     edge_stats = latest.get("edge") or {}
     origin_totals = latest.get("origin") or {}
+    origin_work = _origin_work(out, origin_totals, load_began or started) if embedded and samples else None
+    if embedded and scenario.origin_gates:
+        values: dict[str, float | None] = {"origin_503": origin_totals.get("responses_503", 0.0)}
+        if origin_work is not None:
+            values.update(transforms=origin_work["transforms"],
+                          repeat_transform_rate=origin_work["repeat_transform_rate"])
+        verdict.gates.extend(_origin_gates(scenario.origin_gates, values))
     anatomy = None
     if replay:
         mine = next((r for r in replay["strategies"] if r["strategy"] == scenario.strategy), None)
@@ -292,7 +384,7 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         if not consistency["match"]:
             notes.append("edge logs and recorder rows disagree (see consistency); a request may have been "
                          "answered by a connection error without reaching the edge")
-    return {
+    summary: dict[str, Any] = {
         "kind": "rehearsal",
         "scenario": scenario.name,
         "description": scenario.description,
@@ -304,7 +396,8 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         "stack": None if not embedded else {
             "pops": scenario.stack.pops, "origin_processes": scenario.stack.origin_processes,
             "origin_workers": scenario.stack.origin_workers, "local_cache_mb": scenario.stack.local_cache_mb,
-            "shared_derivatives": scenario.stack.shared_derivatives, "catalog_images": scenario.stack.catalog_images},
+            "shared_derivatives": scenario.stack.shared_derivatives, "catalog_images": scenario.stack.catalog_images,
+            "prescale_launch": scenario.stack.prescale_launch, "prescale_hottest": scenario.stack.prescale_hottest},
         "started": datetime.fromtimestamp(started, UTC).isoformat(),
         "finished": datetime.fromtimestamp(finished, UTC).isoformat(),
         "load_start": t0.isoformat() if t0 else None,
@@ -326,16 +419,16 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         },
         "errors": {"client": client["errors"], "client_status": client["status"],
                    "edge_5xx": None if edge is None else edge["errors_5xx"],
-                   "origin_503": round(sum(r.get("origin_503_per_s", 0.0) * r["dt"] for r in origin_timeline))
-                   if origin_timeline else origin_totals.get("responses_503")},
-        # counters of stopped tasks vanish from the polled sums: add up the positive increments instead
-        "transforms": round(sum(r.get("transforms_per_s", 0.0) * r["dt"] for r in origin_timeline))
-        if origin_timeline else origin_totals.get("transforms_total"),
+                   "origin_503": round(origin_totals.get("responses_503", 0.0)) if origin_totals else None},
+        # the polled sums cover every task started, a stopped one up to its removal
+        "transforms": round(origin_totals["transforms_total"]) if "transforms_total" in origin_totals else None,
+        "origin_work": origin_work,
+        "prescaled": prescaled,
         # the edge's fetches from its origin group: primary (derivative store) + secondary (transformers)
         "origin_requests": edge_stats.get("origin_requests") if edge_stats else None,
         "origin_group": {k: v for k, v in (edge_stats.get("origin") or {}).items() if k != "inflight"}
         if edge_stats else None,
-        "origin_answers": _origin_answers(origin_timeline),
+        "origin_answers": _origin_answers(origin_totals),
         "miss_anatomy": anatomy,
         "edge": edge,
         "client": client,
@@ -351,3 +444,5 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         "passed": verdict.passed,
         "notes": notes,
     }
+    summary["why"] = explain(summary)
+    return summary

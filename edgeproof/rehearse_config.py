@@ -8,6 +8,7 @@ A rehearsal scenario is a TOML file (built-ins live in ``edgeproof/scenarios``; 
     strategy = "aggressive"        # the edge's cache-key strategy (edgeproof strategies list)
     duration = 70                  # seconds of load (the spike shape scales to it)
     peak_rps = 60                  # requests/s at the peak
+    origin_gates = ["repeat_transform_rate <= 0.1"]  # gates on the origin tier (embedded stack only)
 
     [stack]
     pops = 4                       # POP caches in the edge emulator
@@ -15,8 +16,9 @@ A rehearsal scenario is a TOML file (built-ins live in ``edgeproof/scenarios``; 
     origin_workers = 1             # worker processes per origin task
     local_cache_mb = 0             # > 0: each origin task keeps a private in-process cache (local-cache mode)
     shared_derivatives = true      # false: no shared derivative store in the origin group (ephemeral tasks)
-    catalog_images = 60              # sample catalog size (generated once, kept in .edgeproof-cache/)
-    prescale = []                  # presets written to the derivative store before the run ("thumb", ...)
+    catalog_images = 60            # sample catalog size (generated once, kept in .edgeproof-cache/)
+    prescale_launch = false        # before the load: prescale the promotion's new SKUs (the launch)
+    prescale_hottest = 0           # ... and the N most popular SKUs (needs shared_derivatives)
 
     [[events]]                     # played during the load, in time order
     at = "peak"                    # seconds after the load starts, or a phase name (its start)
@@ -31,6 +33,7 @@ Unknown keys are errors (:class:`~edgeproof.errors.ConfigError` naming the file 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +49,16 @@ __all__ = [
     "dump_toml",
     "list_rehearsal_scenarios",
     "load_rehearsal",
+    "parse_origin_gate",
 ]
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
 ACTIONS = ("scale_out", "scale_in")
+#: metrics of ``origin_gates`` (computed by the rehearsal from the origin tasks and their stores):
+#: ``repeat_transform_rate`` = share of the run's transforms that re-made a variant already made during
+#: the run (by another task with a private cache, or concurrently); ``transforms``; ``origin_503``.
+ORIGIN_METRICS = ("repeat_transform_rate", "transforms", "origin_503")
+_ORIGIN_GATE = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +69,8 @@ class StackConfig:
     local_cache_mb: int = 0
     shared_derivatives: bool = True
     catalog_images: int = 60
-    prescale: tuple[str, ...] = ()
+    prescale_launch: bool = False
+    prescale_hottest: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +90,7 @@ class RehearsalScenario:
     stack: StackConfig = field(default_factory=StackConfig)
     events: tuple[Event, ...] = ()
     loadtest: dict[str, Any] = field(default_factory=dict)
+    origin_gates: tuple[str, ...] = ()
     source: str = ""
 
 
@@ -104,14 +115,12 @@ def _unknown(where: str, table: dict[str, Any], known: set[str], prefix: str = "
 
 
 def rehearsal_from_dict(data: dict[str, Any], where: str = "<rehearsal>") -> RehearsalScenario:
-    _unknown(where, data, {"name", "description", "strategy", "duration", "peak_rps", "stack", "events", "loadtest"})
+    _unknown(where, data, {"name", "description", "strategy", "duration", "peak_rps", "stack", "events", "loadtest",
+                           "origin_gates"})
     st = data.get("stack", {})
     if not isinstance(st, dict):
         raise ConfigError(f"{where}: [stack] must be a table")
     _unknown(where, st, set(StackConfig.__dataclass_fields__), "stack.")
-    prescale = _get(where, st, "prescale", [], list)
-    if not all(isinstance(p, str) for p in prescale):
-        raise ConfigError(f"{where}: stack.prescale: a list of preset names such as [\"thumb\", \"card\"]")
     stack = StackConfig(
         pops=_get(where, st, "pops", 4, int, 1),
         origin_processes=_get(where, st, "origin_processes", 1, int, 1),
@@ -119,8 +128,15 @@ def rehearsal_from_dict(data: dict[str, Any], where: str = "<rehearsal>") -> Reh
         local_cache_mb=_get(where, st, "local_cache_mb", 0, int, 0),
         shared_derivatives=_get(where, st, "shared_derivatives", True, bool),
         catalog_images=_get(where, st, "catalog_images", 60, int, 2),
-        prescale=tuple(prescale),
+        prescale_launch=_get(where, st, "prescale_launch", False, bool),
+        prescale_hottest=_get(where, st, "prescale_hottest", 0, int, 0),
     )
+    if (stack.prescale_launch or stack.prescale_hottest) and not stack.shared_derivatives:
+        raise ConfigError(f"{where}: stack.prescale_*: prescaling writes to the shared derivative store",
+                          detail="set stack.shared_derivatives = true, or drop the prescale keys")
+    origin_gates = _get(where, data, "origin_gates", [], list)
+    for i, rule in enumerate(origin_gates):
+        parse_origin_gate(rule, f"{where}: origin_gates[{i}]")
     events = []
     raw_events = data.get("events", [])
     if not isinstance(raw_events, list):
@@ -149,8 +165,18 @@ def rehearsal_from_dict(data: dict[str, Any], where: str = "<rehearsal>") -> Reh
         stack=stack,
         events=tuple(events),
         loadtest=dict(loadtest),
+        origin_gates=tuple(origin_gates),
         source=where,
     )
+
+
+def parse_origin_gate(rule: Any, where: str = "origin_gates") -> tuple[str, str, float]:
+    """``"repeat_transform_rate <= 0.1"`` → ``(metric, op, threshold)``; ConfigError otherwise."""
+    m = _ORIGIN_GATE.match(rule) if isinstance(rule, str) else None
+    if m is None or m.group(1) not in ORIGIN_METRICS:
+        raise ConfigError(f"{where}: {rule!r}: expected METRIC OP NUMBER",
+                          detail=f"origin metrics: {', '.join(ORIGIN_METRICS)}")
+    return m.group(1), m.group(2), float(m.group(3))
 
 
 def list_rehearsal_scenarios() -> list[str]:

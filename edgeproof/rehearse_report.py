@@ -84,12 +84,16 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
         ("p99 miss (client)", fmt_ms(lat["client"]["miss"]["p99"])),
         ("transforms", fmt_count(s.get("transforms"))),
     ])
+    if s.get("why"):
+        doc.heading("Why")
+        for line in s["why"]:
+            doc.paragraph(line)
     doc.heading("Gates")
     doc.table(["gate", "value", "threshold", "rows", "result"],
               [[g["gate"], "n/a" if g["value"] is None else round(g["value"], 4), f"{g['op']} {g['threshold']:g}",
                 g["rows"], "PASS" if g["passed"] else "FAIL"] for g in gates],
               caption="From the recorder rows (X-Cache per response), scored over the spike phases unless a gate "
-                      "names a phase", row_classes=["pass" if g["passed"] else "fail" for g in gates])
+                      "names a phase; origin gates (rows 0) from the origin tasks' counters and stores, whole run", row_classes=["pass" if g["passed"] else "fail" for g in gates])
 
     doc.heading("Traffic and hit rate")
     doc.figure(made["traffic"], "Requests per second (edge logs and the schedule) and the hit rate over time; "
@@ -124,6 +128,13 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
                "edge → transformers", "failovers"],
               [[errors["client"], errors["edge_5xx"], errors["origin_503"], s.get("transforms"),
                 group.get("primary"), group.get("secondary"), group.get("failovers")]])
+    work = s.get("origin_work")
+    if work:
+        doc.table(["transforms", "distinct variants made", "repeated transforms", "repeat rate"],
+                  [[work["transforms"], work["distinct_variants"], work["repeat_transforms"],
+                    fmt_pct(work["repeat_transform_rate"])]],
+                  caption="A variant transformed more than once (by another task's private cache, or concurrently) "
+                          "is work a shared derivative store saves")
     answers = s.get("origin_answers")
     if answers:
         doc.table(["origin answers from local cache", "from derivative store", "transformed", "reuse rate"],
@@ -169,6 +180,8 @@ def print_verdict(s: dict[str, Any], out: Path) -> None:
           f"{s.get('hit_rate_source', 'edge logs')}, "
           f"spike {fmt_pct(s['spike_hit_rate'])}")
     print(s["verdict_table"])
+    for line in s.get("why") or []:
+        print(f"  why: {line}")
     cons = s.get("consistency")
     if cons and not cons["match"]:
         print("warning: edge logs and recorder rows disagree (see summary.json consistency)")

@@ -20,6 +20,7 @@ description = "passthrough behind noisy URLs (must fail its hit-rate gate)"
 strategy = "passthrough"
 duration = 20
 peak_rps = 30
+origin_gates = ["repeat_transform_rate <= 0.5", "origin_503 <= 1000"]
 
 [stack]
 pops = 2
@@ -62,11 +63,6 @@ tracking = 0.5
 [loadtest.promotion]
 new_skus = 0
 share = 0.0
-
-[loadtest.run]
-# the Lane starts its drain timer when every arrival has been handed to a sender: with fewer arrivals
-# than senders (pool) that happens at t0, so the pool stays well below this run's 384 arrivals
-pool = 50
 
 [loadtest.gates]
 rules = ["hit_rate >= 0.96", "error_rate <= 0.05"]

@@ -52,9 +52,27 @@ def test_bad_strategy_rehearsal_end_to_end() -> None:
     assert summary["hit_rate"] == pytest.approx(log_classes["hit"] / (log_classes["hit"] + log_classes["miss"]), abs=1e-6)
     assert 0 <= summary["spike_hit_rate"] <= 1
 
+    # the whole schedule was sent (fewer arrivals than the default sender pool: no early drain)
+    intended = rows.column("intended_start").to_pylist()
+    assert summary["client"]["dropped"] == 0 and summary["client"]["sent"] == rows.num_rows
+    assert (max(intended) - min(intended)).total_seconds() > 15
+
     # the scale-out event was played and the origin did real work
     assert [e["action"] for e in summary["events"]] == ["scale_out"]
     assert summary["transforms"] > 0
+    # origin gates: transforms vs the distinct variants the run wrote to the shared store
+    work = summary["origin_work"]
+    written = {f.relative_to(out / "store" / "derivatives").as_posix()
+               for f in (out / "store" / "derivatives").rglob("*") if f.is_file() and not f.name.startswith(".")}
+    assert work["transforms"] == summary["transforms"] and work["distinct_variants"] == len(written) > 0
+    assert work["repeat_transforms"] == max(0, work["transforms"] - len(written))
+    origin_gate = gates["repeat_transform_rate <= 0.5"]
+    assert origin_gate["value"] == pytest.approx(work["repeat_transform_rate"])
+    assert origin_gate["passed"] == (work["repeat_transform_rate"] <= 0.5)
+    assert gates["origin_503 <= 1000"]["value"] == summary["errors"]["origin_503"]
+    # the report says why: most misses are other spellings of cached variants
+    assert any("fragmented" in line and "aggressive" in line for line in summary["why"])
+    assert "why: " in proc.stdout
     # the what-if on the same traffic: a normalizing strategy folds the noise passthrough keeps
     rates = {r["strategy"]: r["hit_rate"] for r in summary["what_if"]["strategies"]}
     assert rates["aggressive"] > rates["passthrough"]
@@ -82,10 +100,42 @@ def test_rehearsal_scenarios_validate(tmp_path: Path) -> None:
         rehearsal_from_dict({"strategy": "aggressive", "colour": "red"})
     with pytest.raises(ConfigError, match="events\\[0\\].action"):
         rehearsal_from_dict({"events": [{"at": 3, "action": "explode"}]})
+    with pytest.raises(ConfigError, match="origin_gates"):
+        rehearsal_from_dict({"origin_gates": ["hit_rate >= 0.9"]})
+    with pytest.raises(ConfigError, match="shared derivative store"):
+        rehearsal_from_dict({"stack": {"shared_derivatives": False, "prescale_launch": True}})
+    # the problem and the fix are judged by the same gates, on the same traffic
+    ephemeral = load_rehearsal("ephemeral")
+    assert ephemeral.loadtest["gates"] == default.loadtest["gates"]
+    assert ephemeral.origin_gates == default.origin_gates
+    assert ephemeral.strategy != default.strategy and not ephemeral.stack.shared_derivatives
+    assert "p99_ms(miss) <= 500" in default.loadtest["gates"]["rules"]
     table = {"name": "x", "catalog": {"zipf": 1.2, "roles": {"thumb": {"widths": [320], "share": 1.0}}}}
     import tomllib
 
     assert tomllib.loads(dump_toml(table)) == table
+
+
+def test_prescale_plan_is_the_launch_and_the_hottest(tmp_path: Path) -> None:
+    from edgeproof.rehearse import _loadtest_table, prescale_plan
+
+    keys = tmp_path / "catalog.txt"
+    keys.write_text("".join(f"images/sku-{s:05d}-{i}.jpg\n" for s in range(1, 9) for i in (1, 2)))
+    scenario = load_rehearsal("default")
+    table = _loadtest_table(scenario, keys)
+    file = tmp_path / "lt.toml"
+    file.write_text(dump_toml(table))
+    got_keys, ops, skus = prescale_plan(scenario, file)
+    new = table["promotion"]["new_skus"]
+    hottest = scenario.stack.prescale_hottest
+    assert skus == [*range(1, hottest + 1), *range(9 - new, 9)]
+    assert got_keys == [f"images/sku-{s:05d}-{i}.jpg" for s in skus for i in (1, 2)]
+    # the variants the edge asks the store for: each role width, WebP for Safari and JPEG for legacy
+    widths = sorted(w for role in table["catalog"]["roles"].values() for w in role["widths"])
+    assert sorted({op.split(",")[0] for op in ops}) == sorted(f"w={w}" for w in set(widths))
+    assert {op.rsplit("f=", 1)[1] for op in ops} == {"webp", "jpeg"}
+    no_prescale = rehearsal_from_dict({"stack": {"prescale_launch": False}})
+    assert prescale_plan(no_prescale, file) == ([], [], [])
 
 
 def _processes_mentioning(text: str) -> list[int]:
