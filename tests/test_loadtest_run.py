@@ -194,3 +194,24 @@ def test_replay_reproduces_the_log_url_sequence(tmp_path: Path, target: Callable
     offsets = [t.timestamp() - t0 for t in table.column("intended_start").to_pylist()]
     assert offsets[-1] == pytest.approx(5.0, abs=0.01)
     assert offsets[1] - offsets[0] == pytest.approx(10 * 5 / 590, rel=0.01)
+
+
+def test_short_low_rate_run_sends_across_its_whole_duration(tmp_path: Path, target: Callable[..., str]) -> None:
+    # far fewer arrivals (~60) than the default sender pool (1000): every arrival is handed to a sender
+    # at once, but the lane must still wait for the last one's intended start before it drains
+    url = target()
+    out = tmp_path / "run"
+    res = _edgeproof("loadtest", "run", "soak", "--host", url, "--duration", "15", "--peak-rps", "4",
+                     "--out", str(out), "--gate", "requests(all) >= 1", "--quiet")
+    assert res.returncode == 0, _why(res, out)
+    table = read_records(out)
+    shape = build_shape({"kind": "soak"}, duration=15, peak_rps=4)
+    arrivals = list(shape.arrivals())
+    assert len(arrivals) < 1000 and max(arrivals) > 12
+    assert table.num_rows == len(arrivals), _why(res, out)
+    t0 = _t0(out)
+    sent = table.filter(pc.invert(table.column("dropped")))
+    assert sent.num_rows == len(arrivals)
+    assert set(sent.column("status").to_pylist()) == {200}, _why(res, out)
+    starts = sorted(t.timestamp() - t0 for t in sent.column("actual_start").to_pylist())
+    assert starts[-1] > 12, starts[-5:]
