@@ -113,10 +113,11 @@ def _push_front(s: int, c: int, L: np.ndarray, head: np.ndarray, tail: np.ndarra
 
 
 @njit(cache=True)
-def _run(t, c0, c1, c2, key, var, size, scored, HT, D, VT, S, L, n_slots, head, tail, used, vseen, counters,
-         ttl, capacity, count_firsts):
+def _run(t, c0, c1, c2, key, var, size, scored, HT, D, VC, VT, S, L, n_slots, head, tail, used, vseen,
+         counters, ttl, capacity, count_firsts):
     bounded = capacity > 0  # no capacity: no eviction, so no LRU order to keep
     direct = D.shape[0] > 0  # one cache (c == 0) whose slots are found by key id in D, not by hashing
+    counted = VC.shape[0] > 0  # one cache: VC[v] = (its cached keys in variant v's ring, a ring member)
     for i in range(t.shape[0]):
         now = t[i]
         k = key[i]
@@ -156,13 +157,19 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, D, VT, S, L, n_slots, head, 
                 L[s, _VAR] = v
                 L[s, _VNEXT] = -1
                 if tier == 0 and v >= 0:  # join the ring of this POP's keys of the same variant
-                    vj = _probe(VT, (c << 32) | v)
-                    if VT[vj, 0] == -1:
-                        VT[vj, 0] = (c << 32) | v
-                        VT[vj, 1] = s
+                    if counted:
+                        m = VC[v, 1]
+                        if m == -1:
+                            VC[v, 1] = s
+                    else:
+                        vj = _probe(VT, (c << 32) | v)
+                        m = VT[vj, 1] if VT[vj, 0] != -1 else -1
+                        if m == -1:
+                            VT[vj, 0] = (c << 32) | v
+                            VT[vj, 1] = s
+                    if m == -1:
                         L[s, _VNEXT] = s
                     else:
-                        m = VT[vj, 1]
                         L[s, _VNEXT] = L[m, _VNEXT]
                         L[m, _VNEXT] = s
             flags = S[s, _SIZEF] >> _FLAG_SHIFT
@@ -182,12 +189,32 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, D, VT, S, L, n_slots, head, 
             if tier == 0 and sc:
                 counters[_MISSES] += 1
                 cls = _COLD if flags == 0 else (_EXPIRED if flags == 1 else _EVICTED)
-                o = L[s, _VNEXT]
-                while o != s and o != -1:
-                    if (S[o, _SIZEF] >> _FLAG_SHIFT) == 1 and (ttl <= 0 or now - S[o, _TIME] < ttl):
-                        cls = _FRAG
-                        break
-                    o = L[o, _VNEXT]
+                if v >= 0:
+                    start = s
+                    if L[s, _VAR] != v:  # the key was first seen as another variant: find v's ring
+                        start = -1
+                        if counted:
+                            start = VC[v, 1]
+                        else:
+                            vj = _probe(VT, (c << 32) | v)
+                            if VT[vj, 0] != -1:
+                                start = VT[vj, 1]
+                    others = 1
+                    if counted:
+                        others = VC[v, 0] - (1 if flags == 1 and L[s, _VAR] == v else 0)
+                    if others > 0 and start != -1:
+                        if counted and ttl <= 0:  # no expiry: cached is fresh
+                            cls = _FRAG
+                        else:
+                            o = start
+                            while True:
+                                if o != s and (S[o, _SIZEF] >> _FLAG_SHIFT) == 1 and \
+                                        (ttl <= 0 or now - S[o, _TIME] < ttl):
+                                    cls = _FRAG
+                                    break
+                                o = L[o, _VNEXT]
+                                if o == start:
+                                    break
                 counters[cls] += 1
             # fill (or refresh) this cache
             sz = size[i]
@@ -199,12 +226,18 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, D, VT, S, L, n_slots, head, 
                 if sz > capacity:
                     if flags == 1:
                         S[s, _SIZEF] = _EVICTED_FLAGS
+                        if counted and L[s, _VAR] >= 0:
+                            VC[L[s, _VAR], 0] -= 1
                     continue
                 while used[c] + sz > capacity and tail[c] != -1:
                     e = tail[c]
                     _unlink(e, c, L, head, tail)
                     used[c] -= S[e, _SIZEF] & _SIZE_MASK
                     S[e, _SIZEF] = _EVICTED_FLAGS
+                    if counted and L[e, _VAR] >= 0:
+                        VC[L[e, _VAR], 0] -= 1
+            if counted and flags != 1 and L[s, _VAR] >= 0:
+                VC[L[s, _VAR], 0] += 1
             S[s, _TIME] = now
             S[s, _SIZEF] = sz | _CACHED_FLAGS
             used[c] += sz
@@ -234,6 +267,8 @@ class CacheModel:
         self._n_slots = np.zeros(1, dtype=np.int64)
         self._ht = new_table(1 << 12)
         self._direct = np.zeros(0, dtype=np.int32)  # key id -> slot (-1: none) while dense; else empty
+        # with _direct: per variant, (cached keys in its ring, a ring member or -1), in place of _vt
+        self._vcount = np.zeros((0, 2), dtype=np.int32)
         self._vt = new_table(1 << 12)
         self._slots = np.zeros((1 << 11, 8), dtype=np.int32)
         self._head = np.full(16, -1, dtype=np.int64)
@@ -251,8 +286,15 @@ class CacheModel:
             new = np.zeros((max(need, 2 * self._slots.shape[0]), 8), dtype=np.int32)
             new[: self._slots.shape[0]] = self._slots
             self._slots = new
-        self._index(need, n_keys)
-        self._vt = grow_table(self._vt, need)
+        self._index(need, n_keys, n_variants)
+        if self._direct.shape[0]:
+            if n_variants > self._vcount.shape[0]:
+                count = np.zeros((max(n_variants, 2 * self._vcount.shape[0]), 2), dtype=np.int32)
+                count[:, 1] = -1
+                count[: self._vcount.shape[0]] = self._vcount
+                self._vcount = count
+        else:
+            self._vt = grow_table(self._vt, need)
         if n_caches > self._head.shape[0]:
             size = max(n_caches, 2 * self._head.shape[0])
             for name, fill in (("_head", -1), ("_tail", -1), ("_used", 0)):
@@ -265,17 +307,19 @@ class CacheModel:
             seen[: self._vseen.shape[0]] = self._vseen
             self._vseen = seen
 
-    def _index(self, need: int, n_keys: int) -> None:
+    def _index(self, need: int, n_keys: int, n_variants: int) -> None:
         """Size the key -> slot index for ``need`` slots and key ids below ``n_keys``; switch its kind."""
         dense = self.single and n_keys <= _DENSE * max(self.slots, 1)
         if self._direct.shape[0]:
             if not dense and n_keys > 2 * _DENSE * max(self.slots, 1):  # sparse again: back to hashing
                 keys = np.nonzero(self._direct >= 0)[0]
                 pairs = np.stack([keys, self._direct[keys].astype(np.int64)], axis=1)
-                self._direct = np.zeros(0, dtype=np.int32)
-                self._ht = new_table(1 << 12)
-                self._ht = grow_table(self._ht, need)
+                self._ht = grow_table(new_table(1 << 12), need)
                 _rehash(pairs, self._ht)
+                rings = np.nonzero(self._vcount[:, 1] >= 0)[0]
+                self._vt = grow_table(new_table(1 << 12), need)
+                _rehash(np.stack([rings, self._vcount[rings, 1].astype(np.int64)], axis=1), self._vt)
+                self._direct, self._vcount = np.zeros(0, dtype=np.int32), np.zeros((0, 2), dtype=np.int32)
                 return
             if n_keys > self._direct.shape[0]:
                 new = np.full(max(n_keys, 2 * self._direct.shape[0]), -1, dtype=np.int32)
@@ -286,7 +330,14 @@ class CacheModel:
             direct = np.full(max(n_keys, 1 << 12), -1, dtype=np.int32)
             used = self._ht[:, 0] != -1
             direct[self._ht[used, 0]] = self._ht[used, 1]
-            self._direct, self._ht = direct, new_table(1 << 4)
+            rows = self._slots[: self.slots]
+            cached = ((rows.view(np.int64)[:, _SIZEF] >> _FLAG_SHIFT) == 1) & (rows[:, _VAR] >= 0)
+            count = np.zeros((max(n_variants, 1 << 4), 2), dtype=np.int32)
+            count[:, 1] = -1
+            np.add.at(count[:, 0], rows[cached, _VAR], 1)
+            rings = self._vt[:, 0] != -1
+            count[self._vt[rings, 0], 1] = self._vt[rings, 1]
+            self._direct, self._vcount, self._ht, self._vt = direct, count, new_table(1 << 4), new_table(1 << 4)
             return
         self._ht = grow_table(self._ht, need)
 
@@ -309,7 +360,8 @@ class CacheModel:
         _run(
             t.astype(i64, copy=False), c0.astype(i64, copy=False), c1.astype(i64, copy=False),
             c2.astype(i64, copy=False), key, var.astype(i64, copy=False), size,
-            scored.astype(np.bool_, copy=False), self._ht, self._direct, self._vt, self._slots.view(np.int64),
+            scored.astype(np.bool_, copy=False), self._ht, self._direct, self._vcount, self._vt,
+            self._slots.view(np.int64),
             self._slots, self._n_slots, self._head, self._tail, self._used, self._vseen, self.counters,
             self.ttl_ms, self.capacity, self.count_firsts,
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from analytics.replay import compare_strategies, parse_bytes, parse_duration, region_of
 from analytics.schema import LOG_SCHEMA
+from analytics.strategies import Strategy, get_strategy
 from edgeproof.errors import UsageError
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -221,6 +224,108 @@ def test_streams_any_iterable_of_batches(samples_dir: Path) -> None:
     assert (p["requests"], p["cold"], p["hits"]) == (9, 3, 6)
     out = compare_strategies(read_logs([str(samples_dir)]), ["passthrough"])
     assert out["bad_lines"] >= 1 and out["replayed"] > 50
+
+
+def test_replay_streams_batch_by_batch() -> None:
+    """One pass: each batch is keyed and replayed before the next is asked for, and none is kept."""
+    events: list[str] = []
+    refs: list[weakref.ref[pa.RecordBatch]] = []
+    most_alive = 0
+
+    class Recording(Strategy):
+        __slots__ = ()
+
+        def path_part(self, path: str) -> Any:
+            events.append("keyed " + path.split("/")[1])
+            return Strategy.path_part(self, path)
+
+    def rows_of(b: int) -> list[dict[str, Any]]:  # each batch: one path of its own, then shared ones
+        return [{"t": b * 100 + i, "pop": ("IAD89-C1", "FRA2-C1")[i % 2],
+                 "uri": f"/b{b}/x.jpg" if i == 0 else f"/shared/{i % 7}.jpg?w={i % 3}"} for i in range(60)]
+
+    def batches(n: int) -> Iterator[pa.RecordBatch]:
+        nonlocal most_alive
+        for b in range(n):
+            batch = log(rows_of(b)).to_batches()[0]
+            refs.append(weakref.ref(batch))
+            most_alive = max(most_alive, sum(r() is not None for r in refs))
+            events.append(f"yield b{b}")
+            yield batch
+            del batch
+
+    n = 40
+    strategy = Recording(get_strategy("passthrough").config)
+    streamed = compare_strategies(batches(n), [strategy], capacity=5000, calibrate=False)
+    # batch b's own path was keyed after it was handed over and before batch b+1 was asked for
+    for b in range(n):
+        assert events.index(f"keyed b{b}") == events.index(f"yield b{b}") + 1
+    assert most_alive <= 2  # the batch being replayed (and, briefly, the next one): never the stream
+    whole = log([r for b in range(n) for r in rows_of(b)])
+    at_once = compare_strategies(whole, [Recording(get_strategy("passthrough").config)], capacity=5000,
+                                 calibrate=False)
+    assert streamed == at_once
+    assert streamed["strategies"]["passthrough"]["requests"] == n * 60
+
+
+POP_COUNTERS = ("requests", "hits", "misses", "cold", "expired", "evicted", "fragmented", "transforms",
+                "unique_keys", "unique_variants")
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 11), st.integers(0, 2), st.sampled_from([300, 700, 1500])),
+             min_size=1, max_size=150),
+    st.sampled_from([0, 9]), st.sampled_from([0, 2500]), st.sampled_from([0, 40]), st.integers(1, 12),
+)
+def test_pop_tier_fast_path_matches_the_general_model(
+    steps: list[tuple[int, int, int, int]], ttl: int, cap: int, warmup: int, batch_rows: int,
+) -> None:
+    """The pop tier replays POP by POP in per-POP state (slots indexed by key id once a POP is dense, by
+    hashing when sparse); the shield tier replays every cache in one hashed model. The POP caches must
+    behave the same under both, across many small batches. ``f=auto`` spellings make one key serve
+    several variants (by the served content type)."""
+    pops = ("IAD89-C1", "FRA2-C1", "NRT5-C1", "GRU1-C1")
+    spell = ("w={}&f=auto", "width={}&f=auto", "f=auto&w={}")
+    rows = [{"t": i, "pop": pops[p], "uri": f"/a{k % 2}.jpg?" + spell[k % 3].format(k // 3),
+             "ct": ("image/avif", "image/webp", "image/jpeg")[c], "bytes": size}
+            for i, (p, k, c, size) in enumerate(steps)]
+    table = log(rows)
+    assert_same_pop_caches(lambda: iter(table.to_batches(max_chunksize=batch_rows)), ttl=ttl, capacity=cap or None,
+                           warmup=warmup)
+
+
+def assert_same_pop_caches(batches: Any, **kw: Any) -> dict[str, Any]:
+    """``batches()`` replayed at the pop tier (per-POP models) and at the shield tier (one general model)."""
+    names = ["passthrough", "aggressive"]
+    fast = compare_strategies(batches(), names, tier="pop", calibrate=False, **kw)
+    general = compare_strategies(batches(), names, tier="shield", calibrate=False, **kw)
+    for name in names:
+        f, g = fast["strategies"][name], general["strategies"][name]
+        assert {k: f[k] for k in POP_COUNTERS} == {k: g[k] for k in POP_COUNTERS}
+    return fast
+
+
+@pytest.mark.parametrize(("ttl", "cap"), [(0, None), (0, 9000), (50, 9000)])
+def test_pop_index_switches_between_key_ids_and_hashing(ttl: int, cap: int | None) -> None:
+    """A POP's slots are indexed by key id while it has seen >= 1/8 of the key ids, else hashed: dense from
+    the start, sparse when many new keys arrive elsewhere, dense again (with cached keys and variant rings
+    carried over) when it sees them too."""
+    def uri(k: int) -> str:
+        return f"/p{k // 2 % 9}.jpg?" + ("w={}&f=auto", "width={}&f=auto")[k % 2].format(k // 2)  # 2 spellings
+
+    t = iter(range(10**6))
+    phases = [
+        [("IAD89-C1", k) for k in range(4)] + [("FRA2-C1", 0)],          # both POPs dense
+        [("IAD89-C1", k) for k in range(4, 160)],                          # FRA (and IAD) sparse: hashing
+        [("IAD89-C1", k) for k in range(160)] * 2,                         # IAD dense again
+        [("FRA2-C1", k) for k in range(0, 160, 2)],                        # FRA, still sparse: rings hashed
+        [("FRA2-C1", k) for k in range(160)] * 2,                          # FRA dense: odd keys join the rings
+    ]
+    tables = [log([{"t": next(t), "pop": pop, "uri": uri(k), "bytes": 300 + 200 * (k % 5),
+                    "ct": ("image/avif", "image/webp")[k // 2 % 3 == 0]} for pop, k in phase]) for phase in phases]
+    out = assert_same_pop_caches(lambda: iter(tables), ttl=ttl, capacity=cap)["strategies"]["passthrough"]
+    assert out["requests"] == sum(len(phase) for phase in phases)
+    assert out["fragmented"] > 0 and (cap is None or out["evicted"] > 0)
 
 
 # ---------------------------------------------------------------- real samples
