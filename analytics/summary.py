@@ -36,6 +36,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "time_to_first_byte", "sc_content_type",
 )
 _LATENCY = (("time_taken", "time_taken"), ("ttfb", "time_to_first_byte"))
+#: blocks of lines a summary parses at once: fewer, larger blocks cost less per line (measured 16 vs 8 MiB)
+_BLOCK_BYTES = 16 << 20
 _GET_HEAD = string_array(["GET", "HEAD"])
 _FALSE = scalar(False, pa.bool_())
 _ZERO = scalar(0, pa.int64())
@@ -218,7 +220,7 @@ def _columns(by: str | None) -> list[str]:
 
 def _summarize_one(inp: LogInput, by: str | None, opts: dict[str, Any], threads: int = 1) -> Partial:
     part = Partial(by)
-    part.add_stream(LogStream([inp], columns=_columns(by), threads=threads, **opts))
+    part.add_stream(LogStream([inp], columns=_columns(by), threads=threads, block_bytes=_BLOCK_BYTES, **opts))
     return part
 
 
