@@ -159,9 +159,15 @@ class LatencySketch:
         Compute once, then :meth:`add_buckets` any subset (e.g. hits only) without recomputing logs.
         """
         arr = np.asarray(values, dtype=np.float64)
+        idx = np.clip(arr, self.min_value, self.max_value)  # one scratch array, then in place
         with np.errstate(invalid="ignore", divide="ignore"):
-            idx = np.ceil(np.log(np.clip(arr, self.min_value, self.max_value)) / self._lg)
-        codes = np.clip(np.nan_to_num(idx, nan=0.0).astype(np.int64) - self._offset, 0, self.counts.size - 1) + 1
+            np.log(idx, out=idx)
+            np.divide(idx, self._lg, out=idx)
+            np.ceil(idx, out=idx)
+        np.nan_to_num(idx, copy=False, nan=0.0)
+        codes = idx.astype(np.int64)
+        codes -= self._offset - 1
+        np.clip(codes, 1, self.counts.size, out=codes)
         codes[arr <= self.min_value] = 0
         codes[~(arr >= 0)] = -1
         return codes
