@@ -85,6 +85,9 @@ def _decode(arr: pa.Array) -> pa.Array:
     """URL-decode once, only the values that contain ``%`` (each distinct value decoded once)."""
     if arr.null_count == len(arr):
         return arr
+    data = arr.buffers()[2] if isinstance(arr, pa.Array) and pa.types.is_string(arr.type) else None
+    if data is not None and data.to_pybytes().find(b"%") < 0:  # no '%' byte at all: nothing to decode
+        return arr
     mask = pc.fill_null(pc.match_substring(arr, "%"), _FALSE)
     if not pc.any(mask).as_py():
         return arr
