@@ -255,8 +255,8 @@ def explain(s: dict[str, Any]) -> list[str]:
             text += f"{mine['keys_per_variant']:.1f} keys on average." if mine and mine.get("keys_per_variant") \
                 else "several keys."
             if best and best["strategy"] != s["strategy"]:
-                text += (f" Normalizing the key ('{best['strategy']}') would have scored {best['hit_rate']:.1%} on "
-                         f"the same traffic.")
+                text += (f" Replayed with a normalizing key ('{best['strategy']}'), the same traffic scores "
+                         f"{best['hit_rate']:.1%}.")
             why.append(text)
         cold = anatomy.get("cold") or 0
         if cold and cold >= 0.5 * total:
@@ -440,6 +440,7 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         "bin_seconds": bin_s,
         "consistency": consistency,
         "gates": verdict.to_json(),
+        "origin_gates": list(scenario.origin_gates) if embedded else [],
         "verdict_table": verdict.table(),
         "passed": verdict.passed,
         "notes": notes,

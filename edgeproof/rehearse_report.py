@@ -89,11 +89,12 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
         for line in s["why"]:
             doc.paragraph(line)
     doc.heading("Gates")
+    origin_gates = {g.strip() for g in s.get("origin_gates") or []}
     doc.table(["gate", "value", "threshold", "rows", "result"],
               [[g["gate"], "n/a" if g["value"] is None else round(g["value"], 4), f"{g['op']} {g['threshold']:g}",
-                g["rows"], "PASS" if g["passed"] else "FAIL"] for g in gates],
+                "–" if g["gate"] in origin_gates else g["rows"], "PASS" if g["passed"] else "FAIL"] for g in gates],
               caption="From the recorder rows (X-Cache per response), scored over the spike phases unless a gate "
-                      "names a phase; origin gates (rows 0) from the origin tasks' counters and stores, whole run", row_classes=["pass" if g["passed"] else "fail" for g in gates])
+                      "names a phase; origin gates (no rows) from the origin tasks' counters and stores, whole run", row_classes=["pass" if g["passed"] else "fail" for g in gates])
 
     doc.heading("Traffic and hit rate")
     doc.figure(made["traffic"], "Requests per second (edge logs and the schedule) and the hit rate over time; "
