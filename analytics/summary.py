@@ -8,10 +8,8 @@ split across processes, and memory is bounded (counts and fixed-size sketches on
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -239,6 +237,8 @@ def _warm_up(by: str | None) -> None:
 
 
 def _pool_context() -> Any:
+    import multiprocessing  # only with several jobs: ~20 ms of imports a sequential summary skips
+
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
@@ -292,6 +292,8 @@ def summarize(
     context = _pool_context()
     if context.get_start_method() == "fork":
         _warm_up(by)  # forked workers inherit what the first summary loads (pandas via pyarrow: ~0.5 s)
+    from concurrent.futures import ProcessPoolExecutor
+
     with ProcessPoolExecutor(max_workers=min(jobs, len(inputs)), mp_context=context) as pool:
         futures = [pool.submit(_summarize_one, inp, by, opts) for inp in inputs]
         for fut in futures:
