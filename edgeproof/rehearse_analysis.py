@@ -278,6 +278,15 @@ def explain(s: dict[str, Any]) -> list[str]:
             text += (" Each task keeps its variants in a private cache and on its own disk: a task added by "
                      "scale-out starts cold and transforms again what the others already made.")
         why.append(text)
+    ot = s.get("origin_timeline") or []
+    for ev in s.get("events") or []:
+        if ev["action"] != "scale_out" or not ot:
+            continue
+        before = sum(r.get("transforms_per_s", 0.0) * r["dt"] for r in ot if ev["t"] - 10 <= r["t"] < ev["t"])
+        after = sum(r.get("transforms_per_s", 0.0) * r["dt"] for r in ot if ev["t"] <= r["t"] < ev["t"] + 10)
+        why.append(f"Scale-out at t={ev['t']:.0f}s (→ {ev['origin_tasks']} tasks): {after:.0f} transforms in the "
+                   f"10 s after it, {before:.0f} in the 10 s before.")
+        break
     group = s.get("origin_group") or {}
     if group.get("primary"):
         served = group["primary"] - group.get("failovers", 0)
