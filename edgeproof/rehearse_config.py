@@ -34,12 +34,12 @@ Unknown keys are errors (:class:`~edgeproof.errors.ConfigError` naming the file 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeproof.errors import ConfigError
+from edgeproof.tomlfile import builtin_names, load_named_toml
 
 __all__ = [
     "BUILTIN_DIR",
@@ -180,24 +180,12 @@ def parse_origin_gate(rule: Any, where: str = "origin_gates") -> tuple[str, str,
 
 
 def list_rehearsal_scenarios() -> list[str]:
-    return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
+    return builtin_names(BUILTIN_DIR)
 
 
 def load_rehearsal(name_or_path: str | Path | None) -> RehearsalScenario:
     """A built-in rehearsal scenario by name (``default``) or a TOML file path."""
-    text = str(name_or_path or "default")
-    path = Path(text)
-    if not (text.endswith(".toml") or path.is_file()):
-        if text not in list_rehearsal_scenarios():
-            raise ConfigError(f"unknown rehearsal scenario {text!r}",
-                              detail=f"built-in: {', '.join(list_rehearsal_scenarios())}; or give a .toml path")
-        path = BUILTIN_DIR / f"{text}.toml"
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read rehearsal scenario {path}: {err.strerror or err}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    data, path = load_named_toml(name_or_path or "default", BUILTIN_DIR, "rehearsal scenario")
     return rehearsal_from_dict(data, where=str(path))
 
 

@@ -61,12 +61,12 @@ This module must stay importable without Locust and without boto3.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeproof.errors import ConfigError
+from edgeproof.tomlfile import builtin_names, load_named_toml
 
 __all__ = [
     "BUILTIN_DIR",
@@ -416,24 +416,10 @@ def scenario_from_dict(data: dict[str, Any], where: str = "<scenario>", base_dir
 
 def list_builtin_scenarios() -> list[str]:
     """Names of the scenarios shipped in ``loadtest/scenarios``."""
-    return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
+    return builtin_names(BUILTIN_DIR)
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """A built-in scenario by name (``spike``) or a TOML file path."""
-    text = str(name_or_path)
-    path = Path(text)
-    if not (text.endswith(".toml") or path.is_file()):
-        if text not in list_builtin_scenarios():
-            raise ConfigError(
-                f"unknown scenario {text!r}",
-                detail=f"built-in scenarios: {', '.join(list_builtin_scenarios())}; or give a .toml path",
-            )
-        path = BUILTIN_DIR / f"{text}.toml"
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read scenario {path}: {err.strerror or err}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    data, path = load_named_toml(name_or_path, BUILTIN_DIR, "scenario")
     return scenario_from_dict(data, where=str(path), base_dir=path.resolve().parent)
