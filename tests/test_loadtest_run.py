@@ -201,17 +201,17 @@ def test_short_low_rate_run_sends_across_its_whole_duration(tmp_path: Path, targ
     # at once, but the lane must still wait for the last one's intended start before it drains
     url = target()
     out = tmp_path / "run"
-    res = _edgeproof("loadtest", "run", "soak", "--host", url, "--duration", "15", "--peak-rps", "4",
+    res = _edgeproof("loadtest", "run", "soak", "--host", url, "--duration", "10", "--peak-rps", "6",
                      "--out", str(out), "--gate", "requests(all) >= 1", "--quiet")
     assert res.returncode == 0, _why(res, out)
     table = read_records(out)
-    shape = build_shape({"kind": "soak"}, duration=15, peak_rps=4)
+    shape = build_shape({"kind": "soak"}, duration=10, peak_rps=6)
     arrivals = list(shape.arrivals())
-    assert len(arrivals) < 1000 and max(arrivals) > 12
+    assert len(arrivals) < 1000 and max(arrivals) > 9
     assert table.num_rows == len(arrivals), _why(res, out)
     t0 = _t0(out)
     sent = table.filter(pc.invert(table.column("dropped")))
     assert sent.num_rows == len(arrivals)
     assert set(sent.column("status").to_pylist()) == {200}, _why(res, out)
     starts = sorted(t.timestamp() - t0 for t in sent.column("actual_start").to_pylist())
-    assert starts[-1] > 12, starts[-5:]
+    assert starts[-1] > 8.5, starts[-5:]  # an early drain (5 s) stops well before
