@@ -382,20 +382,28 @@ def _firsts(var, scored, vseen, counters):
 
 
 @njit(cache=True)
-def _group(c0, n_groups):
-    """(order, offsets): a stable counting sort of the rows by cache id; group g is order[offsets[g]:offsets[g+1]]."""
+def _group(c0, n_groups, t, key, var, size, scored):
+    """The rows grouped by cache id, time order kept within a group (a stable counting sort): the permuted
+    (t, key, var, size, scored) and the offsets; group g is rows offsets[g]:offsets[g+1]."""
+    n = c0.shape[0]
     offsets = np.zeros(n_groups + 1, dtype=np.int64)
-    for i in range(c0.shape[0]):
+    for i in range(n):
         offsets[c0[i] + 1] += 1
     for g in range(n_groups):
         offsets[g + 1] += offsets[g]
     fill = offsets[:-1].copy()
-    order = np.empty(c0.shape[0], dtype=np.int64)
-    for i in range(c0.shape[0]):
+    t2, key2, var2, size2 = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    scored2 = np.empty(n, np.bool_)
+    for i in range(n):
         g = c0[i]
-        order[fill[g]] = i
-        fill[g] += 1
-    return order, offsets
+        j = fill[g]
+        fill[g] = j + 1
+        t2[j] = t[i]
+        key2[j] = key[i]
+        var2[j] = var[i]
+        size2[j] = size[i]
+        scored2[j] = scored[i]
+    return t2, key2, var2, size2, scored2, offsets
 
 
 class PopCacheModel:
@@ -434,10 +442,9 @@ class PopCacheModel:
         while len(self._pops) < n_caches:
             self._pops.append(CacheModel(ttl_ms=self.ttl_ms, capacity=self.capacity, count_firsts=False,
                                          single=True))
-        order, offsets = _group(c0.astype(i64, copy=False), n_caches)
-        t, key, size = t.astype(i64, copy=False)[order], key.astype(i64, copy=False)[order], \
-            size.astype(i64, copy=False)[order]
-        var, scored = var[order], scored[order]
+        t, key, var, size, scored, offsets = _group(c0.astype(i64, copy=False), n_caches, t.astype(i64, copy=False),
+                                                    key.astype(i64, copy=False), var, size.astype(i64, copy=False),
+                                                    scored)
         zeros, absent = np.zeros(n, dtype=i64), np.full(n, -1, dtype=i64)
         n_keys = int(key.max()) + 1
         for g in np.nonzero(np.diff(offsets))[0]:

@@ -324,15 +324,13 @@ def compare_strategies(
 
         # 4. global ids of paths and of (query, accept); each strategy applied once per new one
         p_idx, p_vals = _encode(_string_column(sub, "cs_uri_stem"))
-        p_lut = np.empty(len(p_vals), dtype=np.int64)
+        p_lut = np.array([path_ids.get(v, -1) for v in p_vals], dtype=np.int64)
         new_paths: list[str] = []
-        for i, v in enumerate(p_vals):
-            gid = path_ids.get(v)
-            if gid is None:
-                gid = path_ids[v] = len(paths)
-                paths.append(v)
-                new_paths.append(v)
-            p_lut[i] = gid
+        for i in np.nonzero(p_lut < 0)[0]:  # new paths (the values of a dictionary are distinct)
+            v = p_vals[i]
+            p_lut[i] = path_ids[v] = len(paths)
+            paths.append(v)
+            new_paths.append(v)
         q_idx, q_vals = _encode(_string_column(sub, "cs_uri_query"))
         local = q_idx * 3 + acc
         present = np.zeros(3 * max(len(q_vals), 1), dtype=bool)
