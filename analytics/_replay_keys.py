@@ -41,6 +41,41 @@ def _pair_ids(a, b, table, count, out, var, with_variant):
         out[i] = table[j, 1]
 
 
+@njit(cache=True)
+def _ids_by_parts(path_ids, query_ids, p_key, p_var, q_key, q_var, vt, v_count, kt, k_count, k_with_variant,
+                  key, var):
+    """:meth:`KeyIndex.ids` in one pass when no path needs the whole request (same ids as _pair_ids twice)."""
+    for i in range(path_ids.shape[0]):
+        p = path_ids[i]
+        q = query_ids[i]
+        a = p_var[p]
+        b = q_var[q]
+        v = -1
+        if a >= 0 and b >= 0:
+            code = a * _SHIFT + b
+            j = _probe(vt, code)
+            if vt[j, 0] == -1:
+                vt[j, 0] = code
+                vt[j, 1] = v_count[0]
+                v_count[0] += 1
+            v = vt[j, 1]
+        a = p_key[p]
+        b = q_key[q]
+        k = -1
+        if a >= 0 and b >= 0:
+            code = a * _SHIFT + b
+            j = _probe(kt, code)
+            if kt[j, 0] == -1:
+                kt[j, 0] = code
+                kt[j, 1] = k_count[0]
+                k_count[0] += 1
+                if v >= 0:
+                    k_with_variant[0] += 1
+            k = kt[j, 1]
+        key[i] = k
+        var[i] = v
+
+
 class _PairTable:
     def __init__(self) -> None:
         self.table = new_table(1 << 12)
@@ -87,6 +122,7 @@ class KeyIndex:
         self.n_paths = 0
         self.n_queries = 0
         self._special: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+        self._any_special = False  # a path whose key needs the whole request (canonical form)
         self.keys = _PairTable()
         self.variants = _PairTable()
 
@@ -110,6 +146,7 @@ class KeyIndex:
             part = self.strategy.path_part(path)
             if part is None:
                 self.p_key[i] = self.p_var[i] = _SPECIAL
+                self._any_special = True
             else:
                 self.p_key[i] = self._kp.of(part[0])
                 self.p_var[i] = self._vp.of(part[1])
@@ -128,6 +165,16 @@ class KeyIndex:
     def ids(self, path_ids: np.ndarray, query_ids: np.ndarray, paths: list[str],
             queries: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
         """(key id, variant id) per row; key id -1 where the strategy refuses the request."""
+        if not self._any_special:
+            n = path_ids.shape[0]
+            v, k = self.variants, self.keys
+            v.table = grow_table(v.table, int(v.count[0]) + n)
+            k.table = grow_table(k.table, int(k.count[0]) + n)
+            key, var = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+            _ids_by_parts(path_ids.astype(np.int64, copy=False), query_ids.astype(np.int64, copy=False),
+                          self.p_key, self.p_var, self.q_key, self.q_var, v.table, v.count, k.table, k.count,
+                          k.with_variant, key, var)
+            return key, var
         kp, vp = self.p_key[path_ids], self.p_var[path_ids]
         ks, vs = self.q_key[query_ids], self.q_var[query_ids]
         special = np.nonzero(kp == _SPECIAL)[0]
