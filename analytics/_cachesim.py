@@ -14,6 +14,9 @@ classified, in this order of precedence:
 
 Then the regional cache and Origin Shield (when modelled) are tried in turn; what none of them has goes
 to the origin. Every cache a miss passes through is filled.
+
+:class:`PopCacheModel` is the same model for POP caches alone (no upper tier): one single-cache
+:class:`CacheModel` per POP, each batch grouped by POP, so one POP's state is the working set at a time.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ browser accepted is *inferred* from the served ``sc-content-type`` (AVIF served 
 accepted; WebP → WebP; JPEG/PNG → neither) and, when that is missing, from the user agent.
 
 Speed: a strategy is applied once per distinct (URL, inferred Accept) — the batch is dictionary-encoded —
-and the cache model runs compiled over integer arrays. Memory is bounded by distinct URLs and keys.
+and the cache model runs compiled over integer arrays (POP by POP at the pop tier). One pass: each batch
+is keyed and replayed before the next is read, so memory is bounded by distinct paths, queries and keys.
 """
 
 from __future__ import annotations
