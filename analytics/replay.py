@@ -18,7 +18,7 @@ is keyed and replayed before the next is read, so memory is bounded by distinct 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,13 +184,29 @@ def _encode(values: pa.Array) -> tuple[np.ndarray, list[str]]:
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
 
 
+def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    """``first`` then ``rest``, holding no reference to ``first`` once it is handed over."""
+    box = [first]
+    del first
+    yield box.pop()
+    yield from rest
+
+
 def _batches(source: Any) -> tuple[Iterable[pa.RecordBatch | pa.Table], Any]:
     """(batches, the LogStream for bad-line accounting or None); iterables are consumed lazily."""
     if isinstance(source, pa.Table | pa.RecordBatch):
         return [source], None
     if isinstance(source, str | Path):
         source = [source]
-    if isinstance(source, list | tuple) and source and all(isinstance(i, str | Path) for i in source):
+    if not isinstance(source, list | tuple):  # an iterator: of paths (few; collected) or of batches (lazy)
+        it = iter(source)
+        head = next(it, None)
+        if head is None:
+            return [], None
+        if not isinstance(head, str | Path):
+            return _prepend(head, it), source if hasattr(source, "bad_lines") else None
+        source = [head, *it]
+    if source and all(isinstance(i, str | Path) for i in source):
         from analytics.reader import read_logs
 
         stream = read_logs([str(i) for i in source], columns=list(COLUMNS), batch_rows=1 << 18)

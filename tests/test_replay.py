@@ -224,6 +224,8 @@ def test_streams_any_iterable_of_batches(samples_dir: Path) -> None:
     assert (p["requests"], p["cold"], p["hits"]) == (9, 3, 6)
     out = compare_strategies(read_logs([str(samples_dir)]), ["passthrough"])
     assert out["bad_lines"] >= 1 and out["replayed"] > 50
+    by_paths = compare_strategies(iter([samples_dir]), ["passthrough"])  # an iterator of paths: read as logs
+    assert by_paths["replayed"] == out["replayed"] and by_paths["bad_lines"] == out["bad_lines"]
 
 
 def test_replay_streams_batch_by_batch() -> None:
