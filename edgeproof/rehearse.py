@@ -267,8 +267,8 @@ def run_prescale(scenario: RehearsalScenario, scenario_file: Path, sources: Path
     store.mkdir(parents=True, exist_ok=True)
     keys_file = out / "prescale-keys.txt"
     keys_file.write_text("".join(k + "\n" for k in keys))
-    _say(quiet, f"prescaling {len(ops)} variant(s) of {len(keys)} image(s) ({len(skus)} SKUs: the launch and the "
-                f"hottest) into the derivative store…")
+    _say(quiet, f"prescaling {len(ops) * len(keys)} variants ({len(ops)} per image × {len(keys)} images of "
+                f"{len(skus)} SKUs: the launch and the hottest) into the derivative store…")
     began = time.monotonic()
     proc = subprocess.run(edgeproof_cmd("origin", "prescale", "--sources", str(sources), "--derivatives", str(store),
                                         "--variants", ";".join(ops), "--keys", str(keys_file), "--quiet"),
