@@ -21,6 +21,7 @@ __all__ = ["KeyIndex"]
 
 _SHIFT = 1 << 31
 _SPECIAL = -2
+_MEMO_MAX = 1 << 22  # entries (16 bytes each) of the dense (path, query) id memo; above it, hash tables only
 
 
 @njit(cache=True)
@@ -76,6 +77,45 @@ def _ids_by_parts(path_ids, query_ids, p_key, p_var, q_key, q_var, vt, v_count, 
         var[i] = v
 
 
+@njit(cache=True, inline="always")
+def _pair_id(table, count, code):
+    j = _probe(table, code)
+    if table[j, 0] == -1:
+        table[j, 0] = code
+        table[j, 1] = count[0]
+        count[0] += 1
+    return table[j, 1]
+
+
+@njit(cache=True)
+def _ids_memo(path_ids, query_ids, qshift, memo, p_key, p_var, q_key, q_var, vt, v_count, kt, k_count,
+              k_with_variant, key, var):
+    """:func:`_ids_by_parts` with a dense (path id, query id) memo of the ids: a repeated pair skips both
+    hash tables (``memo`` rows are (key id, variant id), -2 = not seen yet; the ids are the same)."""
+    for i in range(path_ids.shape[0]):
+        slot = (path_ids[i] << qshift) + query_ids[i]
+        k = memo[slot, 0]
+        if k != -2:
+            key[i] = k
+            var[i] = memo[slot, 1]
+            continue
+        p = path_ids[i]
+        q = query_ids[i]
+        v = -1
+        if p_var[p] >= 0 and q_var[q] >= 0:
+            v = _pair_id(vt, v_count, p_var[p] * _SHIFT + q_var[q])
+        k = -1
+        if p_key[p] >= 0 and q_key[q] >= 0:
+            before = k_count[0]
+            k = _pair_id(kt, k_count, p_key[p] * _SHIFT + q_key[q])
+            if k_count[0] != before and v >= 0:
+                k_with_variant[0] += 1
+        key[i] = k
+        var[i] = v
+        memo[slot, 0] = key[i]
+        memo[slot, 1] = var[i]
+
+
 class _PairTable:
     def __init__(self) -> None:
         self.table = new_table(1 << 12)
@@ -125,6 +165,8 @@ class KeyIndex:
         self._any_special = False  # a path whose key needs the whole request (canonical form)
         self.keys = _PairTable()
         self.variants = _PairTable()
+        self._memo = np.full((0, 2), -2, dtype=np.int64)
+        self._qshift = 0
 
     @property
     def unique_keys(self) -> int:
@@ -171,9 +213,13 @@ class KeyIndex:
             v.table = grow_table(v.table, int(v.count[0]) + n)
             k.table = grow_table(k.table, int(k.count[0]) + n)
             key, var = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
-            _ids_by_parts(path_ids.astype(np.int64, copy=False), query_ids.astype(np.int64, copy=False),
-                          self.p_key, self.p_var, self.q_key, self.q_var, v.table, v.count, k.table, k.count,
-                          k.with_variant, key, var)
+            p64, q64 = path_ids.astype(np.int64, copy=False), query_ids.astype(np.int64, copy=False)
+            if self._fit_memo():
+                _ids_memo(p64, q64, self._qshift, self._memo, self.p_key, self.p_var, self.q_key, self.q_var,
+                          v.table, v.count, k.table, k.count, k.with_variant, key, var)
+            else:
+                _ids_by_parts(p64, q64, self.p_key, self.p_var, self.q_key, self.q_var, v.table, v.count,
+                              k.table, k.count, k.with_variant, key, var)
             return key, var
         kp, vp = self.p_key[path_ids], self.p_var[path_ids]
         ks, vs = self.q_key[query_ids], self.q_var[query_ids]
@@ -187,6 +233,23 @@ class KeyIndex:
         var = self.variants.ids(vp, vs)
         key = self.keys.ids(kp, ks, var)
         return key, var
+
+    def _fit_memo(self) -> bool:
+        """Size the (path id << qshift | query id) memo for the ids seen so far; False when too large."""
+        qshift = max(self.n_queries - 1, 1).bit_length()
+        rows = self._memo.shape[0]
+        if (self.n_paths << qshift) > _MEMO_MAX:
+            self._memo = np.full((0, 2), -2, dtype=np.int64)
+            return False
+        if qshift != self._qshift:  # a new layout: start empty (the hash tables keep every id)
+            self._qshift, rows = qshift, 0
+            self._memo = np.full((0, 2), -2, dtype=np.int64)
+        if (self.n_paths << qshift) > rows:
+            new = np.full((min(max(self.n_paths, 2 * (rows >> qshift)) << qshift, _MEMO_MAX), 2), -2,
+                          dtype=np.int64)
+            new[:rows] = self._memo
+            self._memo = new
+        return True
 
     def _apply(self, path: str, query: str, accept: str) -> tuple[int, int, int, int]:
         try:

@@ -164,6 +164,9 @@ def _classes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     Exact ``Hit``/``RefreshHit``/``Miss``/``OriginShieldHit`` with ``GET``/``HEAD`` (nearly every row) are
     looked up directly; any other combination goes through :func:`analytics.metrics.classify`."""
     rt, method = _string_column(batch, "x_edge_result_type"), _string_column(batch, "cs_method")
+    rt0, m0 = _uniform(rt), _uniform(method)
+    if rt0 is not None and m0 is not None:  # one result type and one method in the whole batch
+        return np.full(len(rt), _CLASS_CODES[classify(rt0, m0)], dtype=np.int64)
     rt_code = pc.fill_null(pc.index_in(rt, value_set=_FAST_TYPES), 9).to_numpy(zero_copy_only=False)
     m_code = pc.fill_null(pc.index_in(method, value_set=_FAST_METHODS), 9).to_numpy(zero_copy_only=False)
     fast_lut = np.array([_CLASS_CODES[classify(t, m)] for t in _FAST_TYPES.to_pylist()
@@ -177,6 +180,16 @@ def _classes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
         lut = np.array([_CLASS_CODES[classify(t, m)] for t in rt_vals for m in m_vals] or [0], dtype=np.int64)
         cls[slow] = lut[rt_idx * len(m_vals) + m_idx]
     return cls
+
+
+def _uniform(values: pa.Array) -> str | None:
+    """The value of every row when all rows are equal (no nulls; cheaper than hashing every row)."""
+    if len(values) == 0:
+        return None
+    first = values[0].as_py()
+    if not pc.all(pc.equal(values.slice(0, 64), first)).as_py():
+        return None
+    return first if pc.all(pc.equal(values, first)).as_py() else None
 
 
 def _encode(values: pa.Array) -> tuple[np.ndarray, list[str]]:
@@ -252,8 +265,8 @@ def compare_strategies(
         all_runs = runs
 
     source, stream = _batches(batches_or_paths)
-    path_ids: dict[str, int] = {}
     paths: list[str] = []
+    known_paths = pa.array([], pa.string())  # the same paths, for pc.index_in
     query_ids: dict[tuple[str, str], int] = {}
     queries: list[tuple[str, str]] = []
     cache_ids: dict[str, int] = {}
@@ -325,7 +338,9 @@ def compare_strategies(
                      dtype=np.int64)
 
         # 3. the accepted formats, inferred (the log has no Accept header)
-        ct_idx, ct_vals = _encode(_string_column(sub, "sc_content_type"))
+        ct = _string_column(sub, "sc_content_type")
+        ct0 = _uniform(ct)
+        ct_idx, ct_vals = (np.zeros(len(ct), dtype=np.int64), [ct0]) if ct0 is not None else _encode(ct)
         ct_lut = np.array([_CLASS_BY_FORMAT.get(format_for_content_type(v) or "", -1) for v in ct_vals] or [0],
                           dtype=np.int64)
         acc = ct_lut[ct_idx]
@@ -340,14 +355,16 @@ def compare_strategies(
             accept_counts[k] += int((acc == k).sum())
 
         # 4. global ids of paths and of (query, accept); each strategy applied once per new one
-        p_idx, p_vals = _encode(_string_column(sub, "cs_uri_stem"))
-        p_lut = np.array([path_ids.get(v, -1) for v in p_vals], dtype=np.int64)
-        new_paths: list[str] = []
-        for i in np.nonzero(p_lut < 0)[0]:  # new paths (the values of a dictionary are distinct)
-            v = p_vals[i]
-            p_lut[i] = path_ids[v] = len(paths)
-            paths.append(v)
-            new_paths.append(v)
+        p_enc = _string_column(sub, "cs_uri_stem").dictionary_encode()
+        p_idx = p_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        p_lut = pc.fill_null(pc.index_in(p_enc.dictionary, value_set=known_paths), -1) \
+            .to_numpy(zero_copy_only=False).astype(np.int64)
+        fresh = np.nonzero(p_lut < 0)[0]  # new paths (the values of a dictionary are distinct)
+        new_paths: list[str] = p_enc.dictionary.take(pa.array(fresh)).to_pylist() if fresh.size else []
+        if new_paths:
+            p_lut[fresh] = np.arange(len(paths), len(paths) + len(new_paths))
+            paths.extend(new_paths)
+            known_paths = pa.concat_arrays([known_paths, pa.array(new_paths, pa.string())])
         q_idx, q_vals = _encode(_string_column(sub, "cs_uri_query"))
         local = q_idx * 3 + acc
         present = np.zeros(3 * max(len(q_vals), 1), dtype=bool)
