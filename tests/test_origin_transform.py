@@ -132,3 +132,39 @@ def test_deadline() -> None:
     with pytest.raises(Overloaded) as info:
         run("w=100,h=0,fit=cover,q=80,f=jpeg", deadline=deadline)
     assert info.value.status == 503
+
+
+def _header_cases() -> dict[str, bytes]:
+    import pyvips
+
+    base = decode(jpeg(120, 80))
+    cases = {}
+    for o in range(1, 9):
+        tagged = base.copy()
+        tagged.set_type(pyvips.GValue.gint_type, "orientation", o)
+        cases[f"orientation {o}"] = bytes(tagged.jpegsave_buffer(keep="exif"))
+    cases["progressive"] = bytes(decode(oriented_jpeg(6, 120, 60)).jpegsave_buffer(interlace=True))
+    cases["grey"] = bytes(base.colourspace("b-w").jpegsave_buffer())
+    cases["cmyk"] = cmyk_jpeg(120, 80)
+    cases["cmyk, no profile"] = bytes(decode(cmyk_jpeg(120, 80)).jpegsave_buffer(keep="none"))
+    cases["icc"] = bytes(base.jpegsave_buffer(profile="srgb"))
+    return cases
+
+
+@pytest.mark.parametrize("name", list(_header_cases()))
+def test_jpeg_header_read_in_python_matches_libvips(name: str) -> None:
+    """The probe reads JPEG markers itself; libvips's own header load is the reference."""
+    import pyvips
+
+    from origin.limits import DEFAULT_LIMITS
+    from origin.transform import _SWAPS_AXES, _jpeg_header, probe
+
+    data = _header_cases()[name]
+    info = _jpeg_header(data)
+    assert info is not None and probe(data, name, DEFAULT_LIMITS) == info
+    header = pyvips.Image.new_from_buffer(data, "")
+    orientation = header.get("orientation") if header.get_typeof("orientation") else 1
+    size = (header.height, header.width) if orientation in _SWAPS_AXES else (header.width, header.height)
+    assert (info.width, info.height, info.orientation) == (*size, orientation)
+    colour = bool(header.get_typeof("icc-profile-data")) or header.interpretation == "cmyk"
+    assert info.needs_colour_transform == colour
