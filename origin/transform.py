@@ -74,6 +74,9 @@ class SourceInfo:
     height: int
     orientation: int
     needs_colour_transform: bool  # an embedded ICC profile, or CMYK
+    #: byte spans of the JPEG's APP1 segments (EXIF, XMP), cut before decoding: the output strips
+    #: all metadata anyway, and libvips parsing EXIF again costs ~0.15 ms (orientation is known)
+    app1: tuple[tuple[int, int], ...] = ()
 
 
 class Deadline:
@@ -150,6 +153,7 @@ def _jpeg_header(data: bytes) -> SourceInfo | None:
     if data[:3] != b"\xff\xd8\xff":
         return None
     i, n, orientation, icc = 2, len(data), 1, False
+    app1: list[tuple[int, int]] = []
     while i + 4 <= n:
         if data[i] != 0xFF:
             return None
@@ -166,11 +170,13 @@ def _jpeg_header(data: bytes) -> SourceInfo | None:
             if orientation in _SWAPS_AXES:
                 w, h = h, w
             return SourceInfo(loader="jpegload_buffer", width=w, height=h, orientation=orientation,
-                              needs_colour_transform=icc or components == b"\x04")
+                              needs_colour_transform=icc or components == b"\x04", app1=tuple(app1))
         if marker in _SOF_OTHER or length < 2:
             return None
-        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0" and orientation == 1:
-            orientation = _exif_orientation(data[i + 10 : i + 2 + length])
+        if marker == 0xE1:
+            app1.append((i, i + 2 + length))
+            if data[i + 4 : i + 10] == b"Exif\0\0" and orientation == 1:
+                orientation = _exif_orientation(data[i + 10 : i + 2 + length])
         elif marker == 0xE2 and data[i + 4 : i + 16] == b"ICC_PROFILE\0":
             icc = True
         i += 2 + length
@@ -238,6 +244,13 @@ def load(data: bytes, info: SourceInfo, p: Plan) -> pyvips.Image:
         options["shrink"] = k
     elif k > 1 and info.loader.startswith("webpload"):
         options["scale"] = 1.0 / k
+    if info.app1:
+        view, at, parts = memoryview(data), 0, []
+        for start, end in info.app1:
+            parts.append(view[at:start])
+            at = end
+        parts.append(view[at:])
+        data = b"".join(parts)
     if info.loader.endswith("_buffer"):  # the loader the probe found: no second format sniff
         return pyvips.Operation.call(info.loader, data, **options)
     return pyvips.Image.new_from_buffer(data, "", **options)
@@ -268,7 +281,10 @@ def rotate(image: pyvips.Image, info: SourceInfo) -> pyvips.Image:
     """Apply the EXIF orientation (on the already small image) and drop the tag."""
     if info.orientation == 1:
         return image
-    return image.copy_memory().autorot()
+    image = image.copy_memory()
+    if not image.get_typeof("orientation"):  # the EXIF segment was cut before decoding
+        image.set_type(pyvips.GValue.gint_type, "orientation", info.orientation)
+    return image.autorot()
 
 
 def colour(image: pyvips.Image, info: SourceInfo) -> pyvips.Image:
