@@ -6,8 +6,7 @@ stays cheap (no pandas, no boto3) until a name is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgeproof.lazy import lazy_getattr
 
 __all__ = [
     "LOG_SCHEMA",
@@ -28,8 +27,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'analytics' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

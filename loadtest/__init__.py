@@ -8,8 +8,7 @@ without Locust (and without boto3): the CLI and other processes run Locust as a 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgeproof.lazy import lazy_getattr
 
 __all__ = [
     "RECORD_SCHEMA",
@@ -54,8 +53,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loadtest' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -5,8 +5,7 @@ Names are imported lazily (matplotlib loads only when a chart or report is made)
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgeproof.lazy import lazy_getattr
 
 __all__ = ["Document", "LogAggregate", "WeeklyResult", "build_weekly", "path_family"]
 
@@ -19,8 +18,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'analytics.report' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
