@@ -62,6 +62,58 @@ def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def _entropy_start(data: bytes) -> int:
+    """Offset of a baseline JPEG's entropy-coded data: just after the SOS segment."""
+    sos = data.index(b"\xff\xda")
+    return sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+
+
+def damaged_jpeg(kind: str, width: int = 800, height: int = 600) -> bytes:
+    """A JPEG whose header is sound but whose scan data is damaged; libjpeg only *warns* on these.
+
+    ``flipped``: 64 bytes in the middle of the entropy-coded data inverted (bit rot, a bad transfer);
+    ``zeroed``: 2000 bytes of the entropy-coded data zeroed (a hole left by a failed disk block);
+    ``short``: the header says ``height`` rows, but the scan ends (EOI) half-way through them.
+    """
+    data = jpeg(width, height)
+    start = _entropy_start(data)
+    middle = start + (len(data) - start) // 2
+    if kind == "flipped":
+        return data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 64]) + data[middle + 64 :]
+    if kind == "zeroed":
+        at = start + (len(data) - start) // 3
+        return data[:at] + b"\x00" * 2000 + data[at + 2000 :]
+    if kind == "short":
+        return data[:middle] + b"\xff\xd9"
+    raise ValueError(kind)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def damaged_png(kind: str, width: int = 300, height: int = 200) -> bytes:
+    """A PNG with a sound IHDR and damaged image data (one IDAT chunk rebuilt by hand).
+
+    ``flipped``: 16 bytes of the IDAT inverted (its CRC no longer matches);
+    ``zeroed``: 200 bytes of the compressed data zeroed, with a CRC that matches again;
+    ``short``: IHDR says ``height`` rows, the (valid) compressed data holds half of them.
+    """
+    data = bytes(two_tone(width, height).pngsave_buffer(compression=6))
+    at = data.index(b"IDAT") - 4
+    n = int.from_bytes(data[at : at + 4], "big")
+    idat, head, tail = data[at + 8 : at + 8 + n], data[:at], data[at + 12 + n :]
+    if kind == "flipped":
+        i = at + 8 + n // 2
+        return data[:i] + bytes(b ^ 0xFF for b in data[i : i + 16]) + data[i + 16 :]
+    if kind == "zeroed":
+        return head + _png_chunk(b"IDAT", idat[: n // 3] + b"\x00" * 200 + idat[n // 3 + 200 :]) + tail
+    if kind == "short":
+        raw = zlib.decompress(idat)
+        return head + _png_chunk(b"IDAT", zlib.compress(raw[: len(raw) // 2])) + _png_chunk(b"IEND", b"")
+    raise ValueError(kind)
+
+
 def decode(data: bytes) -> pyvips.Image:
     return pyvips.Image.new_from_buffer(data, "")
 
