@@ -19,6 +19,22 @@ What the viewer's log line says (standard log fields ``x-edge-result-type`` and
   ``If-None-Match``/``If-Modified-Since`` and keeps serving its copy on 304);
 - served by Origin Shield → ``Miss``, detailed ``OriginShieldHit``;
 - otherwise fetched from the origin → ``Miss``.
+
+Error caching, as the two AWS pages say it (:func:`error_caching_ttl`):
+
+- "How CloudFront processes HTTP 4xx and 5xx status codes from your origin" (HTTPStatusCodes.html,
+  "HTTP 4xx and 5xx status codes that CloudFront caches"): 404, 414, 500, 501, 502, 503, 504 are
+  always cached (:data:`ERROR_ALWAYS_CACHED`); 400, 403, 405, 412, 415 only when the origin sends
+  ``Cache-Control: max-age`` or ``s-maxage`` (:data:`ERROR_CACHED_WITH_MAX_AGE`); any other 4xx/5xx is
+  not cached. An origin that does not answer (a timeout) counts as a 5xx.
+- "Control how long CloudFront caches errors" (custom-error-pages-expiration.html): an error is
+  cached for the *greater* of the origin's ``max-age``/``s-maxage``/``Expires`` (at most the maximum
+  TTL) and the error-caching minimum TTL (10 s by default); other directives or no header → the
+  minimum TTL; ``no-store``/``no-cache``/``private`` prevent caching only for 404, 410, 414 and 501
+  (:data:`ERROR_NO_STORE_HONOURED`), every other code ignores them; 416 is never cached.
+- Same page ("the requested object is in the edge cache"): when an expired copy is revalidated and
+  the origin answers 5xx, CloudFront serves the expired copy and keeps serving it for the
+  error-caching minimum TTL (:func:`serves_stale_on`); a 4xx is returned to the viewer instead.
 """
 
 from __future__ import annotations
@@ -30,16 +46,22 @@ from importlib import resources
 __all__ = [
     "DEFAULT_TIER",
     "DEFAULT_TTL",
+    "ERROR_ALWAYS_CACHED",
     "ERROR_CACHED_STATUSES",
+    "ERROR_CACHED_WITH_MAX_AGE",
     "ERROR_CACHING_MIN_TTL",
+    "ERROR_NO_STORE_HONOURED",
     "MAX_TTL",
     "ORIGIN_CONNECTION_ATTEMPTS",
     "ORIGIN_CONNECTION_TIMEOUT",
     "ORIGIN_RESPONSE_TIMEOUT",
     "TIERS",
+    "cache_directives",
+    "error_caching_ttl",
     "known_region",
     "region_of",
     "regions",
+    "serves_stale_on",
     "viewer_result",
 ]
 
@@ -64,6 +86,16 @@ ERROR_CACHING_MIN_TTL = 10.0
 ORIGIN_CONNECTION_ATTEMPTS = 3
 ORIGIN_CONNECTION_TIMEOUT = 10.0
 ORIGIN_RESPONSE_TIMEOUT = 30.0
+
+#: HTTPStatusCodes.html, "HTTP 4xx and 5xx status codes that CloudFront always caches"
+ERROR_ALWAYS_CACHED = frozenset({404, 414, 500, 501, 502, 503, 504})
+#: HTTPStatusCodes.html, "HTTP 4xx status codes that CloudFront caches based on Cache-Control headers"
+#: (only with ``max-age`` or ``s-maxage``)
+ERROR_CACHED_WITH_MAX_AGE = frozenset({400, 403, 405, 412, 415})
+#: custom-error-pages-expiration.html: the error codes for which ``no-store``, ``no-cache`` or
+#: ``private`` prevent caching (every other error code ignores those directives)
+ERROR_NO_STORE_HONOURED = frozenset({404, 410, 414, 501})
+_NO_STORE = ("no-store", "no-cache", "private")
 
 
 @cache
@@ -107,3 +139,54 @@ def viewer_result(served_by: str | None, revalidated: bool) -> tuple[str, str]:
     if served_by == "shield":
         return "Miss", "OriginShieldHit"
     return "Miss", "Miss"
+
+
+def cache_directives(cache_control: str) -> dict[str, str]:
+    """``Cache-Control`` → {directive (lower case): value or ``""``}."""
+    out: dict[str, str] = {}
+    for part in cache_control.split(","):
+        name, _, value = part.strip().partition("=")
+        if name:
+            out[name.strip().lower()] = value.strip().strip('"')
+    return out
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(max(0, int(value)))
+    except ValueError:
+        return None
+
+
+def error_caching_ttl(
+    status: int,
+    cache_control: str = "",
+    expires_in: float | None = None,
+    *,
+    min_ttl: float = ERROR_CACHING_MIN_TTL,
+    max_ttl: float = MAX_TTL,
+) -> float:
+    """Seconds CloudFront caches an origin's 4xx/5xx answer (0 = not cached); see the module docstring.
+
+    ``cache_control``: the origin's ``Cache-Control`` header; ``expires_in``: seconds from now to its
+    ``Expires`` header (None when absent); ``min_ttl``: the error-caching minimum TTL; ``max_ttl``:
+    the cache behavior's maximum TTL (an origin ``max-age`` cannot exceed it)."""
+    cc = cache_directives(cache_control)
+    age = _seconds(cc.get("s-maxage", cc.get("max-age")))
+    if status in ERROR_CACHED_WITH_MAX_AGE:
+        return max(min(age, max_ttl), min_ttl) if age is not None else 0.0
+    if status not in ERROR_ALWAYS_CACHED:
+        return 0.0
+    if status in ERROR_NO_STORE_HONOURED and any(d in cc for d in _NO_STORE):
+        return 0.0
+    header = age if age is not None else (max(0.0, float(expires_in)) if expires_in is not None else None)
+    return max(min(header, max_ttl), min_ttl) if header is not None else min_ttl
+
+
+def serves_stale_on(origin_status: int) -> bool:
+    """Whether an expired copy is served (instead of the origin's answer) when its revalidation gets
+    ``origin_status``: a 5xx (a timeout counts as one) yes, for the error-caching minimum TTL; a 4xx
+    no (HTTPStatusCodes.html, "The requested object is in the edge cache")."""
+    return origin_status >= 500
