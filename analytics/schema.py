@@ -7,7 +7,9 @@ Column names are the W3C field names lower-cased with ``-``, ``(`` and ``)`` tur
 - ``pop``: the 3-letter POP code taken from ``x_edge_location`` (``IAD89-C1`` → ``IAD``);
 - ``cs_user_agent_raw``: the user agent exactly as logged (before the one URL-decode), because
   2014–2019 logs double-encode it;
-- ``c_country``, ``asn``, ``distribution_id``: present in real-time and v2 logs only.
+- ``c_country``, ``asn``, ``distribution_id``: present in real-time and v2 logs only;
+- ``cs_accept``: the viewer's ``Accept`` header (real-time and v2 field ``cs-accept``; standard logs
+  do not have it), kept because format negotiation (``f=auto``) keys on it.
 
 Numbers are numbers (``-`` → null); strings are URL-decoded once; result types are kept as given.
 Times (``time_taken``, ``time_to_first_byte``) stay in seconds, as CloudFront logs them.
@@ -83,6 +85,7 @@ LOG_SCHEMA = pa.schema(
         pa.field("c_country", pa.string()),
         pa.field("asn", pa.int64()),
         pa.field("distribution_id", pa.string()),
+        pa.field("cs_accept", pa.string()),
     ]
 )
 

@@ -1,4 +1,4 @@
-"""Write CloudFront standard (legacy, W3C) log lines, exactly as CloudFront does.
+"""Write CloudFront standard (legacy, W3C) log lines and real-time log records, exactly as CloudFront does.
 
 Used by the edge emulator (``origin/edge``), the synthetic log generator and the tests. A row is a
 mapping keyed by :data:`analytics.schema.LOG_SCHEMA` column names (``cs_uri_stem``,
@@ -13,6 +13,14 @@ mapping keyed by :data:`analytics.schema.LOG_SCHEMA` column names (``cs_uri_stem
 - ``time-taken`` and ``time-to-first-byte`` are seconds with millisecond precision (``0.001``).
 
 ``cs_user_agent_raw``, when given, is written verbatim (it is already in logged form).
+
+Real-time log records ("Real-time logs", real-time-logs.html) are the same tab-separated values with
+no header, in AWS's canonical field order (:data:`REALTIME_LOG_FIELDS`, the 40 fields a real-time
+log configuration can hold, from :data:`analytics.reader_w3c.REALTIME_FIELDS`); their ``timestamp``
+field is epoch seconds with milliseconds (``1591111111.123``), written from ``row["timestamp"]``.
+Real-time names map to the same columns (``cs-user-agent`` → ``cs_user_agent``, ``cs-accept`` →
+``cs_accept``); fields with no column (``c-ip-version``, ``cs-headers`` …) are read from a column of
+the same spelling when the caller gives one, else ``-``.
 """
 
 from __future__ import annotations
@@ -25,9 +33,15 @@ from typing import Any
 
 import numpy as np
 
+from analytics.reader_w3c import realtime_fields_for_count
 from analytics.schema import LEGACY_FIELDS_33, column_name
 
-__all__ = ["encode_columns", "encode_line", "encode_value", "w3c_header"]
+__all__ = ["REALTIME_LOG_FIELDS", "encode_columns", "encode_line", "encode_value", "w3c_header"]
+
+#: the real-time fields the writers emit: the 40 a real-time log configuration can hold (AWS: "Each
+#: log record can contain up to 40 fields"), in AWS's order; headerless files of 40 fields are read
+#: back by :func:`analytics.reader.read_logs` without naming them
+REALTIME_LOG_FIELDS: tuple[str, ...] = realtime_fields_for_count(40) or ()
 
 _UNSAFE = frozenset(b'"#%<>[\\]^`{|}~ ') | frozenset(range(0x00, 0x20)) | frozenset(range(0x7F, 0x100))
 _ENCODE_TABLE = [f"%{b:02X}" if b in _UNSAFE else chr(b) for b in range(256)]
@@ -99,6 +113,9 @@ def encode_line(row: Mapping[str, Any], fields: Sequence[str] = LEGACY_FIELDS_33
     when = _timestamp(ts) if ts is not None else None
     out: list[str] = []
     for field, col, seconds in _plan(tuple(fields)):
+        if field == "timestamp":  # real-time: epoch seconds, millisecond precision
+            out.append(f"{when.timestamp():.3f}" if when else "-")
+            continue
         if field == "date" and row.get("date") is None:
             out.append(when.strftime("%Y-%m-%d") if when else "-")
             continue
@@ -187,6 +204,9 @@ def encode_columns(
     stamps = _stamps(ts) if ts is not None else None
     dash = ["-"] * n
     for field, col, seconds in _plan(tuple(fields)):
+        if field == "timestamp":  # real-time: epoch seconds, millisecond precision
+            encoded.append(dash if ts is None else [f"{int(t) // 1000}.{int(t) % 1000:03d}" for t in ts])
+            continue
         if field in ("date", "time") and stamps is not None and columns.get(field) is None:
             k = 0 if field == "date" else 1
             encoded.append([s[k] for s in stamps])
