@@ -1,18 +1,31 @@
-"""One error hierarchy for edgeproof.
+"""One error hierarchy for edgeproof, and the one exit-status contract of the ``edgeproof`` command.
 
-    EdgeproofError                     base; ``status`` (HTTP) and a public ``message``
+Exit statuses (every command, so a cron job or CI step can tell a crash from a missed week):
+
+    EXIT_OK          0   success; the target was met, every gate passed
+    EXIT_MISSED      1   the target was missed or a gate failed: only a command's own verdict returns it
+    EXIT_USAGE       2   bad usage, bad config or unreadable input (argparse errors are 2 too)
+    EXIT_INTERNAL    3   internal error: an unexpected exception, i.e. a bug (``--debug`` shows the traceback)
+    EXIT_INCOMPLETE  4   incomplete data: a verdict was reached over data with gaps
+
+No error class maps to 1: an exception means the command could not reach a verdict, and a verdict
+of "missed" must never be confused with "could not tell". ``__init_subclass__`` refuses a subclass
+whose ``exit_code`` is 0 or 1 or outside the contract.
+
+    EdgeproofError                     base; ``status`` (HTTP), a public ``message``; exit 3
     ├── UsageError                     bad CLI arguments or config (exit 2)
     ├── ConfigError                    a config/scenario/strategy file is wrong (exit 2)
-    ├── LogFormatError                 a log input cannot be read at all (file-level)
+    ├── LogFormatError                 a log input cannot be read at all (file-level; exit 2)
     ├── StrictModeError                --strict and bad lines were found (exit 2)
-    ├── RequestError                   a bad image request (4xx with a JSON body)
+    ├── IncompleteData                 a verdict over data with gaps (exit 4)
+    ├── RequestError                   a bad image request (4xx with a JSON body; exit 2)
     │   ├── BadRequest          400    unknown/malformed op, traversal, over max size
     │   ├── NotFound            404    missing source
     │   ├── PayloadTooLarge     413    source over the byte limit
     │   ├── Unprocessable       422    not an image, corrupt, over the pixel limit
     │   └── Forbidden           403    bad or missing signature
-    ├── Overloaded              503    load shedding / deadline exceeded (carries retry_after)
-    └── StoreError                     a source/derivative store failed (I/O, S3)
+    ├── Overloaded              503    load shedding / deadline exceeded (carries retry_after; exit 3)
+    └── StoreError                     a source/derivative store failed (I/O, S3; exit 2)
 
 Library errors (pyvips, aiohttp, pyarrow, botocore) are translated into these at one boundary
 per area, with ``raise ... from err``; messages are public and never leak internals.
@@ -21,10 +34,18 @@ per area, with ``raise ... from err``; messages are public and never leak intern
 from __future__ import annotations
 
 __all__ = [
+    "ERROR_EXIT_CODES",
+    "EXIT_INCOMPLETE",
+    "EXIT_INTERNAL",
+    "EXIT_MISSED",
+    "EXIT_OK",
+    "EXIT_STATUSES",
+    "EXIT_USAGE",
     "BadRequest",
     "ConfigError",
     "EdgeproofError",
     "Forbidden",
+    "IncompleteData",
     "LogFormatError",
     "NotFound",
     "Overloaded",
@@ -37,12 +58,43 @@ __all__ = [
 ]
 
 
+EXIT_OK = 0
+EXIT_MISSED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INCOMPLETE = 4
+
+#: status -> its meaning, in the words every ``--help`` epilog and the README table use
+EXIT_STATUSES: dict[int, str] = {
+    EXIT_OK: "success: the target was met, every gate passed",
+    EXIT_MISSED: "the target was missed or a gate failed (the command's verdict)",
+    EXIT_USAGE: "bad usage, bad config or unreadable input",
+    EXIT_INTERNAL: "internal error; --debug or EDGEPROOF_DEBUG=1 prints the traceback",
+    EXIT_INCOMPLETE: "incomplete data: the verdict is over data with gaps",
+}
+
+#: the statuses an exception may carry: not 0 (it is no success) and not 1 (it is no verdict)
+ERROR_EXIT_CODES: frozenset[int] = frozenset({EXIT_USAGE, EXIT_INTERNAL, EXIT_INCOMPLETE})
+
+
 class EdgeproofError(Exception):
-    """Base of every error edgeproof raises on purpose."""
+    """Base of every error edgeproof raises on purpose.
+
+    The base is exit 3 (internal): an error raised on purpose but not classified as usage or input
+    is still a failure to reach a verdict, never "target missed".
+    """
 
     status: int = 500
     error: str = "internal_error"
-    exit_code: int = 1
+    exit_code: int = EXIT_INTERNAL
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.exit_code not in ERROR_EXIT_CODES:
+            raise TypeError(
+                f"{cls.__qualname__}.exit_code = {cls.exit_code!r}: an error must exit with one of "
+                f"{sorted(ERROR_EXIT_CODES)} (1 is reserved for a command's own 'target missed' verdict)"
+            )
 
     def __init__(self, message: str, *, detail: str | None = None) -> None:
         super().__init__(message)
@@ -56,26 +108,43 @@ class EdgeproofError(Exception):
 
 class UsageError(EdgeproofError):
     error = "usage"
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class ConfigError(EdgeproofError):
     error = "config"
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class LogFormatError(EdgeproofError):
+    """A log input cannot be read at all: unreadable input, so exit 2."""
+
     error = "log_format"
+    exit_code = EXIT_USAGE
 
 
 class StrictModeError(EdgeproofError):
     error = "bad_lines"
-    exit_code = 2
+    exit_code = EXIT_USAGE
+
+
+class IncompleteData(EdgeproofError):
+    """A verdict was reached over data with gaps (missing hours, unreadable files): exit 4.
+
+    Distinct from 1 so that an alert can say "we could not see the whole week" rather than
+    "the week missed its target".
+    """
+
+    error = "incomplete_data"
+    exit_code = EXIT_INCOMPLETE
 
 
 class RequestError(EdgeproofError):
+    """A bad image request; from a command (``origin sign``, ``strategies apply``) that is bad input: exit 2."""
+
     status = 400
     error = "bad_request"
+    exit_code = EXIT_USAGE
 
 
 class BadRequest(RequestError):
@@ -113,5 +182,8 @@ class Overloaded(EdgeproofError):
 
 
 class StoreError(EdgeproofError):
+    """A store cannot be opened or read (missing folder, unsupported URL, S3 failure): input, exit 2."""
+
     status = 502
     error = "store"
+    exit_code = EXIT_USAGE
