@@ -26,13 +26,15 @@ ETAG = '"v1"'
 class ScriptedOrigin:
     """An origin whose answer is driven by the query: ``status=``, ``cc=`` (Cache-Control),
     ``retry=`` (Retry-After), ``delay=`` (seconds). ETag is always ``"v1"``; If-None-Match → 304.
-    Counts requests per path+query and records the If-None-Match headers seen."""
+    Counts requests per path+query and records the If-None-Match headers seen. ``force[path_qs]``
+    (set by a test) overrides the status of that URL from then on (an origin that starts failing)."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.counts: Counter[str] = Counter()
         self.conditional: list[str] = []
+        self.force: dict[str, int] = {}
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -43,7 +45,7 @@ class ScriptedOrigin:
         self.counts[request.path_qs] += 1
         if "delay" in q:
             await asyncio.sleep(float(q["delay"]))
-        status = int(q.get("status", "200"))
+        status = self.force.get(request.path_qs, int(q.get("status", "200")))
         headers = {"ETag": ETAG}
         if "cc" in q:
             headers["Cache-Control"] = q["cc"]
@@ -80,6 +82,43 @@ class ScriptedOrigin:
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+class HungServer:
+    """A TCP server on 127.0.0.1 that accepts connections, reads what it is sent and never answers
+    (a hung origin or store endpoint); counts the connections it accepted."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.accepted = 0
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            self._conns.append(conn)  # kept open, never answered
+
+    def __enter__(self) -> HungServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self._conns:
+            conn.close()
+        self.sock.close()
 
 
 @dataclass

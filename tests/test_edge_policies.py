@@ -1,5 +1,5 @@
-"""Edge policies that need their own settings: regional tier, origin timeouts, CapacityExceeded, and
-the log sink's hourly files (rotation) read back by the analytics reader."""
+"""Edge policies that need their own settings: the regional tier (CloudFront's default), origin
+timeouts, CapacityExceeded, and the log sink's hourly files (rotation) read back by the analytics reader."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def origin() -> Iterator[ScriptedOrigin]:
 
 @pytest.fixture(scope="module")
 def edge(origin: ScriptedOrigin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProc]:
-    e = start_edge(tmp_path_factory.mktemp("edge"), f"none,{origin.url}", "--pops", "6", "--tier", "regional",
+    # no --tier: regional edge caches are on by default, as in every CloudFront distribution
+    e = start_edge(tmp_path_factory.mktemp("edge"), f"none,{origin.url}", "--pops", "9",
                    "--origin-read-timeout", "0.5", "--max-origin-inflight", "1")
     yield e
     e.stop()
@@ -32,14 +33,23 @@ def edge(origin: ScriptedOrigin, tmp_path_factory: pytest.TempPathFactory) -> It
 
 def test_regional_tier_is_shared_within_a_region(edge: EdgeProc, origin: ScriptedOrigin) -> None:
     target = "/images/regional.jpg?t=1"
-    assert get(edge.port, target, pop="IAD89-C1").headers["x-cache"] == "Miss from cloudfront"
-    # DFW50-C1 is in the same region (us-east-1): a POP miss answered by the regional cache
-    assert get(edge.port, target, pop="DFW50-C1").headers["x-cache"] == "Miss from cloudfront"
+    first = get(edge.port, target, pop="LHR61-C2")
+    assert first.headers["x-cache"] == "Miss from cloudfront"
+    # CDG50-C1 uses the same regional edge cache (eu-west-2, edgeproof.cloudfront.region_of): a POP miss
+    # answered by the REC, which the viewer's log calls a Hit (standard-logs-reference.html)
+    second = get(edge.port, target, pop="CDG50-C1")
+    assert second.headers["x-cache"] == "Hit from cloudfront" and second.body == first.body
     assert origin.counts[target] == 1
+    assert get(edge.port, target, pop="CDG50-C1").headers["x-cache"] == "Hit from cloudfront"  # its POP now
     assert get(edge.port, target, pop="FRA56-P5").headers["x-cache"] == "Miss from cloudfront"
     assert origin.counts[target] == 2  # eu-central-1 has its own regional cache
     tiers = edge.stats()["tiers"]
-    assert tiers["us-east-1"]["objects"] >= 1 and tiers["eu-central-1"]["objects"] >= 1
+    assert tiers["eu-west-2"]["objects"] >= 1 and tiers["eu-central-1"]["objects"] >= 1
+    edge.admin("/flush", "POST")
+    rows = {r["x_edge_request_id"]: r for r in read_logs(str(edge.log_dir)).read_all().to_pylist()}
+    row = rows[second.headers["x-amz-cf-id"]]
+    assert (row["x_edge_location"], row["x_edge_result_type"], row["x_edge_detailed_result_type"]) == (
+        "CDG50-C1", "Hit", "Hit")
 
 
 def test_origin_timeout_is_a_504(edge: EdgeProc) -> None:

@@ -85,6 +85,10 @@ def test_ttl_expiry_then_refresh_hit(edge: EdgeProc, origin: ScriptedOrigin) -> 
     time.sleep(2.3)  # past the 2 s TTL
     refreshed = get(edge.port, target, pop=2)
     assert refreshed.headers["x-cache"] == "RefreshHit from cloudfront"
+    edge.admin("/flush", "POST")
+    row = next(r for r in _rows(read_logs(str(edge.log_dir)))
+               if r["x_edge_request_id"] == refreshed.headers["x-amz-cf-id"])
+    assert (row["x_edge_result_type"], row["x_edge_detailed_result_type"]) == ("RefreshHit", "RefreshHit")
     assert refreshed.status == 200 and refreshed.body.startswith(b"origin ")
     assert origin.conditional[-1] == ETAG  # revalidated with If-None-Match (answered 304)
     assert origin.counts[target] == 2
@@ -100,7 +104,7 @@ def test_no_store_is_not_cached(edge: EdgeProc, origin: ScriptedOrigin) -> None:
 
 
 def test_errors_cached_briefly(edge: EdgeProc, origin: ScriptedOrigin) -> None:
-    target = "/images/err.jpg?status=500"
+    target = "/images/err.jpg?status=500"  # 500 is always cached, for the error-caching minimum TTL
     first = get(edge.port, target, pop=1)
     assert first.status == 500 and first.headers["x-cache"] == "Error from cloudfront"
     again = get(edge.port, target, pop=1)
@@ -230,17 +234,24 @@ def test_failover_to_secondary_and_primary_store(origin: ScriptedOrigin, tmp_pat
         edge.stop()
 
 
-def test_shield_tier_collapses_pops(origin: ScriptedOrigin, tmp_path: Path) -> None:
+def test_shield_hit_is_a_miss_detailed_origin_shield_hit(origin: ScriptedOrigin, tmp_path: Path) -> None:
+    # IAD89-C1 and FRA56-P5 are in different regions: the second request passes its own REC and is
+    # answered by the Origin Shield (standard-logs-reference.html: x-edge-result-type Miss,
+    # x-edge-detailed-result-type OriginShieldHit)
     edge = start_edge(tmp_path, f"-,{origin.url}", "--pops", "3", "--tier", "shield")
     try:
         target = "/images/shield.jpg?t=1"
-        assert _word(get(edge.port, target, pop=0).headers["x-cache"]) == "Miss"
-        assert _word(get(edge.port, target, pop=1).headers["x-cache"]) == "Miss"  # from the shield
+        assert get(edge.port, target, pop=0).headers["x-cache"] == "Miss from cloudfront"
+        assert get(edge.port, target, pop=1).headers["x-cache"] == "Miss from cloudfront"  # from the shield
         assert origin.counts[target] == 1
+        stats = edge.stats()
+        assert stats["results"] == {"Miss": 2} and stats["detailed"] == {"Miss": 1, "OriginShieldHit": 1}
+        assert stats["hits"] == 0 and stats["misses"] == 2  # analytics.metrics.classify: both misses
     finally:
         edge.stop()
     rows = _rows(read_logs(str(edge.log_dir)))
-    assert [r["x_edge_result_type"] for r in rows] == ["Miss", "OriginShieldHit"]
+    assert [(r["x_edge_result_type"], r["x_edge_response_result_type"], r["x_edge_detailed_result_type"])
+            for r in rows] == [("Miss", "Miss", "Miss"), ("Miss", "Miss", "OriginShieldHit")]
 
 
 def test_sigterm_flushes_logs_and_round_trip(origin: ScriptedOrigin, tmp_path: Path) -> None:
@@ -275,6 +286,7 @@ def test_sigterm_flushes_logs_and_round_trip(origin: ScriptedOrigin, tmp_path: P
             "cs_protocol_version": "HTTP/1.1", "fle_status": None, "fle_encrypted_fields": None,
             "x_edge_detailed_result_type": result, "sc_content_type": "image/jpeg",
             "sc_content_len": len(reply.body), "sc_range_start": None, "sc_range_end": None,
+            "cs_accept": None,  # a standard log has no cs-accept (the real-time log does)
         }
         for col, value in expected.items():
             assert row[col] == value, (col, row[col], value)

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from edgeproof.cloudfront import region_of
 from edgeproof.errors import ConfigError, UsageError
 from origin.edge import BackendPool, Entry, LruCache, PopSelector, TtlPolicy, parse_origin_group, pop_ids
 from origin.edge.config import EdgeConfig
-from origin.edge.pops import region_of
 
 
 def _entry(size: int) -> Entry:
@@ -32,14 +32,38 @@ def test_ttl_policy_follows_cache_control_and_clamps() -> None:
     assert p.ttl(201, {}) == 0
 
 
-def test_ttl_policy_for_errors() -> None:
-    p = TtlPolicy(error_ttl=10)
-    assert p.ttl(404, {}) == 10
+def test_ttl_policy_for_errors_follows_aws() -> None:
+    """HTTPStatusCodes.html ("HTTP 4xx and 5xx status codes that CloudFront caches") and
+    custom-error-pages-expiration.html ("Control how long CloudFront caches errors")."""
+    p = TtlPolicy(default_ttl=100, max_ttl=1000, error_ttl=10)
+    for status in (404, 414, 500, 501, 502, 503, 504):  # always cached, for the minimum TTL
+        assert p.ttl(status, {}) == 10
     assert p.ttl(503, {"retry-after": "3"}) == 10
-    assert p.ttl(500, {"cache-control": "max-age=2"}) == 2
-    assert p.ttl(503, {"cache-control": "no-store"}) == 0
-    assert p.ttl(429, {}) == 0  # not an error CloudFront caches
+    # the greater of the origin's max-age / s-maxage / Expires and the minimum TTL, at most the max TTL
+    assert p.ttl(500, {"cache-control": "max-age=2"}) == 10
+    assert p.ttl(500, {"cache-control": "max-age=60"}) == 60
+    assert p.ttl(404, {"cache-control": "max-age=5, s-maxage=300"}) == 300
+    assert p.ttl(404, {"cache-control": "max-age=99999"}) == 1000
+    expires = email.utils.formatdate(time.time() + 300, usegmt=True)
+    assert 290 <= p.ttl(502, {"expires": expires}) <= 300
+    # no-store / no-cache / private: honoured for 404, 410, 414, 501 only; ignored by the others
+    for status in (404, 414, 501):
+        assert p.ttl(status, {"cache-control": "no-store"}) == 0
+        assert p.ttl(status, {"cache-control": "private"}) == 0
+    for status in (500, 502, 503, 504):
+        assert p.ttl(status, {"cache-control": "no-store"}) == 10
+        assert p.ttl(status, {"cache-control": "no-cache, max-age=60"}) == 60
+    # 400, 403, 405, 412, 415: cached only with max-age / s-maxage (then the greater, as above)
+    for status in (400, 403, 405, 412, 415):
+        assert p.ttl(status, {}) == 0
+        assert p.ttl(status, {"expires": expires}) == 0
+        assert p.ttl(status, {"cache-control": "max-age=60"}) == 60
+        assert p.ttl(status, {"cache-control": "s-maxage=1"}) == 10
+    for status in (401, 416, 429, 505):  # never cached
+        assert p.ttl(status, {}) == 0
+        assert p.ttl(status, {"cache-control": "max-age=60"}) == 0
     assert TtlPolicy(error_ttl=0).ttl(404, {}) == 0
+    assert TtlPolicy(error_ttl=0).ttl(404, {"cache-control": "max-age=30"}) == 30
     with pytest.raises(ValueError):
         TtlPolicy(min_ttl=10, default_ttl=5)
 
@@ -69,7 +93,8 @@ def test_pop_ids_and_selection() -> None:
     assert all(sel.pick(None, "10.0.0.7") == by_ip for _ in range(5))
     assert sel.pick("nowhere", "10.0.0.7") == by_ip
     assert len({sel.pick(None, f"10.0.{i}.1") for i in range(64)}) == 4
-    assert region_of("FRA56-P5") == "eu-central-1"
+    assert region_of("FRA56-P5") == region_of("AMS54-C1") == "eu-central-1"  # the kernel's one table
+    assert region_of("LHR61-C2") == region_of("CDG50-C1") != region_of("IAD89-C1")
     with pytest.raises(ValueError):
         pop_ids(0)
 
@@ -96,8 +121,17 @@ def test_backend_pool_round_robin_add_remove() -> None:
         pool.add("ftp://x")
 
 
-def test_edge_config_validation() -> None:
-    assert EdgeConfig(distribution_id="E2ABC").host.endswith(".cloudfront.net")
+def test_edge_config_defaults_are_cloudfronts_and_validation() -> None:
+    config = EdgeConfig(distribution_id="E2ABC")
+    assert config.host.endswith(".cloudfront.net")
+    # regional edge caches on, origin attempts / timeouts as CloudFront's defaults (DownloadDistValuesOrigin.html)
+    assert (config.tier, config.origin_connection_attempts, config.origin_connection_timeout,
+            config.origin_response_timeout, config.realtime_log_dir) == ("regional", 3, 10.0, 30.0, None)
+    for bad in ({"origin_connection_attempts": 0}, {"origin_connection_attempts": 4},
+                {"origin_connection_timeout": 0}, {"origin_connection_timeout": 11},
+                {"origin_response_timeout": 61}):
+        with pytest.raises(ConfigError):
+            EdgeConfig(**bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         EdgeConfig(tier="planet")
     with pytest.raises(ConfigError):

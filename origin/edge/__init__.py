@@ -6,22 +6,24 @@ Run it with ``edgeproof edge serve`` (see docs/edge.md). The public pieces:
 - :class:`Edge` (POPs, tiers, request handling), :class:`OriginGroup` (primary store + transformer
   backends with failover), :class:`LogSink` (hourly gzipped standard logs),
 - :func:`serve` (run until SIGTERM), :func:`pop_ids` (the AWS-style POP ids for ``--pops N``).
+
+CloudFront's rules (tiers, the region table, result types, error caching, origin timeouts) are not
+here: they are :mod:`edgeproof.cloudfront`, shared with the replay's cache model.
 """
 
 from __future__ import annotations
 
 from .cache import Entry, LruCache, TtlPolicy
 from .cli import parse_origin_group, serve
-from .config import TIERS, EdgeConfig
+from .config import EdgeConfig
 from .edge import Edge
 from .logsink import ROW_COLUMNS, LogSink
 from .origin_group import FAILOVER_STATUSES, BackendPool, OriginGroup
-from .pops import PopSelector, pop_ids, region_of
+from .pops import PopSelector, pop_ids
 
 __all__ = [
     "FAILOVER_STATUSES",
     "ROW_COLUMNS",
-    "TIERS",
     "BackendPool",
     "Edge",
     "EdgeConfig",
@@ -33,6 +35,5 @@ __all__ = [
     "TtlPolicy",
     "parse_origin_group",
     "pop_ids",
-    "region_of",
     "serve",
 ]

@@ -7,9 +7,12 @@ TTL policy (like a CloudFront cache policy with min / default / max TTL):
 - ``Expires`` (and no max-age) → seconds until then, clamped to [min, max];
 - nothing → default TTL.
 
-Error responses (status in :data:`ERROR_CACHED_STATUSES`) are cached for the error-caching TTL
-(default 10 s), unless the origin's ``Cache-Control`` says otherwise (``max-age``/``no-store``), as
-CloudFront's "error caching minimum TTL" does. The origin's ``Age`` header is honoured.
+Error responses (4xx/5xx) follow :func:`edgeproof.cloudfront.error_caching_ttl`, CloudFront's rules
+from "How CloudFront processes HTTP 4xx and 5xx status codes from your origin" (HTTPStatusCodes.html)
+and "Control how long CloudFront caches errors" (custom-error-pages-expiration.html): which statuses
+are cached at all, which need a ``max-age``, the greater of the origin's ``max-age``/``Expires`` and
+the error-caching minimum TTL (``error_ttl``, 10 s by default), ``no-store`` honoured for 404, 410,
+414 and 501 only. The origin's ``Age`` header is honoured.
 """
 
 from __future__ import annotations
@@ -19,10 +22,15 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-__all__ = ["ERROR_CACHED_STATUSES", "Entry", "LruCache", "TtlPolicy"]
+from edgeproof.cloudfront import (
+    DEFAULT_TTL,
+    ERROR_CACHING_MIN_TTL,
+    MAX_TTL,
+    cache_directives,
+    error_caching_ttl,
+)
 
-#: Statuses CloudFront caches for the error-caching TTL.
-ERROR_CACHED_STATUSES = frozenset({400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504})
+__all__ = ["Entry", "LruCache", "TtlPolicy"]
 
 _ENTRY_OVERHEAD = 256  # bytes charged per entry for key, headers and bookkeeping
 
@@ -104,15 +112,6 @@ class LruCache:
         return n
 
 
-def _directives(cache_control: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for part in cache_control.split(","):
-        name, _, value = part.strip().partition("=")
-        if name:
-            out[name.strip().lower()] = value.strip().strip('"')
-    return out
-
-
 def _seconds(value: str | None) -> int | None:
     if value is None:
         return None
@@ -127,9 +126,10 @@ class TtlPolicy:
     """min / default / max TTL and the error-caching TTL, in seconds."""
 
     min_ttl: float = 0.0
-    default_ttl: float = 86400.0
-    max_ttl: float = 31536000.0
-    error_ttl: float = 10.0
+    default_ttl: float = DEFAULT_TTL
+    max_ttl: float = MAX_TTL
+    #: the error-caching minimum TTL
+    error_ttl: float = ERROR_CACHING_MIN_TTL
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_ttl <= self.default_ttl <= self.max_ttl:
@@ -139,25 +139,27 @@ class TtlPolicy:
 
     def ttl(self, status: int, headers: dict[str, str], now: float | None = None) -> float:
         """Seconds to cache a response with ``status`` and (lower-case) ``headers``; 0 = do not cache."""
-        cc = _directives(headers.get("cache-control", ""))
+        cc_header = headers.get("cache-control", "")
         if status >= 400:
-            if status not in ERROR_CACHED_STATUSES:
-                return 0.0
-            if "no-store" in cc or "no-cache" in cc or "private" in cc:
-                return 0.0
-            age = _seconds(cc.get("s-maxage", cc.get("max-age")))
-            return float(age) if age is not None else self.error_ttl
+            expires_in = self._expires_in(headers, now) if "expires" in headers else None
+            return error_caching_ttl(status, cc_header, expires_in, min_ttl=self.error_ttl, max_ttl=self.max_ttl)
+        cc = cache_directives(cc_header)
         if status not in (200, 203, 206, 300, 301, 410):
             return 0.0
         if "no-store" in cc or "no-cache" in cc or "private" in cc:
             return self.min_ttl
         age = _seconds(cc.get("s-maxage", cc.get("max-age")))
         if age is None and "expires" in headers:
-            try:
-                when = email.utils.parsedate_to_datetime(headers["expires"]).timestamp()
-            except (TypeError, ValueError, IndexError, OverflowError):
-                when = 0.0  # an invalid Expires means "already expired" (RFC 9111)
-            age = max(0, int(when - (time.time() if now is None else now)))
+            age = int(self._expires_in(headers, now))
         if age is None:
             return self.default_ttl
         return float(min(max(age, self.min_ttl), self.max_ttl))
+
+    @staticmethod
+    def _expires_in(headers: dict[str, str], now: float | None) -> float:
+        """Seconds from now to the ``Expires`` header (0 when invalid or past)."""
+        try:
+            when = email.utils.parsedate_to_datetime(headers["expires"]).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            when = 0.0  # an invalid Expires means "already expired" (RFC 9111)
+        return max(0.0, when - (time.time() if now is None else now))

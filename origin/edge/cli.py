@@ -9,10 +9,11 @@ import signal
 import sys
 from typing import Any
 
+from edgeproof import cloudfront
 from edgeproof.errors import ConfigError, UsageError
 
 from .cache import TtlPolicy
-from .config import TIERS, EdgeConfig
+from .config import EdgeConfig
 
 __all__ = ["parse_origin_group", "register", "serve"]
 
@@ -52,18 +53,24 @@ def register(parser: argparse.ArgumentParser) -> None:
                    help="another transformer backend (repeatable); same as listing it in --origin-group")
     p.add_argument("--strategy", required=True, help="cache-key strategy name or TOML file (edgeproof strategies list)")
     p.add_argument("--pops", type=int, default=4, help="number of POPs, each with its own cache (default 4)")
-    p.add_argument("--tier", choices=TIERS, default="pop",
-                   help="cache tiers: pop (POP caches only), regional (+ regional edge caches), "
-                        "shield (+ regional + one Origin Shield) (default pop)")
+    p.add_argument("--tier", choices=cloudfront.TIERS, default=cloudfront.DEFAULT_TIER,
+                   help="cache tiers: pop (POP caches only), regional (+ regional edge caches, which every "
+                        "CloudFront distribution has), shield (+ one Origin Shield) (default regional)")
     p.add_argument("--capacity-mb", type=float, default=256.0, help="cache size per POP in MiB (default 256)")
     p.add_argument("--tier-capacity-mb", type=float, default=None,
                    help="cache size per regional cache / Origin Shield in MiB (default 4 x --capacity-mb)")
     p.add_argument("--min-ttl", type=float, default=0.0, help="cache policy minimum TTL, seconds (default 0)")
-    p.add_argument("--default-ttl", type=float, default=86400.0, help="default TTL, seconds (default 86400)")
-    p.add_argument("--max-ttl", type=float, default=31536000.0, help="maximum TTL, seconds (default 31536000)")
-    p.add_argument("--error-ttl", type=float, default=10.0,
-                   help="error caching minimum TTL for 4xx/5xx, seconds (default 10; 0 = do not cache errors)")
+    p.add_argument("--default-ttl", type=float, default=cloudfront.DEFAULT_TTL,
+                   help="default TTL, seconds (default 86400)")
+    p.add_argument("--max-ttl", type=float, default=cloudfront.MAX_TTL,
+                   help="maximum TTL, seconds (default 31536000)")
+    p.add_argument("--error-ttl", type=float, default=cloudfront.ERROR_CACHING_MIN_TTL,
+                   help="error caching minimum TTL, seconds (default 10): how long a cached 4xx/5xx (or an "
+                        "expired copy served after a 5xx) is kept when the origin gives no longer max-age")
     p.add_argument("--log-dir", required=True, help="folder for the hourly gzipped standard logs")
+    p.add_argument("--realtime-logs", default=None, metavar="DIR",
+                   help="also write CloudFront real-time log records (tab-separated, AWS's 40 canonical "
+                        "fields incl. cs-accept) to hourly .gz files in DIR")
     p.add_argument("--log-bucket", default=None, metavar="s3://BUCKET[/PREFIX]",
                    help="also upload each log file there (boto3; honours AWS_ENDPOINT_URL)")
     p.add_argument("--log-flush-interval", type=float, default=1.0, help="seconds between log flushes (default 1)")
@@ -71,8 +78,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", default=None, help="distribution domain for cs(Host) (default dXXXX.cloudfront.net)")
     p.add_argument("--admin-port", type=int, default=None,
                    help="port of the admin API (/readyz, /stats, /backends …); default: none")
-    p.add_argument("--origin-connect-timeout", type=float, default=10.0, help="seconds (default 10, as CloudFront)")
-    p.add_argument("--origin-read-timeout", type=float, default=30.0, help="seconds (default 30, as CloudFront)")
+    p.add_argument("--origin-connection-attempts", type=int, default=cloudfront.ORIGIN_CONNECTION_ATTEMPTS,
+                   help="tries per origin after a connection failure or a response timeout, 1-3 (default 3)")
+    p.add_argument("--origin-connection-timeout", "--origin-connect-timeout", type=float,
+                   default=cloudfront.ORIGIN_CONNECTION_TIMEOUT, dest="origin_connection_timeout",
+                   help="seconds to connect to an origin (default 10; AWS allows 1-10)")
+    p.add_argument("--origin-response-timeout", "--origin-read-timeout", type=float,
+                   default=cloudfront.ORIGIN_RESPONSE_TIMEOUT, dest="origin_response_timeout",
+                   help="seconds to wait for an origin's answer and between its packets; also bounds a "
+                        "derivative-store read (default 30; AWS allows 1-60)")
     p.add_argument("--max-origin-inflight", type=int, default=1024,
                    help="origin requests in flight above which misses get 503 CapacityExceeded (default 1024)")
     p.set_defaults(func=_cmd_serve)
@@ -95,6 +109,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         distribution_id=args.distribution_id,
         domain=args.domain,
         max_origin_inflight=args.max_origin_inflight,
+        origin_connection_attempts=args.origin_connection_attempts,
+        origin_connection_timeout=args.origin_connection_timeout,
+        origin_response_timeout=args.origin_response_timeout,
+        realtime_log_dir=args.realtime_logs,
     )
     opts: dict[str, Any] = {
         "host": args.host,
@@ -103,8 +121,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "log_dir": args.log_dir,
         "log_bucket": args.log_bucket,
         "log_flush_interval": args.log_flush_interval,
-        "connect_timeout": args.origin_connect_timeout,
-        "read_timeout": args.origin_read_timeout,
     }
     return asyncio.run(serve(config, primary, backends, **opts))
 
@@ -120,8 +136,6 @@ async def serve(
     log_dir: str,
     log_bucket: str | None = None,
     log_flush_interval: float = 1.0,
-    connect_timeout: float = 10.0,
-    read_timeout: float = 30.0,
 ) -> int:
     """Run until SIGTERM/SIGINT; then stop accepting, finish in-flight requests, flush the logs."""
     from aiohttp import web
@@ -133,8 +147,11 @@ async def serve(
     from .origin_group import OriginGroup
 
     sys.setswitchinterval(0.001)  # the log writer thread must not hold the loop up for 5 ms
-    logs = LogSink(log_dir, config.distribution_id, log_bucket=log_bucket, flush_interval=log_flush_interval)
-    group = OriginGroup(primary, backends, connect_timeout=connect_timeout, read_timeout=read_timeout)
+    logs = LogSink(log_dir, config.distribution_id, log_bucket=log_bucket, flush_interval=log_flush_interval,
+                   realtime_dir=config.realtime_log_dir)
+    group = OriginGroup(primary, backends, connection_attempts=config.origin_connection_attempts,
+                        connect_timeout=config.origin_connection_timeout,
+                        response_timeout=config.origin_response_timeout)
     edge = Edge(config, group, logs)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -162,7 +179,8 @@ async def serve(
         print(
             f"edgeproof edge: serving http://{host}:{port}{admin}; {config.pops} POPs "
             f"({', '.join(p.id for p in edge.pops)}), tier {config.tier}, strategy {config.strategy}, "
-            f"origin {group.describe()}, logs {log_dir}",
+            f"origin {group.describe()}, logs {log_dir}"
+            + (f", real-time logs {config.realtime_log_dir}" if config.realtime_log_dir else ""),
             flush=True,
         )
         await stop.wait()

@@ -1,26 +1,39 @@
-"""The edge's settings, declared once (the CLI builds an :class:`EdgeConfig` from its flags)."""
+"""The edge's settings, declared once (the CLI builds an :class:`EdgeConfig` from its flags).
+
+Defaults are CloudFront's, from :mod:`edgeproof.cloudfront`: regional edge caches on (``tier``
+``regional``; "How CloudFront works with regional edge caches", HowCloudFrontWorks.html), origin
+connection attempts 3, connection timeout 10 s, response timeout 30 s ("Values that you specify when
+you create or update a distribution", DownloadDistValuesOrigin.html). AWS accepts 1–3 attempts, a
+1–10 s connection timeout and a 1–60 s response timeout; the emulator keeps the attempt range and
+allows shorter (sub-second) timeouts so that tests can drive them.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
 
+from edgeproof.cloudfront import (
+    DEFAULT_TIER,
+    ORIGIN_CONNECTION_ATTEMPTS,
+    ORIGIN_CONNECTION_TIMEOUT,
+    ORIGIN_RESPONSE_TIMEOUT,
+    TIERS,
+)
 from edgeproof.errors import ConfigError
 
 from .cache import TtlPolicy
 
-__all__ = ["TIERS", "EdgeConfig"]
-
-#: ``pop``: POP caches only; ``regional``: + one regional edge cache per region;
-#: ``shield``: + regional caches + one Origin Shield cache in front of the origin.
-TIERS = ("pop", "regional", "shield")
+__all__ = ["EdgeConfig"]
 
 
 @dataclass(frozen=True, slots=True)
 class EdgeConfig:
     strategy: str = "canonical"
     pops: int = 4
-    tier: str = "pop"
+    #: ``pop`` (POP caches only), ``regional`` (+ regional edge caches, CloudFront's default),
+    #: ``shield`` (+ Origin Shield); :data:`edgeproof.cloudfront.TIERS`
+    tier: str = DEFAULT_TIER
     capacity_mb: float = 256.0
     #: regional / shield cache size; default: 4 × the POP capacity
     tier_capacity_mb: float | None = None
@@ -32,6 +45,15 @@ class EdgeConfig:
     max_origin_inflight: int = 1024
     max_uri: int = 8192
     max_head: int = 20480
+    #: tries per origin (connection failures and, for GET/HEAD, response timeouts), 1..3
+    origin_connection_attempts: int = ORIGIN_CONNECTION_ATTEMPTS
+    #: seconds to establish a connection to an origin
+    origin_connection_timeout: float = ORIGIN_CONNECTION_TIMEOUT
+    #: seconds to wait for the origin's answer, and between two packets of it; also bounds a
+    #: derivative-store read of the primary
+    origin_response_timeout: float = ORIGIN_RESPONSE_TIMEOUT
+    #: folder for real-time log records (CloudFront's real-time log format), None for none
+    realtime_log_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.pops < 1 or self.pops > 1000:
@@ -44,6 +66,12 @@ class EdgeConfig:
             raise ConfigError("--distribution-id must be letters and digits (like E2QWRUHEXAMPLE)")
         if self.max_origin_inflight < 1:
             raise ConfigError("--max-origin-inflight must be >= 1")
+        if not 1 <= self.origin_connection_attempts <= 3:
+            raise ConfigError("--origin-connection-attempts must be 1, 2 or 3 (as CloudFront)")
+        if not (0 < self.origin_connection_timeout <= 10):
+            raise ConfigError("--origin-connection-timeout must be > 0 and <= 10 seconds (as CloudFront)")
+        if not (0 < self.origin_response_timeout <= 60):
+            raise ConfigError("--origin-response-timeout must be > 0 and <= 60 seconds (as CloudFront)")
 
     @property
     def host(self) -> str:

@@ -9,9 +9,21 @@ Request flow (see docs/edge.md):
    ``data_received`` with no task. Otherwise one task per key per tier (request collapsing: later
    requests for the key wait for it and are served as ``Hit``).
 3. Tiers above the POP (regional edge cache, Origin Shield) are looked up in turn; the top tier asks
-   the origin group, conditionally (``If-None-Match``) when it holds a stale copy: a 304 makes a
-   ``RefreshHit``. An Origin Shield hit is logged ``OriginShieldHit``.
-4. Responses of 4xx/5xx are ``Error`` (``X-Cache: Error from cloudfront``), cached for the error TTL.
+   the origin group, conditionally (``If-None-Match``) when it holds a stale copy. What the viewer's
+   log line says is :func:`edgeproof.cloudfront.viewer_result` (standard-logs-reference.html): a
+   regional-edge-cache hit is ``Hit``; an expired copy confirmed by a 304 or by the tier above is
+   ``RefreshHit``; an Origin Shield hit is ``Miss`` with detailed type ``OriginShieldHit``
+   (``X-Cache: Miss from cloudfront``); collapsed requests are ``Hit`` ("Request and response behavior
+   for custom origins", RequestAndResponseBehaviorCustomOrigin.html, request collapsing).
+4. Responses of 4xx/5xx are ``Error`` (``X-Cache: Error from cloudfront``), cached as
+   :func:`edgeproof.cloudfront.error_caching_ttl` says; an expired copy whose revalidation gets a 5xx
+   (or a timeout) is served instead and kept for the error-caching minimum TTL (HTTPStatusCodes.html,
+   "The requested object is in the edge cache"; logged ``RefreshHit``: found expired, origin asked).
+5. A viewer that closes its connection before the answer is logged once, status ``000``, result
+   ``Error``, detailed ``ClientHungUpRequest`` (standard-logs-reference.html, ``sc-status``); the POP
+   does not cache the object it was fetching for that viewer alone ("Request and response behavior
+   for custom origins", Canceled requests: "CloudFront does not cache the object in the edge
+   location"); the tiers above, whose own requester (the POP) did not go away, keep it.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from dataclasses import replace
 from typing import Any
 
 from analytics.metrics import classify, hit_rate
+from edgeproof.cloudfront import region_of, serves_stale_on, viewer_result
 from edgeproof.errors import BadRequest
 
 from .cache import Entry, LruCache, TtlPolicy
@@ -34,7 +47,7 @@ from .config import EdgeConfig
 from .http import Request, ViewerProtocol
 from .logsink import LogSink
 from .origin_group import KEPT_HEADERS, OriginGroup, OriginResponse
-from .pops import PopSelector, pop_ids, region_of
+from .pops import PopSelector, pop_ids
 
 __all__ = ["Edge", "Pop", "Tier"]
 
@@ -47,10 +60,13 @@ _REASONS = {
     494: "Request Header Too Large", 500: "Internal Server Error", 501: "Not Implemented",
     502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
 }
+#: X-Cache by x-edge-result-type (an Origin Shield hit is a "Miss from cloudfront")
 _X_CACHE = {
-    "Hit": b"Hit from cloudfront", "RefreshHit": b"RefreshHit from cloudfront",
-    "Miss": b"Miss from cloudfront", "OriginShieldHit": b"Miss from cloudfront",
+    "Hit": b"Hit from cloudfront", "RefreshHit": b"RefreshHit from cloudfront", "Miss": b"Miss from cloudfront",
 }
+#: how a tier obtained an entry: (the tier kind whose fresh copy answered or None for the origin,
+#: whether an expired copy on the way was confirmed) — the arguments of ``viewer_result``
+Served = tuple[str | None, bool]
 _perf = time.perf_counter
 _mono = time.monotonic
 _now = time.time
@@ -59,19 +75,21 @@ _now = time.time
 class Tier:
     """One cache (a POP's, a regional edge cache or the Origin Shield) and its in-flight fetches."""
 
-    __slots__ = ("cache", "inflight", "kind", "name")
+    __slots__ = ("cache", "inflight", "kind", "name", "viewers")
 
     def __init__(self, name: str, kind: str, capacity: int) -> None:
         self.name = name
         self.kind = kind  # pop | regional | shield
         self.cache = LruCache(name, capacity)
-        self.inflight: dict[str, asyncio.Future[tuple[Entry, str]]] = {}
+        self.inflight: dict[str, asyncio.Future[tuple[Entry, Served]]] = {}
+        #: POP tier only: the viewers waiting for each in-flight fetch (cached only if one is still there)
+        self.viewers: dict[str, list[ViewerProtocol]] = {}
 
 
 class Pop:
     """A POP: its cache tier chain and its counters."""
 
-    __slots__ = ("chain", "const", "counts", "id", "id_b", "requests", "sc_bytes", "tier")
+    __slots__ = ("chain", "const", "counts", "detailed", "id", "id_b", "requests", "sc_bytes", "tier")
 
     def __init__(self, pop_id: str, chain: list[Tier]) -> None:
         self.id = pop_id
@@ -82,7 +100,9 @@ class Pop:
         self.chain = chain
         self.requests = 0
         self.sc_bytes = 0
+        #: requests by x-edge-result-type, and by x-edge-detailed-result-type
         self.counts: dict[str, int] = {}
+        self.detailed: dict[str, int] = {}
 
 
 class _RequestIds:
@@ -235,6 +255,8 @@ class Edge:
         pop.sc_bytes += sent
         counts = pop.counts
         counts[result] = counts.get(result, 0) + 1
+        detailed = pop.detailed
+        detailed[detail] = detailed.get(detail, 0) + 1
         if self.logs is None:
             return
         if req is not None:
@@ -244,10 +266,11 @@ class Edge:
             t0 = req.t0
             host_h = h.get("host")
             referer, ua, xff, version = h.get("referer"), h.get("user-agent"), h.get("x-forwarded-for"), req.version
+            accept, accept_enc = h.get("accept"), h.get("accept-encoding")
         else:
             path, _, query = target.partition("?")
             t0 = t_first
-            host_h = referer = ua = xff = None
+            host_h = referer = ua = xff = accept = accept_enc = None
             version = "HTTP/1.1"
         resp_result = resp_result or result
         self.logs.add(
@@ -255,7 +278,7 @@ class Edge:
                 _now() * 1000.0, pop.id, sent, conn.client_ip, method, self.host, path or "-", status, referer,
                 ua, query, None, result, rid, host_h or self.host, "http", cs_bytes,
                 t_last - t0, xff, resp_result, version, conn.client_port,
-                t_first - t0, detail, content_type, content_len,
+                t_first - t0, detail, content_type, content_len, accept, accept_enc,
             )
         )
 
@@ -323,7 +346,7 @@ class Edge:
         key = kr.cache_key
         entry = pop.tier.cache.get(key)
         if entry is not None and entry.expires > _mono():
-            self._serve(conn, req, pop, entry, "Hit", None)
+            self._serve(conn, req, pop, entry, ("pop", False), None)
             conn.done()
             return
         task = asyncio.ensure_future(self._miss(conn, req, pop, key, kr.origin_uri))
@@ -331,7 +354,7 @@ class Edge:
         task.add_done_callback(self._tasks.discard)
 
     def _serve(
-        self, conn: ViewerProtocol, req: Request, pop: Pop, entry: Entry, result: str, rid: str | None
+        self, conn: ViewerProtocol, req: Request, pop: Pop, entry: Entry, served: Served, rid: str | None
     ) -> None:
         rid = rid or _request_id()
         status = entry.status
@@ -340,7 +363,8 @@ class Edge:
             if entry.detail == "CapacityExceeded":
                 result_type = "CapacityExceeded"
         else:
-            result_type, detail, x_cache = result, result, _X_CACHE[result]
+            result_type, detail = viewer_result(*served)
+            x_cache = _X_CACHE[result_type]
         age = int(_mono() - entry.born) if result_type in ("Hit", "RefreshHit") else None
         head = entry.head
         body = entry.body
@@ -354,19 +378,22 @@ class Edge:
 
     async def _miss(self, conn: ViewerProtocol, req: Request, pop: Pop, key: str, origin_uri: str) -> None:
         rid = _request_id()
+        served: Served
         try:
-            entry, how = await self._resolve(pop.chain, 0, key, origin_uri, rid)
+            entry, served = await self._resolve(pop.chain, 0, key, origin_uri, rid, conn)
         except Exception as err:  # never a hang or a bare 500: answer 502 and log it
             body, headers = _json_error("edge", f"edge failure: {type(err).__name__}")
             entry = self._entry(OriginResponse(502, headers, body, detail="OriginError"), 0.0)
-            how = "miss"
-        result = {"hit": "Hit", "refresh": "RefreshHit", "shield": "OriginShieldHit"}.get(how, "Miss")
-        if conn.closing:  # the viewer went away: nothing sent; CloudFront logs status 000
+            served = (None, False)
+        if conn.closing:
+            # the viewer went away before the answer: nothing sent, logged once with status 000
+            # (standard-logs-reference.html, sc-status "000": the viewer closed the connection before
+            # the server could respond) as an Error, detailed ClientHungUpRequest
             t = _perf()
-            self._log(conn, req, pop, "000", 0, result, "ClientHungUpRequest", rid, None, None, t, t,  # type: ignore[arg-type]
+            self._log(conn, req, pop, "000", 0, "Error", "ClientHungUpRequest", rid, None, None, t, t,  # type: ignore[arg-type]
                       resp_result="Error")
             return
-        self._serve(conn, req, pop, entry, result, rid)
+        self._serve(conn, req, pop, entry, served, rid)
         conn.done()
 
     # -- tiers and origin -----------------------------------------------------------------------
@@ -389,66 +416,86 @@ class Edge:
             headers=headers,
         )
 
-    async def _resolve(self, chain: list[Tier], i: int, key: str, uri: str, rid: str) -> tuple[Entry, str]:
-        """The entry for ``key`` as seen from tier ``i``, and how it was obtained there:
-        ``hit`` (this tier had it, or collapsed onto its fetch), ``refresh`` (stale copy revalidated),
-        ``shield`` (an Origin Shield hit), ``miss`` (fetched from the origin)."""
+    async def _resolve(
+        self, chain: list[Tier], i: int, key: str, uri: str, rid: str, conn: ViewerProtocol | None = None
+    ) -> tuple[Entry, Served]:
+        """The entry for ``key`` as seen from tier ``i``, and how it was served there (see ``Served``):
+        a fresh copy here (or a fetch it collapsed onto) is served by this tier; otherwise by the tier
+        above or the origin, and ``revalidated`` when this tier's expired copy was confirmed.
+        ``conn``: the viewer, given for the POP tier (``i == 0``)."""
         tier = chain[i]
         stale = tier.cache.get(key)
         if stale is not None and stale.expires > _mono():
-            return stale, "hit"
+            return stale, (tier.kind, False)
         fut = tier.inflight.get(key)
         if fut is not None:
             self.collapsed += 1
+            if conn is not None:
+                tier.viewers.setdefault(key, []).append(conn)
             entry, _ = await asyncio.shield(fut)
-            return entry, "hit"
+            return entry, (tier.kind, False)
         fut = asyncio.get_running_loop().create_future()
         tier.inflight[key] = fut
+        if conn is not None:
+            tier.viewers[key] = [conn]
         try:
+            served: Served
             if i + 1 < len(chain):
-                entry, how_up = await self._resolve(chain, i + 1, key, uri, rid)
-                if stale is not None and stale.etag and stale.status == 200 and stale.etag == entry.etag:
-                    how = "refresh"
-                elif how_up == "shield" or (how_up in ("hit", "refresh") and chain[i + 1].kind == "shield"):
-                    how = "shield"
-                else:
-                    how = "miss"
+                entry, served = await self._resolve(chain, i + 1, key, uri, rid)
+                if (stale is not None and stale.etag and stale.status == 200 and entry.status == 200
+                        and stale.etag == entry.etag):
+                    served = (served[0], True)  # this tier's expired copy is the one above: confirmed
+                elif stale is not None and stale.status < 400 and serves_stale_on(entry.status):
+                    entry, served = self._keep_stale(stale), (tier.kind, True)
             else:
-                entry, how = await self._from_origin(key, uri, stale, rid)
-            if entry.expires > _mono():
-                tier.cache.put(key, entry)
-            elif stale is not None:
-                tier.cache.discard(key)
-            fut.set_result((entry, how))
-            return entry, how
+                entry, served = await self._from_origin(key, uri, stale, rid)
+            # an expired copy kept after a 5xx stays cached even when the error-caching TTL is 0
+            kept = stale is not None and entry.body is stale.body and entry.born == stale.born
+            # a POP caches only for a viewer still there (Canceled requests, see the module docstring)
+            if conn is None or any(not c.closing for c in tier.viewers.get(key, ())):
+                if entry.expires > _mono() or kept:
+                    tier.cache.put(key, entry)
+                elif stale is not None:
+                    tier.cache.discard(key)
+            fut.set_result((entry, served))
+            return entry, served
         except BaseException as err:
             fut.set_exception(err)
             fut.exception()  # mark retrieved: waiters re-raise it
             raise
         finally:
             del tier.inflight[key]
+            if conn is not None:
+                tier.viewers.pop(key, None)
 
-    async def _from_origin(self, key: str, uri: str, stale: Entry | None, rid: str) -> tuple[Entry, str]:
+    def _keep_stale(self, stale: Entry) -> Entry:
+        """The expired copy served after its revalidation got a 5xx, fresh for the error-caching
+        minimum TTL (HTTPStatusCodes.html, "The requested object is in the edge cache")."""
+        return replace(stale, expires=_mono() + self.ttl.error_ttl)
+
+    async def _from_origin(self, key: str, uri: str, stale: Entry | None, rid: str) -> tuple[Entry, Served]:
         if self.group.inflight >= self.config.max_origin_inflight:
             body, headers = _json_error("capacity", "the edge has too many origin requests in flight")
             headers["retry-after"] = "1"
-            return self._entry(OriginResponse(503, headers, body, detail="CapacityExceeded"), 0.0), "miss"
+            return self._entry(OriginResponse(503, headers, body, detail="CapacityExceeded"), 0.0), (None, False)
         etag = stale.etag if stale is not None and stale.status == 200 else None
         resp = await self.group.fetch(uri, etag, rid)
         if resp.status == 304:
             if stale is None or etag is None:
                 body, headers = _json_error("origin", "unexpected 304 from the origin")
                 resp = OriginResponse(502, headers, body, detail="OriginInvalidResponseError")
-                return self._entry(resp, self.ttl.error_ttl), "miss"
+                return self._entry(resp, self.ttl.error_ttl), (None, False)
             merged = dict(stale.headers)
             merged.update(resp.headers)
             ttl = self.ttl.ttl(200, merged)
             now = _mono()
             fresh = replace(stale, born=now - resp.age, expires=now - resp.age + ttl, headers=merged,
                             head=_render_head(merged, len(stale.body)))
-            return fresh, "refresh"
+            return fresh, (None, True)
+        if stale is not None and stale.status < 400 and serves_stale_on(resp.status):
+            return self._keep_stale(stale), (None, True)
         ttl = self.ttl.ttl(resp.status, resp.headers)
-        return self._entry(resp, ttl), "miss"
+        return self._entry(resp, ttl), (None, False)
 
     # -- admin ------------------------------------------------------------------------------------
     def invalidate(self, paths: list[str] | None = None) -> int:
@@ -482,6 +529,7 @@ class Edge:
                 "misses": p_misses,
                 "hit_rate": hit_rate(p_hits, p_misses),
                 "results": dict(p.counts),
+                "detailed": dict(p.detailed),
                 "sc_bytes": p.sc_bytes,
                 "cache_objects": len(p.tier.cache),
                 "cache_bytes": p.tier.cache.bytes,
@@ -489,6 +537,10 @@ class Edge:
             }
             for k, v in p.counts.items():
                 totals[k] = totals.get(k, 0) + v
+        detailed: dict[str, int] = {}
+        for p in self.pops:
+            for k, v in p.detailed.items():
+                detailed[k] = detailed.get(k, 0) + v
         classes = {k: classify(k, "GET") for k in totals}
         hits = sum(v for k, v in totals.items() if classes[k] == "hit")
         misses = sum(v for k, v in totals.items() if classes[k] == "miss")
@@ -503,6 +555,7 @@ class Edge:
             "misses": misses,
             "excluded": sum(v for k, v in totals.items() if classes[k] not in ("hit", "miss")),
             "results": totals,
+            "detailed": detailed,
             "hit_rate": hit_rate(hits, misses),
             "collapsed": self.collapsed,
             "origin_requests": g.requests["primary"] + g.requests["secondary"],
@@ -510,6 +563,7 @@ class Edge:
                 "primary": g.requests["primary"],
                 "secondary": g.requests["secondary"],
                 "failovers": g.failovers,
+                "retries": g.retries,
                 "inflight": g.inflight,
                 "backends": dict(g.backends.requests),
             },
@@ -519,5 +573,6 @@ class Edge:
                 "pending": self.logs.pending if self.logs else 0,
                 "written": self.logs.lines_written if self.logs else 0,
                 "errors": list(self.logs.upload_errors[-5:]) if self.logs else [],
+                "realtime_written": self.logs.realtime_lines_written if self.logs else 0,
             },
         }

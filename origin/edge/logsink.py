@@ -9,7 +9,14 @@ lost on shutdown: :meth:`LogSink.close` flushes the rest and uploads.
 
 Files are named like CloudFront's, ``DIST.YYYY-MM-DD-HH.UNIQUE.gz`` (the hour of the requests in UTC,
 ``UNIQUE`` random per process and hour); each starts with the ``#Version: 1.0`` and ``#Fields:``
-headers. With ``log_bucket`` (``s3://bucket/prefix``), each file is uploaded when its hour is over
+headers.
+
+With ``realtime_dir``, the same batches are also written as CloudFront real-time log records ("Real-time
+logs", real-time-logs.html): tab-separated, no header, AWS's canonical field order
+(:data:`analytics.writer.REALTIME_LOG_FIELDS`, 40 fields, with ``cs-accept``, ``c-ip-version`` and
+``cs-accept-encoding`` that standard logs lack), one record per line, in hourly gzipped files
+``DIST.realtime.YYYY-MM-DD-HH.UNIQUE.gz`` — what a Kinesis Data Firehose delivery of the stream to S3
+looks like, and what :func:`analytics.reader.read_logs` detects as real-time by content. With ``log_bucket`` (``s3://bucket/prefix``), each file is uploaded when its hour is over
 (rotation), on :meth:`LogSink.flush` with ``upload=True`` and on close; boto3 honours
 ``AWS_ENDPOINT_URL``.
 """
@@ -28,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from analytics.schema import LEGACY_FIELDS_33
-from analytics.writer import encode_columns, w3c_header
+from analytics.writer import REALTIME_LOG_FIELDS, encode_columns, w3c_header
 from edgeproof.errors import ConfigError, StoreError
 
 __all__ = ["ROW_COLUMNS", "LogSink"]
@@ -39,7 +46,7 @@ ROW_COLUMNS: tuple[str, ...] = (
     "sc_status", "cs_referer", "cs_user_agent", "cs_uri_query", "cs_cookie", "x_edge_result_type",
     "x_edge_request_id", "x_host_header", "cs_protocol", "cs_bytes", "time_taken", "x_forwarded_for",
     "x_edge_response_result_type", "cs_protocol_version", "c_port", "time_to_first_byte",
-    "x_edge_detailed_result_type", "sc_content_type", "sc_content_len",
+    "x_edge_detailed_result_type", "sc_content_type", "sc_content_len", "cs_accept", "cs_accept_encoding",
 )
 
 _ALNUM = string.ascii_uppercase + string.digits
@@ -50,6 +57,13 @@ class _HourFile:
     path: Path
     lines: int = 0
     uploaded_lines: int = -1
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create log folder {path}", detail=str(err)) from err
 
 
 class LogSink:
@@ -63,12 +77,15 @@ class LogSink:
         log_bucket: str | None = None,
         flush_interval: float = 1.0,
         compresslevel: int = 3,
+        realtime_dir: str | Path | None = None,
     ) -> None:
         self.dir = Path(log_dir)
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise ConfigError(f"cannot create log folder {self.dir}", detail=str(err)) from err
+        _mkdir(self.dir)
+        self.realtime_dir = Path(realtime_dir) if realtime_dir is not None else None
+        if self.realtime_dir is not None:
+            _mkdir(self.realtime_dir)
+        self._realtime_files: dict[str, Path] = {}
+        self.realtime_lines_written = 0
         self.distribution_id = distribution_id
         self.flush_interval = flush_interval
         self.compresslevel = compresslevel
@@ -141,6 +158,11 @@ class LogSink:
                     hour = time.strftime("%Y-%m-%d-%H", time.gmtime(hour_index * 3600))
                     self._append(hour, lines)
                     written += len(lines)
+                    if self.realtime_dir is not None:
+                        columns["c_ip_version"] = ["IPv6" if ":" in ip else "IPv4" for ip in columns["c_ip"]]
+                        columns["cache_behavior_path_pattern"] = ["*"] * len(rows)  # the default behavior
+                        records = list(encode_columns(columns, len(rows), REALTIME_LOG_FIELDS))
+                        self._append_realtime(hour, records)
                 self.lines_written += written
             current = datetime.now(UTC).strftime("%Y-%m-%d-%H")
             for hour, hf in sorted(self._files.items()):
@@ -164,6 +186,22 @@ class LogSink:
             fh.flush()
             os.fsync(fh.fileno())
         hf.lines += len(lines)
+
+    def _append_realtime(self, hour: str, records: list[str]) -> None:
+        assert self.realtime_dir is not None
+        path = self._realtime_files.get(hour)
+        if path is None:
+            unique = "".join(secrets.choice(_ALNUM) for _ in range(8))
+            path = self._realtime_files[hour] = self.realtime_dir / f"{self.distribution_id}.realtime.{hour}.{unique}.gz"
+        member = gzip.compress(("\n".join(records) + "\n").encode("utf-8"), compresslevel=self.compresslevel, mtime=0)
+        with open(path, "ab") as fh:
+            fh.write(member)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.realtime_lines_written += len(records)
+
+    def realtime_files(self) -> list[Path]:
+        return sorted(self._realtime_files.values())
 
     def _upload(self, hf: _HourFile) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

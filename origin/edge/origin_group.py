@@ -5,14 +5,29 @@
   ``http://host:port/bucket[/prefix]`` S3-compatible (or any HTTP) endpoint, fetched with GET.
 - Secondary: one or more transformer base URLs (``http://127.0.0.1:8081``) balanced round-robin
   like an ALB; the set can change at run time (:class:`BackendPool`, driven by the admin API).
-- Failover from primary to secondary on 403, 404, 500, 502, 503, 504 and on connection errors or
-  timeouts, as a CloudFront origin group does. The secondary's answer is final, except that a
-  refused connection to one backend is tried once on the next one (as an ALB stops routing to a
-  target its health checks found dead).
+- Failover from primary to secondary on 403, 404, 500, 502, 503, 504, on connection failures and on
+  timeouts ("Optimizing high availability with CloudFront origin failover",
+  high_availability_origin_failover.html: "CloudFront fails to connect to the primary origin" / "the
+  response from the primary origin takes too long (times out)"). The secondary's answer is final.
+- Attempts and timeouts, as CloudFront's origin settings (DownloadDistValuesOrigin.html; "Request and
+  response behavior for custom origins", RequestAndResponseBehaviorCustomOrigin.html, "Origin
+  connection timeout and attempts", "Origin response timeout"): each origin is tried up to
+  ``connection_attempts`` times (default 3) when the connection cannot be made within
+  ``connection_timeout`` (default 10 s) or is refused, and — GET/HEAD only, which is all the edge
+  sends — when no answer comes within ``response_timeout`` (default 30 s; also the longest wait
+  between two packets of the answer). By default a dead primary therefore costs up to 3 × 10 s
+  before failover. The secondary is the transformer pool behind one "ALB": each attempt goes to the
+  next backend round-robin, so a refused backend is followed by a live one.
+- The response timeout bounds a derivative-store read of the primary (folder or ``s3://``) too: a
+  hung store fails over to the transformer. (An S3 REST origin's timeout is a fixed 30 s with the
+  same retries in AWS, "Request and response behavior for Amazon S3 origins"; the emulator uses the
+  configured value so that tests can shorten it.) The read runs on the group's own thread pool; a
+  read that never returns keeps its thread until it does.
 
-Connection failures become a 502 (``OriginConnectError``), timeouts a 504 (``OriginCommError``),
-other broken responses a 502 (``OriginError``/``OriginInvalidResponseError``): the
-``x-edge-detailed-result-type`` values AWS logs.
+Connection failures become a 502 (``OriginConnectError``), timeouts a 504 (``OriginCommError``: "The
+request timed out while connecting to the origin, or reading data from the origin"), other broken
+responses a 502 (``OriginReadError``/``OriginError``/``OriginInvalidResponseError``): the
+``x-edge-detailed-result-type`` values AWS logs (standard-logs-reference.html).
 """
 
 from __future__ import annotations
@@ -21,17 +36,26 @@ import asyncio
 import hashlib
 import itertools
 import json
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
+from edgeproof.cloudfront import (
+    ORIGIN_CONNECTION_ATTEMPTS,
+    ORIGIN_CONNECTION_TIMEOUT,
+    ORIGIN_RESPONSE_TIMEOUT,
+)
 from edgeproof.errors import BadRequest, ConfigError, EdgeproofError
 
 __all__ = ["FAILOVER_STATUSES", "BackendPool", "OriginGroup", "OriginResponse"]
 
 FAILOVER_STATUSES = frozenset({403, 404, 500, 502, 503, 504})
+#: edge-made answers after which the same origin is tried again (connection failure, timeout)
+_RETRIED = frozenset({"OriginConnectError", "OriginCommError"})
 
 #: origin response headers the edge keeps (and returns to the viewer)
 KEPT_HEADERS = ("content-type", "cache-control", "etag", "last-modified", "expires", "retry-after", "vary")
@@ -119,8 +143,10 @@ class OriginGroup:
         primary: str | None,
         backends: list[str],
         *,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
+        connection_attempts: int = ORIGIN_CONNECTION_ATTEMPTS,
+        connect_timeout: float = ORIGIN_CONNECTION_TIMEOUT,
+        response_timeout: float = ORIGIN_RESPONSE_TIMEOUT,
+        store_threads: int = 16,
     ) -> None:
         self.primary_spec = primary or None
         self.backends = BackendPool(list(backends))
@@ -132,9 +158,16 @@ class OriginGroup:
             from origin.stores import open_store  # the one store implementation
 
             self._store = open_store(self.primary_spec)
-        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+        self.attempts = connection_attempts
+        self.response_timeout = response_timeout
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=response_timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._store_threads = store_threads
+        #: origin requests sent (every attempt counts), by member
         self.requests = {"primary": 0, "secondary": 0}
+        #: attempts after the first (connection failures, response timeouts)
+        self.retries = 0
         self.failovers = 0
         self.inflight = 0
 
@@ -149,6 +182,9 @@ class OriginGroup:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def describe(self) -> dict[str, Any]:
         return {"primary": self.primary_spec, "secondary": list(self.backends.urls)}
@@ -158,34 +194,47 @@ class OriginGroup:
         self.inflight += 1
         try:
             if self.primary_spec is not None:
-                self.requests["primary"] += 1
-                resp = await self._fetch_primary(origin_uri, etag, request_id)
+                resp = await self._attempts("primary", lambda: self._fetch_primary(origin_uri, etag, request_id))
                 if resp.status not in FAILOVER_STATUSES or not self.backends.urls:
                     return resp
                 self.failovers += 1
-            # like an ALB whose health checks dropped a dead target: a refused connection is tried
-            # once more on the next backend (only connection failures; nothing was sent yet)
-            attempts = 2 if len(self.backends.urls) > 1 else 1
-            resp = _error(502, "OriginConnectError", "no origin backend configured", "secondary", None)
-            for _ in range(attempts):
-                backend = self.backends.next()
+
+            async def secondary() -> OriginResponse:
+                backend = self.backends.next()  # one ALB in front of the pool: each attempt is balanced
                 if backend is None:
-                    break
-                self.requests["secondary"] += 1
-                resp = await self._fetch_http(backend + origin_uri, etag, request_id, "secondary", backend)
-                if resp.detail != "OriginConnectError":
-                    break
-            return resp
+                    return _error(502, "OriginConnectError", "no origin backend configured", "secondary", None)
+                return await self._fetch_http(backend + origin_uri, etag, request_id, "secondary", backend)
+
+            return await self._attempts("secondary", secondary)
         finally:
             self.inflight -= 1
+
+    async def _attempts(self, member: str, once: Callable[[], Awaitable[OriginResponse]]) -> OriginResponse:
+        """Up to ``attempts`` tries of one origin: again after a connection failure or a timeout."""
+        resp = _error(502, "OriginConnectError", "no attempt made", member, None)
+        for attempt in range(self.attempts):
+            if attempt:
+                self.retries += 1
+            resp = await once()
+            if resp.detail not in _RETRIED:
+                break
+            if member == "secondary" and not self.backends.urls:
+                break
+        return resp
 
     async def _fetch_primary(self, origin_uri: str, etag: str | None, request_id: str) -> OriginResponse:
         path = origin_uri.split("?", 1)[0]
         if self._http_primary is not None:
             return await self._fetch_http(self._http_primary + path, etag, request_id, "primary", None)
+        self.requests["primary"] += 1
         key = unquote(path).lstrip("/")
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._store_threads, thread_name_prefix="edge-store")
+        read = asyncio.get_running_loop().run_in_executor(self._pool, self._store.get, key)
         try:
-            body = await asyncio.get_running_loop().run_in_executor(None, self._store.get, key)
+            body = await asyncio.wait_for(read, self.response_timeout)
+        except TimeoutError:
+            return _error(504, "OriginCommError", "the derivative store did not answer in time", "primary", None)
         except BadRequest:
             body = None  # not a valid store key: the store would answer 404
         except EdgeproofError as err:
@@ -204,6 +253,7 @@ class OriginGroup:
         self, url: str, etag: str | None, request_id: str, member: str, backend: str | None
     ) -> OriginResponse:
         assert self._session is not None, "OriginGroup.start() not called"
+        self.requests[member] += 1
         headers = {"User-Agent": "Amazon CloudFront", "Via": "1.1 edgeproof (CloudFront)"}
         if request_id:
             headers["X-Amz-Cf-Id"] = request_id

@@ -7,13 +7,17 @@ fixed list of real-looking locations so that the same ``--pops N`` always gives 
 A request picks its POP from the ``X-Edge-Pop`` header when given (a POP id, case-insensitive, or a
 whole number taken modulo ``n`` — what the load tester sends), else from a stable hash (CRC-32) of
 the client address, so one client always lands on one POP, as with CloudFront's DNS routing.
+
+Which regional edge cache a POP uses is :func:`edgeproof.cloudfront.region_of` (the one region
+table, shared with the replay): with ``--pops 16`` the ids are in 14 regions (IAD us-east-1; DFW,
+ORD us-east-2; FRA, AMS eu-central-1; LHR, CDG eu-west-2; …).
 """
 
 from __future__ import annotations
 
 import zlib
 
-__all__ = ["REGIONS", "PopSelector", "pop_ids", "region_of"]
+__all__ = ["PopSelector", "pop_ids"]
 
 #: Real-looking edge locations, in the order ``--pops N`` uses them.
 _LOCATIONS: tuple[tuple[str, int, str], ...] = (
@@ -22,16 +26,6 @@ _LOCATIONS: tuple[tuple[str, int, str], ...] = (
     ("BOM", 78, "P4"), ("LAX", 50, "C1"), ("AMS", 54, "C1"), ("ICN", 57, "P1"), ("ORD", 51, "C1"),
     ("MAD", 53, "P1"),
 )
-
-#: The regional edge cache each airport code belongs to (used by ``--tier regional``).
-REGIONS: dict[str, str] = {
-    "IAD": "us-east-1", "DFW": "us-east-1", "ORD": "us-east-1",
-    "SEA": "us-west-2", "LAX": "us-west-2",
-    "FRA": "eu-central-1", "AMS": "eu-central-1", "MAD": "eu-central-1",
-    "LHR": "eu-west-2", "CDG": "eu-west-2",
-    "NRT": "ap-northeast-1", "ICN": "ap-northeast-1",
-    "SIN": "ap-southeast-1", "BOM": "ap-south-1", "SYD": "ap-southeast-2", "GRU": "sa-east-1",
-}
 
 
 def pop_ids(n: int) -> list[str]:
@@ -44,11 +38,6 @@ def pop_ids(n: int) -> list[str]:
         rnd = i // len(_LOCATIONS)
         ids.append(f"{code}{num + rnd}-{suffix}")
     return ids
-
-
-def region_of(pop_id: str) -> str:
-    """The regional edge cache of a POP (``FRA56-P5`` → ``eu-central-1``)."""
-    return REGIONS.get(pop_id[:3], "us-east-1")
 
 
 class PopSelector:
