@@ -159,20 +159,42 @@ def load_presets(path: str | Path | None) -> dict[str, Variant]:
     return presets
 
 
+#: RFC 9110 section 12.4.2 ``qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )``
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+#: RFC 9110 section 5.6.3 ``OWS = *( SP / HTAB )``: the only whitespace around list items and parameters
+_OWS = " \t"
+
+
+def _acceptable_weight(value: str) -> bool:
+    """Whether a ``q`` parameter's value lets its media range be used: an RFC 9110 qvalue above zero.
+
+    ``q=0`` means "not acceptable" (RFC 9110 section 12.4.2), so do ``q=0.``, ``q=0.0`` and ``q=0.000``. A
+    weight outside the qvalue grammar (``q=2``, ``q=0.0001``, ``q=abc``, ``q=inf``, ``q=``) is not a
+    weight at all; it is read as "not acceptable" too, because serving AVIF or WebP to a client that did
+    not clearly accept it breaks the image, while serving JPEG (always acceptable here) only costs bytes.
+    The exported CloudFront Function (analytics/strategies/viewer_request.js) applies the same rule.
+    """
+    return _QVALUE.fullmatch(value) is not None and any(c in "123456789" for c in value)
+
+
 def _accepted_types(accept: str) -> set[str]:
-    """Media types an ``Accept`` header names with a non-zero ``q`` (``image/avif;q=0`` refuses)."""
+    """Media types an ``Accept`` header names with an acceptable weight (``image/avif;q=0`` refuses).
+
+    The header is split into comma-separated media ranges and each range at ``;`` into the type and its
+    parameters (OWS trimmed, names and types compared case-insensitively). A range is accepted unless a
+    ``q`` parameter of it is zero or malformed (:func:`_acceptable_weight`); a type named by several
+    ranges is accepted when one of them is. Wildcards (``image/*``, ``*/*``) name no type: browsers send
+    ``*/*`` whether or not they decode AVIF, so only an explicit ``image/avif`` selects AVIF.
+    """
     types: set[str] = set()
     for item in accept.lower().split(","):
-        media, *params = (p.strip() for p in item.split(";"))
-        q = 1.0
+        media, *params = (p.strip(_OWS) for p in item.split(";"))
+        ok = True
         for param in params:
             name, _, value = param.partition("=")
-            if name.strip() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if media and q > 0:
+            if name.strip(_OWS) == "q" and not _acceptable_weight(value.strip(_OWS)):
+                ok = False
+        if media and ok:
             types.add(media)
     return types
 

@@ -146,6 +146,39 @@ def test_negotiate_format() -> None:
     assert negotiate_format("") == "jpeg"
 
 
+@pytest.mark.parametrize(("accept", "fmt"), [
+    # RFC 9110 section 12.4.2: q=0 means "not acceptable", however it is spelled
+    ("image/avif;q=0,image/webp", "webp"),
+    ("image/avif;q=0.000, image/webp", "webp"),
+    ("image/avif;q=0., image/webp;q=0.0", "jpeg"),
+    ("image/avif ; Q=0 , image/webp", "webp"),
+    ("image/avif;q=1,image/webp", "avif"),
+    ("image/avif;q=1.000", "avif"),
+    ("image/avif;q=0.5", "avif"),
+    ("image/avif;q=0.001", "avif"),
+    ("\timage/avif\t;\tq=0.5\t", "avif"),
+    # a weight outside the qvalue grammar is not read as acceptable
+    ("image/avif;q=2,image/webp", "webp"),
+    ("image/avif;q=0.0001,image/webp", "webp"),
+    ("image/avif;q=1.5", "jpeg"),
+    ("image/avif;q=abc", "jpeg"),
+    ("image/avif;q=inf", "jpeg"),
+    ("image/avif;q=", "jpeg"),
+    ("image/avif;q", "jpeg"),
+    ("image/avif;q=-1", "jpeg"),
+    ("image/avif;q=0.5;q=0", "jpeg"),
+    # the same type named twice: accepted when one range accepts it
+    ("image/avif;q=0,image/avif;q=0.5", "avif"),
+    # other parameters do not weigh; wildcards and look-alike types name no format
+    ("image/avif;level=0", "avif"),
+    ("image/*,*/*", "jpeg"),
+    ("image/avif-sequence,image/webpx", "jpeg"),
+    ("image/avif\n", "jpeg"),  # not OWS: the type is "image/avif\n", not image/avif
+])
+def test_negotiate_format_weights(accept: str, fmt: str) -> None:
+    assert negotiate_format(accept) == fmt
+
+
 def test_content_types() -> None:
     assert format_for_content_type("image/webp; charset=x") == "webp"
     assert format_for_content_type("image/jpg") == "jpeg"

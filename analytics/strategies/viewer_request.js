@@ -31,11 +31,23 @@ function int(v) {
   if (!/^[0-9]{1,6}$/.test(v)) throw new Bad();
   return parseInt(v, 10);
 }
+// edgeproof.canonical.negotiate_format: the first allowed format whose type a media range names with a
+// weight that is an RFC 9110 qvalue above 0 (q=0, q=0.000, q=2, q=abc: not acceptable); no wildcards.
+function ows(s) { return s.replace(/^[ \t]+|[ \t]+$/g, ""); }
 function negotiate(accept, allowed) {
-  accept = (accept || "").toLowerCase();
-  for (var i = 0; i < allowed.length; i++) {
+  var ok = dict(), items = (accept || "").toLowerCase().split(","), i, j;
+  for (i = 0; i < items.length; i++) {
+    var ps = items[i].split(";"), media = ows(ps[0]), good = true;
+    for (j = 1; j < ps.length; j++) {
+      var e = ps[j].indexOf("="), v = e < 0 ? "" : ows(ps[j].substring(e + 1));
+      if (ows(e < 0 ? ps[j] : ps[j].substring(0, e)) === "q" &&
+          !(/^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$/.test(v) && /[1-9]/.test(v))) good = false;
+    }
+    if (media && good) ok[media] = 1;
+  }
+  for (i = 0; i < allowed.length; i++) {
     var f = allowed[i];
-    if (f === "jpeg" || f === "png" || accept.indexOf(C.ct[f]) >= 0) return f;
+    if (f === "jpeg" || f === "png" || own(ok, C.ct[f])) return f;
   }
   return "jpeg";
 }
@@ -166,7 +178,12 @@ function handler(event) {
       for (var i = 0; i < e.multiValue.length; i++) pairs.push([n, e.multiValue[i].value]);
     } else pairs.push([n, e.value]);
   }
-  var accept = r.headers && r.headers.accept ? r.headers.accept.value : "";
+  // Several Accept lines are one comma-separated list (RFC 9110 section 5.3); CloudFront gives them as
+  // multiValue ("CloudFront Functions event structure").
+  var h = r.headers && r.headers.accept, accept = "";
+  if (h && h.multiValue && h.multiValue.length) {
+    for (n = 0; n < h.multiValue.length; n++) accept += (n ? "," : "") + h.multiValue[n].value;
+  } else if (h) accept = h.value;
   try {
     r.uri = canonical(r.uri, pairs, accept);
   } catch (err) {
