@@ -52,6 +52,10 @@ class OriginConfig:
     vips_threads: int = _opt(1, "libvips threads per transform (parallelism comes from workers x concurrency)")
     io_threads: int = _opt(16, "threads per worker for store reads and writes")
     drain_seconds: float = _opt(30.0, "on SIGTERM, how long to wait for in-flight requests and writes")
+    header_timeout: float = _opt(10.0, "seconds for a request's line and headers to arrive; past it: 408 + close "
+                                       "(nginx client_header_timeout; 0 = off)")
+    keepalive_timeout: float = _opt(75.0, "seconds an idle keep-alive connection stays open (nginx keepalive_timeout)")
+    max_url_bytes: int = _opt(8192, "longest URL (request-target) in bytes; longer: 414 (CloudFront's URL quota)")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -62,6 +66,8 @@ class OriginConfig:
             raise UsageError("--avif-effort must be 0..9")
         if self.local_cache_mb < 0 or self.io_threads < 1 or self.vips_threads < 0:
             raise UsageError("--local-cache-mb must be >= 0, --io-threads >= 1, --vips-threads >= 0")
+        if self.header_timeout < 0 or self.keepalive_timeout <= 0 or self.max_url_bytes < 16:
+            raise UsageError("--header-timeout must be >= 0, --keepalive-timeout > 0, --max-url-bytes >= 16")
 
     @property
     def worker_count(self) -> int:

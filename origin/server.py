@@ -265,7 +265,9 @@ class Origin:
                             headers={"Cache-Control": "no-store"})
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=1024)
+        from origin.connections import url_limit_middleware
+
+        app = web.Application(client_max_size=1024, middlewares=[url_limit_middleware(self.config.max_url_bytes)])
         app.router.add_get("/healthz", self.handle_healthz)
         app.router.add_get("/readyz", self.handle_readyz)
         app.router.add_get("/metrics", self.handle_metrics)

@@ -48,13 +48,15 @@ def make_socket(host: str, port: int) -> socket.socket:
 async def _worker_main(config: OriginConfig, metrics: Metrics) -> None:
     from aiohttp import web
 
+    from origin.connections import GuardedSite
     from origin.server import Origin
 
     origin = Origin(config, metrics)
     runner = web.AppRunner(origin.app(), handle_signals=False, access_log=None,
                            shutdown_timeout=config.drain_seconds)
     await runner.setup()
-    site = web.SockSite(runner, make_socket(config.host, config.port))
+    site = GuardedSite(runner, make_socket(config.host, config.port), header_timeout=config.header_timeout,
+                       keepalive_timeout=config.keepalive_timeout, max_url_bytes=config.max_url_bytes)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

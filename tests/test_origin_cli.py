@@ -122,7 +122,7 @@ def test_serve_usage_errors(tmp_path: Path) -> None:
     run = cli("serve", "--port", "0", "--workers", "2", "--sources", str(tmp_path), check=False)
     assert run.returncode == 2 and "--port 0 needs --workers 1" in run.stderr
     run = cli("serve", "--sources", "ftp://x/y", check=False)
-    assert run.returncode == 1 and "unsupported store" in run.stderr
+    assert run.returncode == 2 and "unsupported store" in run.stderr  # unreadable input: 2
 
 
 def test_docs_cover_every_flag() -> None:
@@ -145,7 +145,7 @@ def test_stores_import_light() -> None:
 
 def test_serve_refuses_missing_source_folder(tmp_path: Path) -> None:
     run = cli("serve", "--port", "0", "--workers", "1", "--sources", str(tmp_path / "typo"), check=False)
-    assert run.returncode == 1 and "does not exist" in run.stderr
+    assert run.returncode == 2 and "does not exist" in run.stderr
 
 
 def test_catalog_to_s3_then_prescale_from_s3(s3_bucket: str, tmp_path: Path) -> None:
