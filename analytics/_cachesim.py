@@ -1,19 +1,15 @@
-"""The replay's cache model: per-cache LRU with TTL and byte capacity over integer request arrays.
+"""The replay's cache model, compiled: the rules of :mod:`analytics._cachesim_ref` over integer arrays.
+
+:mod:`analytics._cachesim_ref` states the rules (CloudFront's: POP → regional edge cache → Origin
+Shield → origin, TTL with revalidation, byte-bounded LRU, result types, miss anatomy) in plain Python;
+this module must give exactly its counters on every trace (``tests/test_cachesim_differential.py``,
+hypothesis). Change a rule there first, then here.
 
 Compiled with numba; state lives in numpy arrays held by :class:`CacheModel`, grown between batches, so
-memory is bounded by the number of distinct (cache, key) pairs, not by the number of requests.
-
-Per request (time order): the POP cache is looked up; a hit refreshes LRU recency (a doubly linked list
-per cache; not kept at all when there is no capacity, since nothing is ever evicted). A miss is
-classified, in this order of precedence:
-
-- ``fragmented``: the request's variant is resident and fresh at that POP under another key;
-- ``cold``: the key was never cached at that POP;
-- ``expired``: the key is resident but older than the TTL (it is refreshed);
-- ``evicted``: the key was pushed out by the byte capacity (LRU).
-
-Then the regional cache and Origin Shield (when modelled) are tried in turn; what none of them has goes
-to the origin. Every cache a miss passes through is filled.
+memory is bounded by the number of distinct (cache, key) pairs, not by the number of requests. A hit
+refreshes LRU recency (a doubly linked list per cache; not kept at all when there is no capacity, since
+nothing is ever evicted). The fragmented check walks a ring of the POP's keys of the same variant (or,
+in a dense single cache, reads a count of them).
 
 :class:`PopCacheModel` is the same model for POP caches alone (no upper tier): one single-cache
 :class:`CacheModel` per POP, each batch grouped by POP, so one POP's state is the working set at a time.
@@ -28,10 +24,10 @@ __all__ = ["COUNTERS", "CacheModel", "PopCacheModel"]
 
 #: counter names, in the order of the counters array
 COUNTERS = (
-    "hits", "misses", "cold", "expired", "evicted", "fragmented", "transforms", "origin_requests",
-    "regional_hits", "shield_hits", "requests",
+    "requests", "hits", "refresh_hits", "misses", "regional_hits", "shield_hits",
+    "cold", "expired", "evicted", "fragmented", "origin_requests", "transforms",
 )
-_HITS, _MISSES, _COLD, _EXPIRED, _EVICTED, _FRAG, _TRANSFORMS, _ORIGIN, _REGIONAL, _SHIELD, _REQ = range(11)
+_REQ, _HITS, _REFRESH, _MISSES, _REGIONAL, _SHIELD, _COLD, _EXPIRED, _EVICTED, _FRAG, _ORIGIN, _TRANSFORMS = range(12)
 _MULT = 0x5851F42D4C957F2D  # odd, < 2**63: numba multiplies int64 with wrap-around
 # A slot (one per (cache, key)) is a 32-byte row: two int64 fields (``S``, a view of the row) then four
 # int32 fields (``L``, another view of the same row). Two rows share a cache line.
@@ -115,12 +111,77 @@ def _push_front(s: int, c: int, L: np.ndarray, head: np.ndarray, tail: np.ndarra
     head[c] = s
 
 
+@njit(cache=True, inline="always")
+def _fill(s, c, now, sz, S, L, head, tail, used, VC, counted, bounded, capacity):
+    """Store (or refresh) slot ``s`` of cache ``c`` with (now, sz), evicting least recently used slots."""
+    flags = S[s, _SIZEF] >> _FLAG_SHIFT
+    if flags == 1:
+        used[c] -= S[s, _SIZEF] & _SIZE_MASK
+        if bounded:
+            _unlink(s, c, L, head, tail)
+    if bounded:
+        if sz > capacity:  # larger than the whole cache: not stored; a copy it replaces is gone
+            if flags == 1:
+                S[s, _SIZEF] = _EVICTED_FLAGS
+                if counted and L[s, _VAR] >= 0:
+                    VC[L[s, _VAR], 0] -= 1
+            return
+        while used[c] + sz > capacity and tail[c] != -1:
+            e = tail[c]
+            _unlink(e, c, L, head, tail)
+            used[c] -= S[e, _SIZEF] & _SIZE_MASK
+            S[e, _SIZEF] = _EVICTED_FLAGS
+            if counted and L[e, _VAR] >= 0:
+                VC[L[e, _VAR], 0] -= 1
+    if counted and flags != 1 and L[s, _VAR] >= 0:
+        VC[L[s, _VAR], 0] += 1
+    S[s, _TIME] = now
+    S[s, _SIZEF] = sz | _CACHED_FLAGS
+    used[c] += sz
+    if bounded:
+        _push_front(s, c, L, head, tail)
+
+
+@njit(cache=True, inline="always")
+def _miss_class(s, c, v, flags, now, ttl, revalidate, L, S, VC, VT, counted):
+    """The class of a miss at POP cache ``c`` (slot ``s``, state ``flags``), before the request changes it."""
+    cls = _COLD if flags == 0 else (_EXPIRED if flags == 1 else _EVICTED)
+    if v < 0:
+        return cls
+    start = s
+    if L[s, _VAR] != v:  # the key was first seen as another variant: find v's ring
+        start = -1
+        if counted:
+            start = VC[v, 1]
+        else:
+            vj = _probe(VT, (c << 32) | v)
+            if VT[vj, 0] != -1:
+                start = VT[vj, 1]
+    others = 1
+    if counted:
+        others = VC[v, 0] - (1 if flags == 1 and L[s, _VAR] == v else 0)
+    if others > 0 and start != -1:
+        if counted and (ttl <= 0 or revalidate):  # every cached key is usable: the count decides
+            return _FRAG
+        o = start
+        while True:
+            if o != s and (S[o, _SIZEF] >> _FLAG_SHIFT) == 1 and \
+                    (revalidate or ttl <= 0 or now - S[o, _TIME] < ttl):
+                return _FRAG
+            o = L[o, _VNEXT]
+            if o == start:
+                break
+    return cls
+
+
 @njit(cache=True)
 def _run(t, c0, c1, c2, key, var, size, scored, HT, D, VC, VT, S, L, n_slots, head, tail, used, vseen,
-         counters, ttl, capacity, count_firsts):
+         counters, ttl, capacity, count_firsts, revalidate):
     bounded = capacity > 0  # no capacity: no eviction, so no LRU order to keep
     direct = D.shape[0] > 0  # one cache (c == 0) whose slots are found by key id in D, not by hashing
     counted = VC.shape[0] > 0  # one cache: VC[v] = (its cached keys in variant v's ring, a ring member)
+    passed_s = np.empty(3, dtype=np.int64)  # the slots (and caches) a request passed without a fresh copy
+    passed_c = np.empty(3, dtype=np.int64)
     for i in range(t.shape[0]):
         now = t[i]
         k = key[i]
@@ -130,9 +191,10 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, D, VC, VT, S, L, n_slots, he
         if count_firsts and v >= 0 and not vseen[v]:
             vseen[v] = True
             first = True
-        if sc:
-            counters[_REQ] += 1
-        served = False
+        served = -1  # the tier whose fresh copy served the request; -1: the origin
+        revalidated = False
+        pop_cls = _COLD
+        n_passed = 0
         for tier in range(3):
             c = c0[i] if tier == 0 else (c1[i] if tier == 1 else c2[i])
             if c < 0:
@@ -180,76 +242,37 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, D, VC, VT, S, L, n_slots, he
                 if bounded and head[c] != s:
                     _unlink(s, c, L, head, tail)
                     _push_front(s, c, L, head, tail)
-                if sc:
-                    if tier == 0:
-                        counters[_HITS] += 1
-                    elif tier == 1:
-                        counters[_REGIONAL] += 1
-                    else:
-                        counters[_SHIELD] += 1
-                served = True
+                served = tier
                 break
-            if tier == 0 and sc:
-                counters[_MISSES] += 1
-                cls = _COLD if flags == 0 else (_EXPIRED if flags == 1 else _EVICTED)
-                if v >= 0:
-                    start = s
-                    if L[s, _VAR] != v:  # the key was first seen as another variant: find v's ring
-                        start = -1
-                        if counted:
-                            start = VC[v, 1]
-                        else:
-                            vj = _probe(VT, (c << 32) | v)
-                            if VT[vj, 0] != -1:
-                                start = VT[vj, 1]
-                    others = 1
-                    if counted:
-                        others = VC[v, 0] - (1 if flags == 1 and L[s, _VAR] == v else 0)
-                    if others > 0 and start != -1:
-                        if counted and ttl <= 0:  # no expiry: cached is fresh
-                            cls = _FRAG
-                        else:
-                            o = start
-                            while True:
-                                if o != s and (S[o, _SIZEF] >> _FLAG_SHIFT) == 1 and \
-                                        (ttl <= 0 or now - S[o, _TIME] < ttl):
-                                    cls = _FRAG
-                                    break
-                                o = L[o, _VNEXT]
-                                if o == start:
-                                    break
-                counters[cls] += 1
-            # fill (or refresh) this cache
-            sz = size[i]
-            if flags == 1:
-                used[c] -= S[s, _SIZEF] & _SIZE_MASK
-                if bounded:
-                    _unlink(s, c, L, head, tail)
-            if bounded:
-                if sz > capacity:
-                    if flags == 1:
-                        S[s, _SIZEF] = _EVICTED_FLAGS
-                        if counted and L[s, _VAR] >= 0:
-                            VC[L[s, _VAR], 0] -= 1
-                    continue
-                while used[c] + sz > capacity and tail[c] != -1:
-                    e = tail[c]
-                    _unlink(e, c, L, head, tail)
-                    used[c] -= S[e, _SIZEF] & _SIZE_MASK
-                    S[e, _SIZEF] = _EVICTED_FLAGS
-                    if counted and L[e, _VAR] >= 0:
-                        VC[L[e, _VAR], 0] -= 1
-            if counted and flags != 1 and L[s, _VAR] >= 0:
-                VC[L[s, _VAR], 0] += 1
-            S[s, _TIME] = now
-            S[s, _SIZEF] = sz | _CACHED_FLAGS
-            used[c] += sz
-            if bounded:
-                _push_front(s, c, L, head, tail)
-        if sc and not served:
-            counters[_ORIGIN] += 1
-        if sc and first:
-            counters[_TRANSFORMS] += 1
+            if flags == 1 and revalidate:
+                revalidated = True
+            elif tier == 0 and sc:
+                pop_cls = _miss_class(s, c, v, flags, now, ttl, revalidate, L, S, VC, VT, counted)
+            passed_s[n_passed] = s
+            passed_c[n_passed] = c
+            n_passed += 1
+        sz = size[i]
+        for j in range(n_passed):
+            _fill(passed_s[j], passed_c[j], now, sz, S, L, head, tail, used, VC, counted, bounded, capacity)
+        if not sc:
+            continue
+        row = counters[c0[i]]
+        row[_REQ] += 1
+        if first:
+            row[_TRANSFORMS] += 1
+        if served < 0:
+            row[_ORIGIN] += 1
+        if revalidated:
+            row[_REFRESH] += 1
+        elif served == 0 or served == 1:
+            row[_HITS] += 1
+            if served == 1:
+                row[_REGIONAL] += 1
+        else:
+            row[_MISSES] += 1
+            if served == 2:
+                row[_SHIELD] += 1
+            row[pop_cls] += 1
 
 
 class CacheModel:
@@ -261,12 +284,15 @@ class CacheModel:
     per key id, smaller and faster than the hash table at that density) instead of by hashing.
     """
 
-    def __init__(self, *, ttl_ms: int, capacity: int, count_firsts: bool = True, single: bool = False) -> None:
+    def __init__(self, *, ttl_ms: int, capacity: int, revalidate: bool = True, count_firsts: bool = True,
+                 single: bool = False) -> None:
         self.ttl_ms = int(ttl_ms)
         self.capacity = int(capacity)
+        self.revalidate = revalidate
+        self._n_keys = 0  # a bound on every key id seen so far (the dense index must cover them all)
         self.count_firsts = count_firsts  # False: ``transforms`` is counted by the caller (PopCacheModel)
         self.single = single
-        self.counters = np.zeros(len(COUNTERS), dtype=np.int64)
+        self.counters = np.zeros((16, len(COUNTERS)), dtype=np.int64)  # a row per POP cache id (``c0``)
         self._n_slots = np.zeros(1, dtype=np.int64)
         self._ht = new_table(1 << 12)
         self._direct = np.zeros(0, dtype=np.int32)  # key id -> slot (-1: none) while dense; else empty
@@ -298,6 +324,10 @@ class CacheModel:
                 self._vcount = count
         else:
             self._vt = grow_table(self._vt, need)
+        if n_caches > self.counters.shape[0]:
+            rows = np.zeros((max(n_caches, 2 * self.counters.shape[0]), len(COUNTERS)), dtype=np.int64)
+            rows[: self.counters.shape[0]] = self.counters
+            self.counters = rows
         if n_caches > self._head.shape[0]:
             size = max(n_caches, 2 * self._head.shape[0])
             for name, fill in (("_head", -1), ("_tail", -1), ("_used", 0)):
@@ -312,6 +342,7 @@ class CacheModel:
 
     def _index(self, need: int, n_keys: int, n_variants: int) -> None:
         """Size the key -> slot index for ``need`` slots and key ids below ``n_keys``; switch its kind."""
+        self._n_keys = n_keys = max(n_keys, self._n_keys)
         dense = self.single and n_keys <= _DENSE * max(self.slots, 1)
         if self._direct.shape[0]:
             if not dense and n_keys > 2 * _DENSE * max(self.slots, 1):  # sparse again: back to hashing
@@ -366,22 +397,31 @@ class CacheModel:
             scored.astype(np.bool_, copy=False), self._ht, self._direct, self._vcount, self._vt,
             self._slots.view(np.int64),
             self._slots, self._n_slots, self._head, self._tail, self._used, self._vseen, self.counters,
-            self.ttl_ms, self.capacity, self.count_firsts,
+            self.ttl_ms, self.capacity, self.count_firsts, self.revalidate,
         )
 
     def result(self) -> dict[str, int]:
-        return {name: int(v) for name, v in zip(COUNTERS, self.counters, strict=True)}
+        """Every counter, summed over the POPs."""
+        return _named(self.counters.sum(axis=0))
+
+    def result_by_pop(self) -> dict[int, dict[str, int]]:
+        """POP cache id (``c0``) → its counters, for the POPs that had a scored request."""
+        return {c: _named(row) for c, row in enumerate(self.counters) if row[_REQ]}
+
+
+def _named(row: np.ndarray) -> dict[str, int]:
+    return {name: int(v) for name, v in zip(COUNTERS, row, strict=True)}
 
 
 @njit(cache=True)
-def _firsts(var, scored, vseen, counters):
-    """``transforms``: scored first sights of a variant, in time order."""
+def _firsts(var, scored, c0, vseen, counters):
+    """``transforms``: scored first sights of a variant, in time order (counted at the request's POP)."""
     for i in range(var.shape[0]):
         v = var[i]
         if v >= 0 and not vseen[v]:
             vseen[v] = True
             if scored[i]:
-                counters[_TRANSFORMS] += 1
+                counters[c0[i], _TRANSFORMS] += 1
 
 
 @njit(cache=True)
@@ -419,10 +459,11 @@ class PopCacheModel:
     :class:`CacheModel` with ``c1``/``c2`` absent.
     """
 
-    def __init__(self, *, ttl_ms: int, capacity: int) -> None:
+    def __init__(self, *, ttl_ms: int, capacity: int, revalidate: bool = True) -> None:
         self.ttl_ms = int(ttl_ms)
         self.capacity = int(capacity)
-        self.counters = np.zeros(len(COUNTERS), dtype=np.int64)
+        self.revalidate = revalidate
+        self.counters = np.zeros((16, len(COUNTERS)), dtype=np.int64)  # transforms, by POP
         self._vseen = np.zeros(1 << 12, dtype=np.bool_)
         self._pops: list[CacheModel] = []
 
@@ -441,10 +482,15 @@ class PopCacheModel:
             seen = np.zeros(max(n_variants, 2 * self._vseen.shape[0]), dtype=np.bool_)
             seen[: self._vseen.shape[0]] = self._vseen
             self._vseen = seen
-        _firsts(var, scored, self._vseen, self.counters)
+        if n_caches > self.counters.shape[0]:
+            rows = np.zeros((max(n_caches, 2 * self.counters.shape[0]), len(COUNTERS)), dtype=np.int64)
+            rows[: self.counters.shape[0]] = self.counters
+            self.counters = rows
+        c0 = c0.astype(i64, copy=False)
+        _firsts(var, scored, c0, self._vseen, self.counters)
         while len(self._pops) < n_caches:
-            self._pops.append(CacheModel(ttl_ms=self.ttl_ms, capacity=self.capacity, count_firsts=False,
-                                         single=True))
+            self._pops.append(CacheModel(ttl_ms=self.ttl_ms, capacity=self.capacity, revalidate=self.revalidate,
+                                         count_firsts=False, single=True))
         t, key, var, size, scored, offsets = _group(c0.astype(i64, copy=False), n_caches, t.astype(i64, copy=False),
                                                     key.astype(i64, copy=False), var, size.astype(i64, copy=False),
                                                     scored)
@@ -455,8 +501,16 @@ class PopCacheModel:
             self._pops[g].run(t[lo:hi], zeros[lo:hi], absent[lo:hi], absent[lo:hi], key[lo:hi], var[lo:hi],
                               size[lo:hi], scored[lo:hi], n_caches=1, n_variants=n_variants, n_keys=n_keys)
 
+    def _rows(self) -> np.ndarray:
+        rows = self.counters.copy()
+        for g, pop in enumerate(self._pops):
+            rows[g] += pop.counters[0]
+        return rows
+
     def result(self) -> dict[str, int]:
-        total = self.counters.copy()
-        for pop in self._pops:
-            total += pop.counters
-        return {name: int(v) for name, v in zip(COUNTERS, total, strict=True)}
+        """Every counter, summed over the POPs."""
+        return _named(self._rows().sum(axis=0))
+
+    def result_by_pop(self) -> dict[int, dict[str, int]]:
+        """POP cache id → its counters, for the POPs that had a scored request."""
+        return {c: _named(row) for c, row in enumerate(self._rows()) if row[_REQ]}
