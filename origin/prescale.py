@@ -165,6 +165,7 @@ def run_prescale(
     for v in wanted:
         limits.check_variant(v)
     src, dst = open_store(sources), open_store(derivatives)
+    dst.remove_orphans()  # temp files of an earlier run that was killed mid-write
     summary = PrescaleSummary()
     bar = _Progress(progress)
     started = time.monotonic()

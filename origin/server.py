@@ -283,10 +283,23 @@ class Origin:
 
     # ------------------------------------------------------------------ lifecycle
 
+    async def remove_orphans(self) -> None:
+        """Temp files of derivative writes a killed process left (folder store); worker 0 only, in
+        the background: walking a large store must delay neither the port nor readiness."""
+        try:
+            removed = await self._run(self.io, self.derivatives.remove_orphans)
+        except OSError as err:  # an unreadable folder: the writes will report it, nothing to clean
+            log.warning("orphan clean-up of %s failed: %s", self.derivatives.describe(), err.strerror or err)
+            return
+        if removed:
+            log.info("removed %d orphan temp files from %s", removed, self.derivatives.describe())
+
     async def warm_up(self) -> None:
         """Ready once the stores answer and one tiny transform per format has run (codecs loaded)."""
         from origin.transform import warmup_image
 
+        if self.metrics.worker == 0:
+            self._spawn(self.remove_orphans())
         while not self.draining:
             try:
                 await self._run(self.io, self.sources.exists, "__edgeproof_readyz__")

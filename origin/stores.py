@@ -11,6 +11,7 @@ One small interface, used by the origin (sources and derivatives), prescale, and
     store.head(key) -> ObjectInfo | None            # size and content type, without the body
     store.iter_keys(prefix="") -> Iterator[str]        # every key under prefix, sorted for folders
     store.describe() -> str                         # "folder /abs/path" / "s3://bucket/prefix"
+    store.remove_orphans() -> int                   # temp files a killed writer left (folders; S3: 0)
     etag_for(data) -> str                           # '"md5hex"', equal to S3's ETag for the object
 
 Keys are relative ``/``-separated paths (``images/sku-00001-1.jpg`` or a derivative key such as
@@ -23,6 +24,13 @@ Both stores are thread-safe and may be shared by a thread pool. The S3 store cre
 client lazily (after ``fork``), honours ``AWS_ENDPOINT_URL`` (and the usual AWS_* variables), and
 pools up to ``max_pool_connections`` HTTP connections. For folders, the derivative store and the
 source store must be different folders: a derivative key uses its source key as a directory.
+
+A folder write goes to ``.NAME.PID-RANDOM.tmp`` beside its object and is renamed into place; a
+process killed (``kill -9``, OOM) between the two leaves that file behind for good. The origin and
+prescale call :meth:`FolderStore.remove_orphans` when they start: it removes such files older than
+:data:`ORPHAN_AGE` seconds that this process did not write. No derivative write takes anywhere
+near that long, and one that somehow did would fail its rename (a logged write error), never leave
+a partial object.
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ import errno
 import hashlib
 import mimetypes
 import os
+import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +52,13 @@ from typing import Any
 from edgeproof.canonical import CONTENT_TYPES, split_canonical, validate_source_key
 from edgeproof.errors import PayloadTooLarge, StoreError
 
-__all__ = ["FolderStore", "ObjectInfo", "S3Store", "Store", "content_type_for_key", "etag_for", "open_store"]
+__all__ = ["ORPHAN_AGE", "FolderStore", "ObjectInfo", "S3Store", "Store", "content_type_for_key", "etag_for",
+           "open_store"]
+
+#: seconds after which a temp file of another process is an orphan (a write takes milliseconds)
+ORPHAN_AGE = 60.0
+#: ``.NAME.PID-RANDOM.tmp`` (and ``.NAME.RANDOM.tmp``, before the PID was in the name)
+_TEMP_NAME = re.compile(r"^\..+\.(?:(\d+)-)?[0-9a-f]{12}\.tmp$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +108,10 @@ class Store:
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    def remove_orphans(self, min_age: float = ORPHAN_AGE) -> int:
+        """Remove what killed writers left behind; the number removed. Nothing for atomic stores."""
+        return 0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
@@ -145,7 +165,7 @@ class FolderStore(Store):
 
     def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
         path = self._path(key)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with tmp.open("wb") as fh:
@@ -181,6 +201,25 @@ class FolderStore(Store):
 
     def describe(self) -> str:
         return f"folder {self.root}"
+
+    def remove_orphans(self, min_age: float = ORPHAN_AGE) -> int:
+        """Remove temp files of writes that never finished: older than ``min_age`` seconds and not
+        this process's (see the module docstring). Safe while other processes write."""
+        own, now, removed = str(os.getpid()), time.time(), 0
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for name in filenames:
+                match = _TEMP_NAME.match(name)
+                if match is None or match.group(1) == own:
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    if now - os.stat(path).st_mtime < min_age:
+                        continue  # maybe another process's write in progress
+                    os.unlink(path)
+                except OSError:  # already gone (another process cleaned up) or not ours to remove
+                    continue
+                removed += 1
+        return removed
 
 
 class S3Store(Store):

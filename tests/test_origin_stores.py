@@ -71,3 +71,85 @@ def test_content_type_for_key() -> None:
     assert content_type_for_key(DERIVED) == "image/webp"
     assert content_type_for_key("images/a.png") == "image/png"
     assert content_type_for_key("images/a.jpg/w=1,h=0,fit=cover,q=80,f=avif") == "image/avif"
+
+
+def _orphans(root: Path, pid: int = 999_999_999) -> dict[str, Path]:
+    """Temp files as a writer killed mid-write leaves them, aged past ORPHAN_AGE, plus one fresh."""
+    import os
+    import time
+
+    from origin.stores import ORPHAN_AGE
+
+    folder = root / "images" / "a.jpg"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "killed": folder / f".w=640,h=0,fit=cover,q=80,f=webp.{pid}-0123456789ab.tmp",
+        "old_format": folder / ".w=320,h=0,fit=cover,q=80,f=webp.abcdef012345.tmp",  # no PID in the name
+        "top": root / f".x.jpg.{pid}-ffffffffffff.tmp",
+        "fresh": folder / f".w=160,h=0,fit=cover,q=80,f=webp.{pid}-aaaaaaaaaaaa.tmp",  # a write in progress
+        "own": folder / f".w=80,h=0,fit=cover,q=80,f=webp.{os.getpid()}-bbbbbbbbbbbb.tmp",
+        "object": folder / "w=640,h=0,fit=cover,q=80,f=jpeg",
+        "dotfile": root / ".keep",
+    }
+    old = time.time() - ORPHAN_AGE - 5
+    for name, path in files.items():
+        path.write_bytes(b"partial")
+        if name != "fresh":
+            os.utime(path, (old, old))
+    return files
+
+
+def test_folder_store_removes_orphan_temp_files(tmp_path: Path) -> None:
+    files = _orphans(tmp_path / "d")
+    store = FolderStore(tmp_path / "d")
+    assert store.remove_orphans() == 3
+    gone = {"killed", "old_format", "top"}
+    assert {n for n, p in files.items() if not p.exists()} == gone
+    # this process's own temp file (a write of ours in progress) and the fresh one are kept
+    assert files["own"].exists() and files["fresh"].exists()
+    assert store.remove_orphans() == 0
+    # what put() leaves in flight carries this process's PID, so a clean-up never takes it
+    store.put("images/b.jpg", b"x")
+    assert not list((tmp_path / "d" / "images").glob(".b.jpg.*"))
+
+
+def test_s3_store_has_no_orphans(s3_bucket: str) -> None:
+    assert open_store(f"s3://{s3_bucket}/x").remove_orphans() == 0
+
+
+def test_origin_start_removes_orphans(tmp_path: Path) -> None:
+    import time
+
+    from _origin_helpers import OriginProc, jpeg
+    from conftest import free_port
+
+    (tmp_path / "src" / "images").mkdir(parents=True)
+    (tmp_path / "src" / "images" / "a.jpg").write_bytes(jpeg(200, 100))
+    files = _orphans(tmp_path / "der")
+    proc = OriginProc(free_port(), ["--sources", str(tmp_path / "src"), "--derivatives", str(tmp_path / "der"),
+                                    "--workers", "1"], log=tmp_path / "log.txt")
+    try:
+        proc.wait_ready()
+        for _ in range(200):  # the clean-up runs in the background after start (bounded wait)
+            if not files["killed"].exists():
+                break
+            time.sleep(0.05)
+        assert not files["killed"].exists() and not files["old_format"].exists() and not files["top"].exists()
+        assert files["fresh"].exists() and files["object"].exists() and files["dotfile"].exists()
+        # "own" was made by the test process: for the server it is another process's, and old
+        assert not files["own"].exists()
+    finally:
+        assert proc.stop() == 0
+    assert "removed 4 orphan temp files" in (tmp_path / "log.txt").read_text()
+
+
+def test_prescale_removes_orphans(tmp_path: Path) -> None:
+    from _origin_helpers import jpeg
+
+    from origin.prescale import run_prescale
+
+    (tmp_path / "src" / "images").mkdir(parents=True)
+    (tmp_path / "src" / "images" / "a.jpg").write_bytes(jpeg(200, 100))
+    files = _orphans(tmp_path / "der")
+    summary = run_prescale(sources=str(tmp_path / "src"), derivatives=str(tmp_path / "der"), variants="thumb")
+    assert summary.made == 1 and not files["killed"].exists() and files["fresh"].exists()
