@@ -81,3 +81,26 @@ def test_s3_store_roundtrip(s3_bucket: str, tmp_path: Path) -> None:
     assert written == [f"s3://{s3_bucket}/reports/2026-W47/report.html"]
     head = boto3.client("s3").head_object(Bucket=s3_bucket, Key="reports/2026-W47/report.html")
     assert head["ContentType"].startswith("text/html")
+
+
+def test_no_verdict_banner_and_no_data_slots(tmp_path: Path) -> None:
+    """An amber banner for "no verdict" (incomplete data) and charts that keep a slot for a gap."""
+    doc = Document("Weekly")
+    doc.verdict(None, "INCOMPLETE: no verdict", "No log data for 24 of 168 hours.")
+    doc.table(["day", "requests"], [["2026-11-18", "no log data"]], row_classes=["gap"])
+    html = doc.to_html()
+    assert 'class="verdict warn"' in html and "<tr class=gap>" in html and "tr.gap td" in html
+    md = doc.to_markdown()
+    assert "> **INCOMPLETE: no verdict** No log data for 24 of 168 hours." in md and "PASS" not in md
+    days = ["2026-11-16", "2026-11-17", "2026-11-18"]
+    with_gap = charts.bars(tmp_path / "gap.png", days, [0.97, 0.98, None], title="t", percent=True, target=0.96,
+                           missing=["2026-11-18"])
+    without = charts.bars(tmp_path / "plain.png", days, [0.97, 0.98, None], title="t", percent=True, target=0.96)
+    assert with_gap is not None and without is not None and with_gap.read_bytes() != without.read_bytes()
+    # a chart of nothing but gaps has nothing to draw
+    assert charts.bars(tmp_path / "none.png", days[:1], [None], title="t", missing=days[:1]) is None
+    xs = [datetime(2026, 11, 16, tzinfo=UTC) + timedelta(hours=h) for h in range(48)]
+    series = [None if 20 <= h < 30 else 0.97 for h in range(48)]
+    line = charts.time_series(tmp_path / "h.png", xs, {"hit rate": series}, title="t", percent=True,
+                              gaps=[(xs[20], xs[30])])
+    assert line is not None and line.read_bytes().startswith(PNG_MAGIC)

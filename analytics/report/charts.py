@@ -28,6 +28,9 @@ _PHASE_COLOURS = {"baseline": "#f2f2f2", "ramp": "#fff1d6", "peak": "#fde0dc", "
 
 #: (start, end, name): a shaded span on a time axis (x values of the same kind as the series)
 Phase = tuple[Any, Any, str]
+#: how a span or a slot without data is drawn: hatched grey, so it cannot pass for a low or a zero
+_GAP = {"facecolor": "#eceef1", "edgecolor": "#9aa1ad", "hatch": "///", "linewidth": 0}
+_GAP_TEXT = "#5d6675"
 
 _pct = FuncFormatter(lambda v, _pos: f"{v * 100:.0f}%")
 _pct_fine = FuncFormatter(lambda v, _pos: f"{v * 100:.1f}%")
@@ -83,10 +86,13 @@ def time_series(
     log_y: bool = False,
     step: bool = False,
     markers: Sequence[tuple[Any, str]] = (),
+    gaps: Sequence[tuple[Any, Any]] = (),
 ) -> Path | None:
     """Lines over time (datetimes or seconds) with optional shaded phases, event markers and a second y axis.
 
-    With ``log_y``, values ≤ 0 are drawn at the axis floor (0.5) instead of vanishing.
+    With ``log_y``, values ≤ 0 are drawn at the axis floor (0.5) instead of vanishing. ``gaps`` are
+    ``(start, end)`` spans without data, drawn hatched grey and labelled "no data" (give the series
+    ``None`` there so the lines break instead of bridging the hole).
     """
     if not len(x) or not any(any(v is not None for v in s) for s in series.values()):
         return None
@@ -97,6 +103,10 @@ def time_series(
         ax.axvspan(start, end, color=colour, alpha=0.9, zorder=0, linewidth=0)
         ax.text(start, 1.0, f" {name}", transform=ax.get_xaxis_transform(), va="top", ha="left",
                 fontsize=8, color="#5d6675")
+    for n, (start, end) in enumerate(gaps):
+        ax.axvspan(start, end, zorder=0, label="no data" if n == 0 else "_gap", **_GAP)
+        ax.text(start, 0.98, " no data", transform=ax.get_xaxis_transform(), va="top", ha="left",
+                fontsize=8, color=_GAP_TEXT, fontweight="bold")
     colours = iter(PALETTE)
     drawn = []
     for at, label in markers:
@@ -128,6 +138,7 @@ def time_series(
                                      label=f"target {right_target * 100:.1f}%"))
         ax2.set_ylabel(right_label)
     handles = drawn + [h for h in ax.get_lines() if h not in drawn and not h.get_label().startswith("_")]
+    handles += [p for p in ax.patches if p.get_label() == "no data"]
     ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9)
     if x and hasattr(x[0], "year"):
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
@@ -146,17 +157,25 @@ def bars(
     annotate: bool = True,
     horizontal: bool = False,
     highlight: str | None = None,
+    missing: Sequence[str] = (),
 ) -> Path | None:
-    """One bar per label; bars under ``target`` are drawn in red, ``highlight`` in green."""
-    pairs = [(lab, v) for lab, v in zip(labels, values, strict=True) if v is not None]
+    """One bar per label; bars under ``target`` are drawn in red, ``highlight`` in green.
+
+    Labels in ``missing`` (no data, e.g. a day whose logs are absent) keep their slot as a hatched grey
+    bar marked "no data" instead of silently disappearing from the axis (vertical bars only).
+    """
+    gap_labels = set(missing) if not horizontal else set()
+    slots = [(lab, v) for lab, v in zip(labels, values, strict=True) if v is not None or lab in gap_labels]
+    pairs = [(i, lab, float(v)) for i, (lab, v) in enumerate(slots) if v is not None]
     if not pairs:
         return None
-    labs = [p[0] for p in pairs]
-    vals = [float(p[1]) for p in pairs]
+    labs = [lab for lab, _ in slots]
+    xs = [i for i, _, _ in pairs]
+    vals = [v for _, _, v in pairs]
     height = max(3.0, 0.35 * len(labs) + 1.2) if horizontal else 3.6
     fig, ax = _new((10, height))
     colours = []
-    for lab, v in pairs:
+    for _, lab, v in pairs:
         if highlight is not None and lab == highlight:
             colours.append(PALETTE[2])
         elif target is not None and v < target:
@@ -164,7 +183,7 @@ def bars(
         else:
             colours.append(PALETTE[0])
     if horizontal:
-        rects = ax.barh(labs, vals, color=colours)
+        rects = ax.barh([lab for _, lab, _ in pairs], vals, color=colours)
         ax.invert_yaxis()
         ax.grid(axis="y", visible=False)
         if target is not None:
@@ -174,12 +193,19 @@ def bars(
             ax.set_xlim(0, 1.08)
             ax.xaxis.set_major_formatter(_pct)
     else:
-        rects = ax.bar(labs, vals, color=colours)
+        rects = ax.bar(xs, vals, color=colours)
+        ax.set_xticks(range(len(labs)), labs)
         ax.grid(axis="x", visible=False)
         if percent:
             _rate_axis(ax, vals, target)
+        bottom, top = ax.get_ylim()
+        for n, i in enumerate(i for i, (_, v) in enumerate(slots) if v is None):
+            ax.bar(i, top - bottom, bottom=bottom, label="no data" if n == 0 else "_gap", **_GAP)
+            ax.text(i, bottom + (top - bottom) / 2, "no data", rotation=90, ha="center", va="center",
+                    fontsize=9, color=_GAP_TEXT, fontweight="bold")
+        ax.set_ylim(bottom, top)
         _target_line(ax, target)
-        if target is not None:
+        if target is not None or len(slots) > len(pairs):
             ax.legend(loc="lower right", fontsize=8)
         if len(labs) > 8 or max(len(lab) for lab in labs) > 10:
             plt.setp(ax.get_xticklabels(), rotation=30, ha="right")

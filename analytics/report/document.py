@@ -55,7 +55,7 @@ class Table:
     columns: Sequence[str]
     rows: Sequence[Sequence[object]]
     caption: str | None = None
-    #: per-row CSS class for HTML ("pass", "fail" or ""), same length as rows when given
+    #: per-row CSS class for HTML ("pass", "fail", "gap" (no data) or ""), same length as rows when given
     row_classes: Sequence[str] | None = None
 
 
@@ -67,7 +67,9 @@ class Figure:
 
 @dataclass(slots=True)
 class Verdict:
-    passed: bool
+    """A banner: ``passed`` True (green), False (red) or None (amber: no verdict, e.g. incomplete data)."""
+
+    passed: bool | None
     title: str
     detail: str = ""
 
@@ -93,7 +95,7 @@ Block = _Heading | _Paragraph | _Metrics | Table | Figure | Verdict
 
 _CSS = """
 :root { --fg:#1d2330; --muted:#5d6675; --line:#e3e6eb; --bg:#f6f7f9; --ok:#1f7a4d; --okbg:#e7f5ee;
-        --bad:#b3261e; --badbg:#fdecea; --accent:#2f5fb3; }
+        --bad:#b3261e; --badbg:#fdecea; --warn:#8a5a00; --warnbg:#fff6dc; --accent:#2f5fb3; }
 * { box-sizing: border-box; }
 body { font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
        color: var(--fg); background: var(--bg); margin: 0; }
@@ -108,6 +110,7 @@ p.muted, .subtitle { color: var(--muted); }
 .verdict { border-radius: 8px; padding: 14px 18px; margin: 16px 0 20px; border: 1px solid; }
 .verdict.pass { background: var(--okbg); border-color: #b7e0c9; color: var(--ok); }
 .verdict.fail { background: var(--badbg); border-color: #f3c0bb; color: var(--bad); }
+.verdict.warn { background: var(--warnbg); border-color: #f0d48a; color: var(--warn); }
 .verdict strong { font-size: 18px; display: block; }
 .verdict span { color: var(--fg); }
 .metrics { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 10px; margin: 12px 0; }
@@ -123,6 +126,8 @@ td code { font-size: 12.5px; word-break: break-all; }
 tr.pass td:first-child { border-left: 4px solid var(--ok); }
 tr.fail td:first-child { border-left: 4px solid var(--bad); }
 tr.fail td { background: #fff8f7; }
+tr.gap td:first-child { border-left: 4px solid #9aa1ad; }
+tr.gap td { background: repeating-linear-gradient(135deg, #f4f5f7 0 6px, #eceef1 6px 12px); color: var(--muted); }
 figure { margin: 14px 0 22px; }
 figure img { max-width: 100%; border: 1px solid var(--line); border-radius: 6px; }
 figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
@@ -179,7 +184,7 @@ class Document:
         self.blocks.append(_Metrics(list(items)))
         return self
 
-    def verdict(self, passed: bool, title: str, detail: str = "") -> Document:
+    def verdict(self, passed: bool | None, title: str, detail: str = "") -> Document:
         self.blocks.append(Verdict(passed, title, detail))
         return self
 
@@ -234,7 +239,7 @@ class Document:
             )
             return f'<div class="metrics">{cells}</div>'
         if isinstance(block, Verdict):
-            cls = "pass" if block.passed else "fail"
+            cls = "warn" if block.passed is None else "pass" if block.passed else "fail"
             detail = f"<span>{esc(block.detail)}</span>" if block.detail else ""
             return f'<div class="verdict {cls}"><strong>{esc(block.title)}</strong>{detail}</div>'
         if isinstance(block, Table):
@@ -279,7 +284,7 @@ class Document:
                         "|" + "---|" * len(block.items),
                         "| " + " | ".join(v for _, v in block.items) + " |", ""]
             elif isinstance(block, Verdict):
-                mark = "PASS" if block.passed else "FAIL"
+                mark = "" if block.passed is None else "PASS" if block.passed else "FAIL"
                 title = block.title if block.title.upper().startswith(mark) else f"{mark}: {block.title}"
                 out += [f"> **{title}**" + (f" {block.detail.strip()}" if block.detail else ""), ""]
             elif isinstance(block, Table):

@@ -6,8 +6,16 @@ the replay what-if (:func:`analytics.replay.compare_strategies`) for the miss an
 strategy, compares with last week's summary from the history store, and writes ``summary.json``,
 ``report.html`` (self-contained), ``report.md`` and the PNG charts into ``out``.
 
-The week met its target when its hit rate (DESIGN.md's definition, :mod:`analytics.metrics`) is at
-least ``target``; the CLI's exit code is 0 then and 1 otherwise.
+The window is an ISO week or any ``start``/``end`` range. Before judging it, the report works out
+its coverage (:mod:`analytics.coverage`): which hours of the window have no request at all, plus the
+damaged files and lost lines the log stream reported. A missing day is indistinguishable from a quiet
+one, and when it was the bad day a verdict on the rest would say MET for a week that missed, so:
+
+* every hour covered: MET when the hit rate (DESIGN.md's definition, :mod:`analytics.metrics`) is at
+  least ``target``, MISSED otherwise (exit 0 / 1);
+* hours missing or a file damaged: INCOMPLETE (exit 4), unless ``allow_gaps`` accepts a known outage, and then MET /
+  MISSED on the data there is; the gaps are listed in every output either way;
+* no request at all in the window: a usage error (exit 2).
 """
 
 from __future__ import annotations
@@ -19,17 +27,22 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from analytics.coverage import coverage, parse_stamp
 from analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
 from analytics.report.progress import Progress
 from analytics.report.store import publish_dir, read_json, write_json
 from analytics.report.weekly_render import render_weekly
-from edgeproof.errors import UsageError
+from edgeproof.errors import EXIT_INCOMPLETE, EXIT_MISSED, EXIT_OK, UsageError
 
-__all__ = ["WeeklyResult", "build_weekly", "iso_week_bounds", "previous_week", "week_of"]
+__all__ = ["EXIT_CODES", "VERDICTS", "WeeklyResult", "build_weekly", "iso_week_bounds", "previous_week",
+           "week_of"]
 
 #: strategies replayed by the what-if (those that exist in the registry)
 WHAT_IF_STRATEGIES = ("passthrough", "sorted", "allowlist", "aggressive", "breakpoints")
 TOP_N = 10
+VERDICTS = ("MET", "MISSED", "INCOMPLETE")
+#: verdict → exit status, from the one contract in edgeproof.errors (no data at all is a UsageError: 2)
+EXIT_CODES = {"MET": EXIT_OK, "MISSED": EXIT_MISSED, "INCOMPLETE": EXIT_INCOMPLETE}
 
 
 def iso_week_bounds(week: str) -> tuple[datetime, datetime]:
@@ -53,6 +66,37 @@ def previous_week(week: str) -> str:
     return week_of(start - timedelta(days=1))
 
 
+def report_window(week: str | None, start: str | datetime | None,
+                  end: str | datetime | None) -> tuple[datetime, datetime, str | None]:
+    """(start, end, ISO week or None) of the requested window: ``week``, or ``start``/``end`` (UTC).
+
+    ``week`` defaults to the last complete ISO week. A ``start``/``end`` range that is exactly an ISO
+    week is named as that week (so the history store and week-over-week deltas work for it).
+    """
+    if start is None and end is None:
+        week = week or week_of(datetime.now(UTC) - timedelta(days=7))
+        return (*iso_week_bounds(week), week)
+    if week is not None:
+        raise UsageError("give --week or --from/--to, not both")
+    if start is None or end is None:
+        raise UsageError("--from and --to go together", detail="e.g. --from 2026-11-16 --to 2026-11-23")
+    from analytics.reader import parse_time
+
+    t0, t1 = parse_time(start), parse_time(end)
+    if t0 is None or t1 is None:
+        raise UsageError("--from and --to go together", detail="e.g. --from 2026-11-16 --to 2026-11-23")
+    if t1 <= t0:
+        raise UsageError(f"empty window {t0:%Y-%m-%d %H:%M} .. {t1:%Y-%m-%d %H:%M}",
+                         detail="--to is exclusive and must be after --from")
+    iso = week_of(t0)
+    return (t0, t1, iso) if iso_week_bounds(iso) == (t0, t1) else (t0, t1, None)
+
+
+def window_label(start: datetime, end: datetime, week: str | None) -> str:
+    """``2026-W47`` for a week, ``2026-11-16 00:00 – 2026-11-19 00:00 UTC`` for another window."""
+    return week or f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC"
+
+
 @dataclass
 class WeeklyResult:
     summary: dict[str, Any]
@@ -62,11 +106,25 @@ class WeeklyResult:
 
     @property
     def met_target(self) -> bool:
-        return bool(self.summary["met_target"])
+        """True only for a MET verdict (never for an INCOMPLETE week, whatever its hit rate)."""
+        return self.summary["verdict"] == "MET"
+
+    @property
+    def verdict(self) -> str:
+        return str(self.summary["verdict"])
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+
+def _damaged(stream: Any) -> list[dict[str, str]]:
+    """Files the stream could not read, or read only up to a break (``FileStats.error``)."""
+    return [{"file": f.name, "error": f.error} for f in stream.files if f.error]
 
 
 def _aggregate_files(names: list[str], start: datetime, end: datetime,
-                     reader_options: dict[str, Any]) -> tuple[LogAggregate, int, list[str]]:
+                     reader_options: dict[str, Any]) -> tuple[LogAggregate, int, list[str], list[dict[str, str]]]:
     """One worker's share: its files into one aggregate (run in a child process with --jobs)."""
     from analytics.reader import read_logs
 
@@ -74,12 +132,14 @@ def _aggregate_files(names: list[str], start: datetime, end: datetime,
     stream = read_logs(names, start=start, end=end, columns=list(AGGREGATE_COLUMNS), **reader_options)
     for batch in stream:
         agg.add_batch(batch)
-    return agg, stream.bad_lines, stream.bad_line_examples
+    return agg, stream.bad_lines, stream.bad_line_examples, _damaged(stream)
 
 
 def _stream(logs: list[str], start: datetime, end: datetime, progress: bool,
             reader_options: dict[str, Any], jobs: int = 1) -> tuple[LogAggregate, dict[str, Any]]:
-    """One pass over the week's batches; returns the aggregate and the reader's bad-line report.
+    """One pass over the week's batches; returns the aggregate and the reader's damage report.
+
+    The report is ``{"count": lost lines, "examples": [...], "files": [{"file", "error"}]}``.
 
     With ``jobs > 1`` the week's files are spread over that many processes, each building its own
     aggregate, merged here as they finish (aggregates merge by addition).
@@ -94,25 +154,26 @@ def _stream(logs: list[str], start: datetime, end: datetime, progress: bool,
 
         names = [i.name for i in stream.inputs]
         chunk = max(1, min(16, len(names) // (jobs * 4) or 1))
-        bad, examples = 0, []
+        bad, examples, damaged = 0, [], []
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(_aggregate_files, names[i:i + chunk], start, end, reader_options): len(
                 names[i:i + chunk]) for i in range(0, len(names), chunk)}
             for future in as_completed(futures):
-                part, part_bad, part_examples = future.result()
+                part, part_bad, part_examples, part_damaged = future.result()
                 agg.merge(part)
                 bad += part_bad
+                damaged += part_damaged
                 examples += part_examples[: max(0, 10 - len(examples))]
                 bar.update(futures[future], extra=f"{agg.rows_seen:,} lines, hit rate so far {_pct(agg.total.hit_rate)}")
         bar.close()
-        return agg, {"count": bad, "examples": examples}
+        return agg, {"count": bad, "examples": examples, "files": sorted(damaged, key=lambda d: d["file"])}
     for inp in stream.inputs:
         for batch in stream.read_one(inp):
             agg.add_batch(batch)
             bar.update(extra=f"{agg.rows_seen:,} lines, hit rate so far {_pct(agg.total.hit_rate)}")
         bar.update(1)
     bar.close()
-    return agg, {"count": stream.bad_lines, "examples": stream.bad_line_examples}
+    return agg, {"count": stream.bad_lines, "examples": stream.bad_line_examples, "files": _damaged(stream)}
 
 
 def _pct(v: float | None) -> str:
@@ -251,10 +312,42 @@ def _deltas(current: dict[str, Any], previous: dict[str, Any] | None) -> dict[st
     }
 
 
+def _coverage(agg: LogAggregate, start: datetime, end: datetime, bad: dict[str, Any],
+              allow_gaps: bool) -> dict[str, Any]:
+    """The window's coverage: hours with at least one request (the aggregate's hour groups) and damage.
+
+    ``complete`` is False when an hour has no data or a file is damaged (unreadable, or cut short:
+    its lost tail is of unknown size); malformed single lines are counted but do not make the window
+    incomplete (a few turn up in real logs every week).
+    """
+    have = [parse_stamp(key) for key, counts in agg.groups["hour"].items() if counts.requests and key != "(none)"]
+    cov = coverage(have, start, end)
+    damaged = list(bad.get("files") or [])
+    return {
+        **cov.to_dict(),
+        "complete": cov.complete and not damaged,
+        "missing_by_day": cov.days_missing(),
+        "gaps_allowed": allow_gaps,
+        "damaged_files": damaged,
+        "lost_lines": int(bad.get("count") or 0),
+        "lost_line_examples": list(bad.get("examples") or []),
+    }
+
+
+def _verdict(complete: bool, rate: float | None, target: float, allow_gaps: bool) -> str:
+    """MET / MISSED on a complete window (or one whose gaps are allowed), INCOMPLETE otherwise."""
+    if not complete and not allow_gaps:
+        return "INCOMPLETE"
+    return "MET" if rate is not None and rate >= target else "MISSED"
+
+
 def build_weekly(
     logs: list[str],
     *,
     week: str | None = None,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    allow_gaps: bool = False,
     out: str | Path | None = None,
     target: float = 0.96,
     history: str | None = None,
@@ -264,27 +357,40 @@ def build_weekly(
     reader_options: dict[str, Any] | None = None,
     jobs: int = 1,
 ) -> WeeklyResult:
-    """Build the weekly report (see the module docstring). ``week`` defaults to last complete ISO week."""
+    """Build the weekly report (see the module docstring).
+
+    The window is ``week`` (default: the last complete ISO week) or ``start``/``end`` (UTC, end
+    exclusive). ``allow_gaps`` accepts hours without data (a known outage): the verdict is then MET or
+    MISSED on the data there is instead of INCOMPLETE.
+    """
     if not 0.0 < target <= 1.0:
         raise UsageError(f"bad target {target}", detail="the hit-rate target is a fraction such as 0.96")
-    week = week or week_of(datetime.now(UTC) - timedelta(days=7))
-    start, end = iso_week_bounds(week)
-    out_dir = Path(out) if out is not None else Path("reports") / week
+    t0, t1, week = report_window(week, start, end)
+    period = window_label(t0, t1, week)
+    if history and week is None:
+        raise UsageError("--history needs an ISO week", detail="the history store keeps one summary per week; "
+                         "use --week (or a --from/--to that is exactly one ISO week)")
+    out_dir = Path(out) if out is not None else Path("reports") / (week or f"{t0:%Y%m%dT%H%M}-{t1:%Y%m%dT%H%M}")
     out_dir.mkdir(parents=True, exist_ok=True)
     options = dict(reader_options or {})
 
-    agg, bad = _stream(logs, start, end, progress, options, jobs=max(1, jobs))
+    agg, bad = _stream(logs, t0, t1, progress, options, jobs=max(1, jobs))
     if agg.total.requests == 0:
+        what = f"week {week}" if week else "the window"
         raise UsageError(
-            f"no log lines in week {week} ({start:%Y-%m-%d} .. {end - timedelta(days=1):%Y-%m-%d})",
-            detail=f"read {agg.rows_seen:,} lines from {', '.join(logs)}; pass --week for another week",
+            f"no log lines in {what} ({t0:%Y-%m-%d %H:%M} .. {t1:%Y-%m-%d %H:%M} UTC)",
+            detail=f"read {agg.rows_seen:,} lines from {', '.join(logs)}; pass --week or --from/--to for another "
+                   "window",
         )
     overall = agg.total.hit_rate
+    cov_dict = _coverage(agg, t0, t1, bad, allow_gaps)
+    verdict = _verdict(cov_dict["complete"], overall, target, allow_gaps)
     summary: dict[str, Any] = {
         "kind": "weekly",
         "week": week,
-        "start": start.isoformat(),
-        "end": end.isoformat(),
+        "period": period,
+        "start": t0.isoformat(),
+        "end": t1.isoformat(),
         "first_request": agg.first.isoformat() if agg.first else None,
         "last_request": agg.last.isoformat() if agg.last else None,
         "logs": logs,
@@ -294,7 +400,10 @@ def build_weekly(
         "hits": agg.total.hits,
         "misses": agg.total.misses,
         "hit_rate": overall,
-        "met_target": overall is not None and overall >= target,
+        "verdict": verdict,
+        # None when INCOMPLETE: the target was neither met nor missed on a week with holes in it
+        "met_target": None if verdict == "INCOMPLETE" else verdict == "MET",
+        "coverage": cov_dict,
         "excluded": dict(agg.excluded),
         "status": {str(k): v for k, v in sorted(agg.status.items())},
         "errors_5xx": agg.total.errors,
@@ -323,7 +432,7 @@ def build_weekly(
         try:
             from analytics.inputs import expand_inputs
 
-            week_inputs = [i.name for i in expand_inputs(logs, start=start, end=end)]
+            week_inputs = [i.name for i in expand_inputs(logs, start=t0, end=t1)]
             summary["what_if"] = _what_if(week_inputs, target, overall)
         except ImportError:
             summary["what_if"] = None
@@ -332,16 +441,23 @@ def build_weekly(
         summary["what_if"] = None
     summary["miss_anatomy"] = (summary["what_if"] or {}).get("miss_anatomy")
 
-    previous = read_json(history, f"{previous_week(week)}.json") if history else None
+    previous = read_json(history, f"{previous_week(week)}.json") if history and week else None
     summary["week_over_week"] = _deltas(summary, previous)
-    if history and not previous:
+    if history and week and not previous:
         notes.append(f"no history for {previous_week(week)} in {history}: no week-over-week deltas yet")
+    prev_cov = (previous or {}).get("coverage") or {}
+    if prev_cov.get("hours_missing"):
+        notes.append(f"{(previous or {}).get('week')} had {prev_cov['hours_missing']} hour(s) without log data: "
+                     "the week-over-week deltas compare against a partial week")
     summary["notes"] = notes
 
     files = render_weekly(summary, out_dir)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str, ensure_ascii=False),
+                                          encoding="utf-8")
     files.append(out_dir / "summary.json")
-    if history:
+    if history and week:
+        # an INCOMPLETE week is stored too (with its coverage): next week's deltas say they compare
+        # against a partial week, and a re-run once late logs arrive overwrites it
         write_json(history, f"{week}.json", summary)
     published = publish_dir(out_dir, publish) if publish else []
     return WeeklyResult(summary, out_dir, files, published)

@@ -1,8 +1,14 @@
-"""Render a weekly summary dict (from :mod:`analytics.report.weekly`) into charts, HTML and Markdown."""
+"""Render a weekly summary dict (from :mod:`analytics.report.weekly`) into charts, HTML and Markdown.
+
+Hours without log data are shown wherever time is: the verdict banner names them, a coverage
+section lists them as ranges with the damaged files and skipped lines, the daily table and chart keep
+a hatched "no data" slot for a missing day, and the hourly chart breaks its line over a gap and hatches
+it, so that a missing day can never pass for a good one.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +18,57 @@ from analytics.report.document import Document, fmt_bytes, fmt_count, fmt_delta_
 __all__ = ["render_weekly"]
 
 
+_MAX_GAPS_NAMED = 4  # in the verdict banner; the coverage section lists them all
+
+
+def _days(s: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None, float]]:
+    """(day, its daily row or None, hours of it without data) for every day with data or a gap."""
+    daily = {d["key"]: d for d in s["daily"]}
+    missing = (s.get("coverage") or {}).get("missing_by_day") or {}
+    return [(k, daily.get(k), float(missing.get(k, 0))) for k in sorted(set(daily) | set(missing))]
+
+
+def _hourly_series(s: dict[str, Any]) -> tuple[list[datetime], list[dict[str, Any] | None]]:
+    """Every hour from the first to the last of the data and gaps, None where an hour has no row.
+
+    A line drawn only through the hours with data would bridge a missing day with a straight segment;
+    with None there the line breaks.
+    """
+    rows = {datetime.fromisoformat(h["key"] + ":00:00"): h for h in s["hourly"]}
+    gaps = [(_naive(g["start"]), _naive(g["end"])) for g in (s.get("coverage") or {}).get("missing") or []]
+    edges = list(rows) + [a for a, _ in gaps] + [b - timedelta(hours=1) for _, b in gaps]
+    if not edges:
+        return [], []
+    at, last = min(edges), max(edges)
+    xs: list[datetime] = []
+    while at <= last:
+        xs.append(at)
+        at += timedelta(hours=1)
+    return xs, [rows.get(x) for x in xs]
+
+
+def _naive(iso: str) -> datetime:
+    """A UTC ISO stamp as the naive datetime the charts' hourly axis uses."""
+    return datetime.fromisoformat(iso).replace(tzinfo=None)
+
+
 def _charts(s: dict[str, Any], out: Path) -> dict[str, Path | None]:
     target = s["target"]
     daily = s["daily"]
-    hourly = s["hourly"]
     lat = s["latency_ms"]["time_taken"]
     made: dict[str, Path | None] = {}
+    days = _days(s)
     made["daily"] = charts.bars(
-        out / "daily_hit_rate.png", [d["key"] for d in daily], [d["hit_rate"] for d in daily],
-        title="Daily hit rate vs target", percent=True, target=target)
+        out / "daily_hit_rate.png", [k for k, _, _ in days], [d["hit_rate"] if d else None for _, d, _ in days],
+        title="Daily hit rate vs target", percent=True, target=target,
+        missing=[k for k, d, _ in days if d is None])
+    xs, hourly = _hourly_series(s)
+    gaps = [(_naive(g["start"]), _naive(g["end"])) for g in (s.get("coverage") or {}).get("missing") or []]
     made["hourly"] = charts.time_series(
-        out / "hourly_hit_rate.png", [datetime.fromisoformat(h["key"] + ":00:00") for h in hourly],
-        {"hit rate": [h["hit_rate"] for h in hourly]},
+        out / "hourly_hit_rate.png", xs, {"hit rate": [h["hit_rate"] if h else None for h in hourly]},
         title="Hourly hit rate (right: requests per hour)", percent=True, target=target,
-        right={"requests/h": [h["requests"] for h in hourly]}, right_label="requests per hour")
+        right={"requests/h": [h["requests"] if h else None for h in hourly]}, right_label="requests per hour",
+        gaps=gaps)
     made["pop"] = charts.bars(
         out / "hit_rate_by_pop.png", [p["key"] for p in s["by_pop"]], [p["hit_rate"] for p in s["by_pop"]],
         title="Hit rate by POP", percent=True, target=target)
@@ -72,26 +115,85 @@ def _group_table(doc: Document, rows: list[dict[str, Any]], label: str, caption:
         caption=caption, row_classes=[_rate_row_class(r) for r in rows])
 
 
+def _gap_summary(cov: dict[str, Any]) -> str:
+    """``No log data for 24 of 168 hours: 2026-11-18 00:00–23:59 UTC (24 h).`` (the first few ranges),
+    and the damaged files; empty for a complete window."""
+    gaps = cov.get("missing") or []
+    text = ""
+    if gaps:
+        named = "; ".join(g["label"] for g in gaps[:_MAX_GAPS_NAMED])
+        more = f"; and {len(gaps) - _MAX_GAPS_NAMED} more range(s)" if len(gaps) > _MAX_GAPS_NAMED else ""
+        text = f" No log data for {cov['hours_missing']} of {cov['hours_expected']} hours: {named}{more}."
+    damaged = cov.get("damaged_files") or []
+    if damaged:
+        text += f" {len(damaged)} damaged log file(s), read up to the break or not at all (see Log coverage)."
+    return text
+
+
+def _verdict(doc: Document, s: dict[str, Any]) -> None:
+    target, rate = s["target"], s["hit_rate"]
+    cov = s.get("coverage") or {}
+    below = s.get("days_below_target") or []
+    gaps = _gap_summary(cov)
+    if s["verdict"] == "INCOMPLETE":
+        what = "some hours have no log data" if cov.get("missing") else "some log files are damaged"
+        doc.verdict(None, f"INCOMPLETE: no verdict, {what}",
+                    f"{gaps} The data there is shows {fmt_pct(rate)} against a target of {fmt_pct(target, 1)}, "
+                    "but the lost data could change that. Find the missing logs and re-run, or pass "
+                    "--allow-gaps to judge a known outage on the data there is.")
+        return
+    on_data = f" Judged on the data there is (--allow-gaps).{gaps}" if gaps else ""
+    if s["verdict"] == "MET":
+        doc.verdict(True, f"Target met: {fmt_pct(rate)} ≥ {fmt_pct(target, 1)}",
+                    (f" {len(below)} day(s) below target." if below else " Every day with data met the target.")
+                    + on_data)
+    else:
+        doc.verdict(False, f"Target missed: {fmt_pct(rate)} < {fmt_pct(target, 1)}",
+                    f" Days below target: {', '.join(below) or 'none'}.{on_data}")
+
+
+def _coverage_section(doc: Document, s: dict[str, Any]) -> None:
+    """Which hours of the window had no request, which files were damaged, which lines were skipped."""
+    cov = s.get("coverage")
+    if not cov:
+        return
+    doc.heading("Log coverage")
+    if cov["missing"]:
+        doc.paragraph(f"{cov['hours_with_data']} of {cov['hours_expected']} hours of the window have log data "
+                      "(at least one request). An hour without any request is a gap in the logs: the files "
+                      "were not delivered, not collected, or not readable.")
+        doc.table(["no log data (UTC)", "hours"], [[g["label"], g["hours"]] for g in cov["missing"]],
+                  caption="Missing hours, as ranges", row_classes=["gap"] * len(cov["missing"]))
+    else:
+        doc.paragraph(f"All {cov['hours_expected']} hours of the window have log data.")
+    if cov["damaged_files"]:
+        doc.table(["file", "problem"], [[d["file"], d["error"]] for d in cov["damaged_files"]],
+                  caption="Damaged log files (read up to the break, or not at all)",
+                  row_classes=["fail"] * len(cov["damaged_files"]))
+    if cov["lost_lines"]:
+        doc.paragraph(f"{cov['lost_lines']:,} log line(s) could not be read and were skipped, e.g.:")
+        doc.table(["file:line: reason, as the reader reports it"], [[ex] for ex in cov["lost_line_examples"][:10]])
+
+
 def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
     """Write the PNGs, ``report.html`` and ``report.md`` into ``out``; returns the files written."""
     made = _charts(s, out)
     target = s["target"]
     wow = s.get("week_over_week") or {}
+    period = s.get("period") or s["week"]
     doc = Document(
-        f"Weekly hit-rate report — {s['week']}",
-        subtitle=f"{s['start'][:10]} to {s['end'][:10]} (UTC), target {fmt_pct(target, 1)} "
+        f"Weekly hit-rate report — {period}",
+        subtitle=f"{s['start'][:16].replace('T', ' ')} to {s['end'][:16].replace('T', ' ')} (UTC), "
+                 f"target {fmt_pct(target, 1)} "
                  f"· hit rate = (Hit + RefreshHit) / (Hit + RefreshHit + Miss + OriginShieldHit) over GET/HEAD",
     )
     rate = s["hit_rate"]
-    below = s.get("days_below_target") or []
-    if s["met_target"]:
-        doc.verdict(True, f"Target met: {fmt_pct(rate)} ≥ {fmt_pct(target, 1)}",
-                    f" {len(below)} day(s) below target." if below else " Every day met the target.")
-    else:
-        doc.verdict(False, f"Target missed: {fmt_pct(rate)} < {fmt_pct(target, 1)}",
-                    f" Days below target: {', '.join(below) or 'none'}.")
+    cov = s.get("coverage") or {}
+    _verdict(doc, s)
     headline = [
+        ("verdict", s["verdict"]),
         ("hit rate", fmt_pct(rate)),
+        ("hours with data", f"{cov.get('hours_with_data', '–')} / {cov.get('hours_expected', '–')}"),
         ("vs last week", fmt_delta_pp(wow.get("hit_rate")) if wow else "no history"),
         ("requests", fmt_count(s["requests"])),
         ("p99 hit", fmt_ms(s["latency_ms"]["time_taken"]["hit"]["p99"])),
@@ -106,16 +208,20 @@ def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
             f"Best strategy by replay: {what_if['best']} with a predicted hit rate of "
             f"{fmt_pct(what_if['best_hit_rate'])} ({fmt_delta_pp(gain)} vs the observed {fmt_pct(rate)}).")
 
+    _coverage_section(doc, s)
+
     doc.heading("Hit rate by day")
-    doc.figure(made["daily"], "Daily hit rate; red bars are below the target.")
-    daily = s["daily"]
+    doc.figure(made["daily"], "Daily hit rate; red bars are below the target, hatched grey slots have no log data.")
+    days = _days(s)
     doc.table(
-        ["day", "requests", "hits", "misses", "hit rate", "met target"],
-        [[d["key"], d["requests"], d["hits"], d["misses"], fmt_pct(d["hit_rate"]),
-          "–" if d["met_target"] is None else ("yes" if d["met_target"] else "no")] for d in daily],
-        row_classes=[_rate_row_class(d) for d in daily])
+        ["day", "requests", "hits", "misses", "hit rate", "met target", "hours without data"],
+        [[k, d["requests"], d["hits"], d["misses"], fmt_pct(d["hit_rate"]),
+          "–" if d["met_target"] is None else ("yes" if d["met_target"] else "no"), gap or "–"] if d else
+         [k, "no log data", "–", "–", "–", "–", gap] for k, d, gap in days],
+        row_classes=[_rate_row_class(d) if d else "gap" for _, d, _ in days])
     doc.heading("Hit rate by hour")
-    doc.figure(made["hourly"], "Hourly hit rate against the target, with the request volume.")
+    doc.figure(made["hourly"], "Hourly hit rate against the target, with the request volume; hatched spans "
+                               "have no log data.")
 
     doc.heading("By POP")
     doc.figure(made["pop"], "Hit rate per edge location (3-letter POP code).")
@@ -191,9 +297,9 @@ def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
         ], caption=f"Compared with {wow.get('previous_week')}")
     else:
         doc.paragraph("No previous week in the history store.", muted=True)
-    bad = s.get("bad_lines") or {}
     notes = list(s.get("notes") or [])
-    if bad.get("count"):
+    bad = s.get("bad_lines") or {}
+    if bad.get("count") and not cov:  # a summary from before coverage: the skipped lines go here
         notes.append(f"{bad['count']:,} malformed log lines were skipped, e.g. " + "; ".join(bad["examples"][:3]))
     if notes:
         doc.heading("Notes")
