@@ -136,3 +136,22 @@ def test_edge_config_defaults_are_cloudfronts_and_validation() -> None:
         EdgeConfig(tier="planet")
     with pytest.raises(ConfigError):
         EdgeConfig(pops=0)
+
+
+def test_docs_cover_every_edge_serve_flag_and_its_default() -> None:
+    import argparse
+    from pathlib import Path
+
+    from origin.edge.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser)
+    serve = parser._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "edge.md").read_text()
+    flags = [opt for action in serve._actions for opt in action.option_strings if opt.startswith("--")]
+    missing = [f for f in flags if f not in docs and f != "--help"]
+    assert not missing, f"docs/edge.md does not mention {missing}"
+    defaults = {a.dest: a.default for a in serve._actions}
+    assert defaults["tier"] == "regional" and "| `regional` |" in docs
+    assert (defaults["origin_connection_attempts"], defaults["origin_connection_timeout"],
+            defaults["origin_response_timeout"], defaults["error_ttl"]) == (3, 10.0, 30.0, 10.0)
