@@ -27,10 +27,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analytics._cachesim import CacheModel, PopCacheModel
+from analytics._cachesim_ref import ReferenceModel
 from analytics._replay_keys import KeyIndex
 from analytics.metrics import EXCLUDED_REASONS, classify, hit_rate
 from analytics.strategies import Strategy, get_strategy
-from edgeproof.canonical import format_for_content_type
+from edgeproof.canonical import PARAM_ALIASES, format_for_content_type
+from edgeproof.cloudfront import DEFAULT_TIER, TIERS, known_region, region_of
 from edgeproof.errors import UsageError
 
 __all__ = [
@@ -45,17 +47,22 @@ __all__ = [
     "region_of",
 ]
 
-TIERS = ("pop", "regional", "shield")
 COLUMNS = ("timestamp", "x_edge_location", "pop", "sc_bytes", "cs_method", "cs_uri_stem", "cs_uri_query",
-           "cs_user_agent", "x_edge_result_type", "sc_content_type")
+           "cs_user_agent", "x_edge_result_type", "sc_content_type", "cs_accept")
+#: how the Accept header of a request is found when the log has none: ``user-agent`` (the browser and
+#: its version first, the served content type where the user agent says nothing) or ``content-type``
+#: (the served content type first); the prediction is given under both, as a range
+INFERENCES = ("user-agent", "content-type")
 #: the Accept header the replay hands a strategy for each inferred class
 ACCEPT_BY_CLASS = ("image/jpeg,image/png,image/*;q=0.8", "image/webp,image/jpeg,image/*;q=0.8",
                    "image/avif,image/webp,image/jpeg,image/*;q=0.8")
 ACCEPT_INFERENCE_NOTE = (
-    "logs carry no Accept header: the accepted formats are inferred from the served sc-content-type "
-    "(avif -> avif+webp, webp -> webp, jpeg/png -> neither) and, where that is missing or not an image, "
-    "from the user agent (Chrome/Edge >= 85, Firefox >= 93, Safari >= 16: avif+webp; older Chrome, "
-    "Firefox >= 65, Safari 14-15: webp)"
+    "the Accept header is taken from the log's cs-accept field (real-time logs) where present; elsewhere it "
+    "is inferred from the user agent (Chrome/Edge >= 85, Firefox >= 93, Safari >= 16: avif+webp; older "
+    "Chrome, Firefox >= 65, Safari 14-15: webp; other known browsers: neither) and, where the user agent "
+    "says nothing, from the served sc-content-type when the URL let the format be negotiated (avif -> "
+    "avif+webp, webp -> webp, jpeg/png -> neither); the prediction is also given with the content type "
+    "first, and the two make its range"
 )
 _CLASS_NAMES = ("hit", "miss", *EXCLUDED_REASONS)
 _CLASS_CODES = {name: i for i, name in enumerate(_CLASS_NAMES)}
@@ -64,33 +71,9 @@ _CHROME = re.compile(r"(?:Chrome|CriOS|Edg|EdgA|EdgiOS)/(\d+)")
 _FIREFOX = re.compile(r"(?:Firefox|FxiOS)/(\d+)")
 _SAFARI = re.compile(r"Version/(\d+)[.\d]*(?:%20|\s|\+)+(?:Mobile/\S+(?:%20|\s|\+)+)?Safari/")
 
-#: CloudFront regional edge caches by POP airport code (the common ones; others are their own region)
-_REGIONS: dict[str, tuple[str, ...]] = {
-    "us-east-1": ("IAD", "JFK", "EWR", "BOS", "ATL", "MIA", "PHL", "CLT", "JAX", "TPA", "MCI", "YUL", "YTO", "YYZ"),
-    "us-east-2": ("ORD", "DTW", "MSP", "CMH", "IND", "PIT", "CLE", "STL"),
-    "us-west-1": ("SFO", "LAX", "SJC", "LAS", "PHX", "SAN"),
-    "us-west-2": ("SEA", "PDX", "DEN", "SLC", "YVR", "DFW", "HOU", "IAH", "AUS"),
-    "eu-west-1": ("DUB", "ORK", "MAN", "EDI", "BCN", "MAD", "LIS", "MRS"),
-    "eu-west-2": ("LHR", "LON", "CDG", "PAR", "BRU", "AMS"),
-    "eu-central-1": ("FRA", "MUC", "BER", "TXL", "HAM", "DUS", "ZRH", "VIE", "PRG", "WAW", "MXP", "FCO",
-                     "MIL", "ARN", "CPH", "OSL", "HEL", "BUD", "SOF", "ATH", "OTP", "ZAG"),
-    "ap-south-1": ("BOM", "DEL", "MAA", "BLR", "HYD", "CCU", "PNQ", "CMB", "DXB", "FJR", "BAH", "TLV"),
-    "ap-northeast-1": ("NRT", "HND", "KIX", "TPE"),
-    "ap-northeast-2": ("ICN", "GMP"),
-    "ap-southeast-1": ("SIN", "KUL", "BKK", "MNL", "CGK", "HKG", "SGN", "HAN"),
-    "ap-southeast-2": ("SYD", "MEL", "PER", "BNE", "AKL"),
-    "sa-east-1": ("GRU", "GIG", "EZE", "SCL", "BOG", "LIM", "FOR", "POA", "QRO"),
-}
-_REGION_BY_CODE = {code: region for region, codes in _REGIONS.items() for code in codes}
-
-
-def region_of(edge_location: str) -> str | None:
-    """The regional edge cache of a POP (``IAD89-C1`` → ``us-east-1``), None when not in the table."""
-    return _REGION_BY_CODE.get(edge_location[:3].upper())
-
-
 def accept_class_for_user_agent(user_agent: str | None) -> int:
-    """0 = neither AVIF nor WebP, 1 = WebP, 2 = AVIF and WebP (by browser and version)."""
+    """0 = neither AVIF nor WebP, 1 = WebP, 2 = AVIF and WebP (by browser and version); -1 = the user
+    agent names no browser we know (it says nothing about the formats accepted)."""
     ua = user_agent or ""
     m = _CHROME.search(ua)
     if m:
@@ -103,7 +86,7 @@ def accept_class_for_user_agent(user_agent: str | None) -> int:
     if m:
         major = int(m.group(1))
         return 2 if major >= 16 else (1 if major >= 14 else 0)
-    return 0
+    return -1
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -135,14 +118,24 @@ def parse_bytes(text: str | int) -> int:
 
 
 class _Run:
-    """One strategy's replay state: its key/variant ids and its cache model."""
+    """One strategy's replay under one Accept inference: its key/variant ids and its cache model."""
 
-    def __init__(self, strategy: Strategy, *, ttl_ms: int, capacity: int, tier: str) -> None:
+    def __init__(self, strategy: Strategy, inference: str, model: Any) -> None:
         self.strategy = strategy
-        model = PopCacheModel if tier == "pop" else CacheModel  # POP caches only: run POP by POP
-        self.model: CacheModel | PopCacheModel = model(ttl_ms=ttl_ms, capacity=capacity)
+        self.inference = inference
+        self.model = model
         self.index = KeyIndex(strategy)
         self.refused = 0
+
+
+def _model(kind: str, *, tier: str, ttl_ms: int, capacity: int, revalidate: bool) -> Any:
+    """The cache model: ``fast`` (compiled; POP by POP at the pop tier) or ``reference`` (the oracle)."""
+    if kind == "reference":
+        return ReferenceModel(ttl_ms=ttl_ms, capacity=capacity, revalidate=revalidate)
+    if kind != "fast":
+        raise UsageError(f"unknown cache model {kind!r}", detail="use fast or reference")
+    cls = PopCacheModel if tier == "pop" else CacheModel
+    return cls(ttl_ms=ttl_ms, capacity=capacity, revalidate=revalidate)
 
 
 def _string_column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
@@ -234,17 +227,24 @@ def compare_strategies(
     ttl: float | str = 30 * 86400,
     capacity: int | str | None = None,
     warmup: float | str = 0,
-    tier: str = "pop",
+    tier: str = DEFAULT_TIER,
     target: float = 0.96,
     calibrate: bool = True,
+    revalidate: bool = True,
+    accept_range: bool = True,
+    model: str = "fast",
 ) -> dict[str, Any]:
     """Replay logs under each strategy; see the module docstring and docs/strategies.md for the fields.
 
     ``batches_or_paths``: record batches / tables in :data:`analytics.schema.LOG_SCHEMA`, or log paths
     (files, folders, globs, ``s3://``) read with :func:`analytics.reader.read_logs`. ``ttl`` and
     ``warmup`` are seconds (or ``"30d"``, ``"6h"``; a ``ttl`` of 0 means no expiry); ``capacity`` is bytes
-    per cache (None: unbounded). ``calibrate`` replays ``passthrough`` too when it is not among
-    ``strategies``, for the observed-vs-predicted calibration.
+    per cache (None: unbounded). ``tier``: ``pop``, ``regional`` (the default: every CloudFront
+    distribution has regional edge caches) or ``shield``. ``revalidate``: an expired copy is revalidated
+    (a ``RefreshHit``) rather than fetched again. ``accept_range``: also replay with the other Accept
+    inference (requests whose log line has no Accept) and give the range. ``calibrate`` replays
+    ``passthrough`` too when it is not among ``strategies``, for the observed-vs-predicted calibration.
+    ``model``: ``fast`` or ``reference`` (the plain Python oracle; slow).
     """
     if tier not in TIERS:
         raise UsageError(f"unknown tier {tier!r}", detail=f"use one of {', '.join(TIERS)}")
@@ -256,170 +256,51 @@ def compare_strategies(
     names = [s.name for s in chosen]
     if len(set(names)) != len(names):
         raise UsageError("a strategy is named twice", detail=", ".join(names))
-    runs = [_Run(s, ttl_ms=int(ttl_s * 1000), capacity=cap, tier=tier) for s in chosen]
-    calibration = next((r for r in runs if r.strategy.name == "passthrough"), None)
+    opts = {"tier": tier, "ttl_ms": int(ttl_s * 1000), "capacity": cap, "revalidate": revalidate}
+    inferences = INFERENCES if accept_range else INFERENCES[:1]
+    runs = [_Run(s, inf, _model(model, **opts)) for s in chosen for inf in inferences]
+    calibration = next((r for r in runs if r.strategy.name == "passthrough" and r.inference == INFERENCES[0]), None)
     if calibration is None and calibrate:
-        calibration = _Run(get_strategy("passthrough"), ttl_ms=int(ttl_s * 1000), capacity=cap, tier=tier)
-        all_runs = [*runs, calibration]
-    else:
-        all_runs = runs
+        calibration = _Run(get_strategy("passthrough"), INFERENCES[0], _model(model, **opts))
+        runs.append(calibration)
 
     source, stream = _batches(batches_or_paths)
-    paths: list[str] = []
-    known_paths = pa.array([], pa.string())  # the same paths, for pc.index_in
-    query_ids: dict[tuple[str, str], int] = {}
-    queries: list[tuple[str, str]] = []
-    cache_ids: dict[str, int] = {}
-    no_region: set[str] = set()
-    excluded = dict.fromkeys(EXCLUDED_REASONS, 0)
-    totals = {"rows": 0, "replayed": 0, "scored": 0, "observed_hits": 0, "observed_misses": 0,
-              "out_of_order": 0, "no_timestamp": 0, "accept_from_content_type": 0, "accept_from_user_agent": 0}
-    accept_counts = [0, 0, 0]
-    t_first: int | None = None
-    t_last: int | None = None
-    warm_end: int | None = None
-
+    state = _State()
     for batch in source:
-        n = batch.num_rows
-        totals["rows"] += n
-        if n == 0:
-            continue
-        # 1. the log's own classes: only hits and misses are replayed and scored
-        cls = _classes(batch)
-        for code, count in enumerate(np.bincount(cls, minlength=len(_CLASS_NAMES))):
-            if code >= 2 and count:
-                excluded[_CLASS_NAMES[code]] += int(count)
-        ts_col = batch.column("timestamp")
-        if isinstance(ts_col, pa.ChunkedArray):
-            ts_col = ts_col.combine_chunks()
-        has_ts = ~np.asarray(ts_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        keep = (cls < 2) & has_ts
-        totals["no_timestamp"] += int(((cls < 2) & ~has_ts).sum())
-        rows = np.nonzero(keep)[0]
-        if rows.size == 0:
-            continue
-        t = ts_col.cast(pa.int64()).to_numpy(zero_copy_only=False)[rows]
-        order = np.argsort(t, kind="stable") if rows.size > 1 and (np.diff(t) < 0).any() else None
-        if order is not None:
-            rows, t = rows[order], t[order]
-        if t_last is not None:
-            totals["out_of_order"] += int((t < t_last).sum())
-        if t_first is None:
-            t_first = int(t[0])
-            warm_end = t_first + int(warmup_s * 1000)
-        t_last = int(t[-1]) if t_last is None else max(t_last, int(t[-1]))
-        assert warm_end is not None
-        scored = t >= warm_end if warmup_s > 0 else np.ones(t.size, dtype=bool)
-        sub = batch if order is None and rows.size == n else batch.take(pa.array(rows))
-        hit_obs = cls[rows] == 0
-        totals["replayed"] += int(rows.size)
-        totals["scored"] += int(scored.sum())
-        totals["observed_hits"] += int((hit_obs & scored).sum())
-        totals["observed_misses"] += int((~hit_obs & scored).sum())
+        _replay_batch(batch, runs, state, tier=tier, warmup_ms=int(warmup_s * 1000))
 
-        # 2. caches: one per edge location; its regional cache; the shield
-        loc_idx, loc_vals = _encode(_string_column(sub, "x_edge_location"))
-        if "" in loc_vals and "pop" in sub.schema.names:  # no edge location: fall back to the POP code
-            loc = pc.if_else(pc.equal(_string_column(sub, "x_edge_location"), ""), _string_column(sub, "pop"),
-                             _string_column(sub, "x_edge_location"))
-            loc_idx, loc_vals = _encode(loc)
-        c0_lut = np.empty(len(loc_vals), dtype=np.int64)
-        c1_lut = np.full(len(loc_vals), -1, dtype=np.int64)
-        for i, name in enumerate(loc_vals):
-            c0_lut[i] = cache_ids.setdefault("pop:" + name, len(cache_ids))
-            if tier != "pop":
-                region = region_of(name)
-                if region is None:
-                    no_region.add(name[:3])
-                region = region or "pop:" + name[:3]
-                c1_lut[i] = cache_ids.setdefault("regional:" + region, len(cache_ids))
-        c0, c1 = c0_lut[loc_idx], c1_lut[loc_idx]
-        c2 = np.full(rows.size, cache_ids.setdefault("shield", len(cache_ids)) if tier == "shield" else -1,
-                     dtype=np.int64)
-
-        # 3. the accepted formats, inferred (the log has no Accept header)
-        ct = _string_column(sub, "sc_content_type")
-        ct0 = _uniform(ct)
-        ct_idx, ct_vals = (np.zeros(len(ct), dtype=np.int64), [ct0]) if ct0 is not None else _encode(ct)
-        ct_lut = np.array([_CLASS_BY_FORMAT.get(format_for_content_type(v) or "", -1) for v in ct_vals] or [0],
-                          dtype=np.int64)
-        acc = ct_lut[ct_idx]
-        need_ua = acc < 0
-        totals["accept_from_content_type"] += int((~need_ua).sum())
-        if need_ua.any():
-            ua_idx, ua_vals = _encode(_string_column(sub, "cs_user_agent").filter(pa.array(need_ua)))
-            ua_lut = np.array([accept_class_for_user_agent(v) for v in ua_vals], dtype=np.int64)
-            acc[need_ua] = ua_lut[ua_idx]
-            totals["accept_from_user_agent"] += int(need_ua.sum())
-        for k in range(3):
-            accept_counts[k] += int((acc == k).sum())
-
-        # 4. global ids of paths and of (query, accept); each strategy applied once per new one
-        p_enc = _string_column(sub, "cs_uri_stem").dictionary_encode()
-        p_idx = p_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        p_lut = pc.fill_null(pc.index_in(p_enc.dictionary, value_set=known_paths), -1) \
-            .to_numpy(zero_copy_only=False).astype(np.int64)
-        fresh = np.nonzero(p_lut < 0)[0]  # new paths (the values of a dictionary are distinct)
-        new_paths: list[str] = p_enc.dictionary.take(pa.array(fresh)).to_pylist() if fresh.size else []
-        if new_paths:
-            p_lut[fresh] = np.arange(len(paths), len(paths) + len(new_paths))
-            paths.extend(new_paths)
-            known_paths = pa.concat_arrays([known_paths, pa.array(new_paths, pa.string())])
-        q_idx, q_vals = _encode(_string_column(sub, "cs_uri_query"))
-        local = q_idx * 3 + acc
-        present = np.zeros(3 * max(len(q_vals), 1), dtype=bool)
-        present[local] = True
-        q_lut = np.full(present.shape[0], -1, dtype=np.int64)
-        new_queries: list[tuple[str, str]] = []
-        for code in np.nonzero(present)[0]:
-            q = q_vals[code // 3]
-            item = ("" if q == "-" else q, ACCEPT_BY_CLASS[code % 3])
-            gid = query_ids.get(item)
-            if gid is None:
-                gid = query_ids[item] = len(queries)
-                queries.append(item)
-                new_queries.append(item)
-            q_lut[code] = gid
-        row_path, row_query = p_lut[p_idx], q_lut[local]
-        size = pc.fill_null(sub.column("sc_bytes"), 0).to_numpy(zero_copy_only=False).astype(np.int64) \
-            if "sc_bytes" in sub.schema.names else np.zeros(rows.size, dtype=np.int64)
-        for run in all_runs:
-            if new_paths:
-                run.index.add_paths(new_paths)
-            if new_queries:
-                run.index.add_queries(new_queries)
-            key, var = run.index.ids(row_path, row_query, paths, queries)
-            ok = key >= 0
-            if not ok.all():
-                run.refused += int((~ok & scored).sum())
-                run.model.run(t[ok], c0[ok], c1[ok], c2[ok], key[ok], var[ok], size[ok], scored[ok],
-                              n_caches=len(cache_ids), n_variants=run.index.unique_variants)
-            else:
-                run.model.run(t, c0, c1, c2, key, var, size, scored,
-                              n_caches=len(cache_ids), n_variants=run.index.unique_variants)
-
+    totals = state.totals
     observed = hit_rate(totals["observed_hits"], totals["observed_misses"])
-    results = {run.strategy.name: _summary(run, target) for run in runs}
-    cal = _summary(calibration, target) if calibration is not None else {"hit_rate": None}
+    locations = {cid: name[4:] for name, cid in state.cache_ids.items() if name.startswith("pop:")}
+    results = {}
+    for strategy in chosen:
+        mine = [r for r in runs if r.strategy is strategy]
+        results[strategy.name] = _summary(mine, target, locations, inferred=totals["accept_inferred"] > 0)
+    cal = _summary([calibration], target, locations, inferred=False) if calibration is not None \
+        else {"hit_rate": None}
     out: dict[str, Any] = {
         "settings": {"ttl_seconds": ttl_s, "capacity_bytes": cap or None, "warmup_seconds": warmup_s,
-                     "tier": tier, "target": target},
-        "window": {"start_ms": t_first, "end_ms": t_last, "scored_from_ms": warm_end},
+                     "tier": tier, "target": target, "revalidate": revalidate, "model": model},
+        "window": {"start_ms": state.t_first, "end_ms": state.t_last, "scored_from_ms": state.warm_end},
         "requests": totals["rows"],
         "replayed": totals["replayed"],
         "scored": totals["scored"],
-        "excluded": excluded,
+        "excluded": state.excluded,
         "no_timestamp": totals["no_timestamp"],
         "out_of_order": totals["out_of_order"],
-        "distinct_paths": len(paths),
-        "distinct_queries": len(queries),
+        "distinct_paths": len(state.paths),
+        "distinct_queries": len(state.queries),
         "accept_inference": {
             "note": ACCEPT_INFERENCE_NOTE,
-            "from_content_type": totals["accept_from_content_type"],
+            "from_log": totals["accept_from_log"],
             "from_user_agent": totals["accept_from_user_agent"],
-            "avif_webp": accept_counts[2], "webp": accept_counts[1], "neither": accept_counts[0],
+            "from_content_type": totals["accept_from_content_type"],
+            "unknown": totals["accept_unknown"],
+            "avif_webp": state.accept_counts[2], "webp": state.accept_counts[1], "neither": state.accept_counts[0],
         },
         "observed": {"hits": totals["observed_hits"], "misses": totals["observed_misses"], "hit_rate": observed},
+        "observed_by_pop": {locations[c]: {"hits": h, "misses": m, "hit_rate": hit_rate(h, m)}
+                            for c, (h, m) in sorted(state.observed_by_pop.items())},
         "calibration": {
             "strategy": "passthrough",
             "observed_hit_rate": observed,
@@ -427,24 +308,252 @@ def compare_strategies(
             "difference": None if observed is None or cal["hit_rate"] is None else cal["hit_rate"] - observed,
         },
         "strategies": results,
+        "pops_without_region": sorted(state.no_region) if tier != "pop" else [],
     }
-    if tier != "pop":
-        out["pops_without_region"] = sorted(no_region)
     if stream is not None:
         out["bad_lines"] = stream.bad_lines
         out["bad_line_examples"] = stream.bad_line_examples
     return out
 
 
-def _summary(run: _Run, target: float) -> dict[str, Any]:
+class _State:
+    """What the replay keeps between batches: ids of paths, queries, Accept values and caches; totals."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.known_paths = pa.array([], pa.string())  # the same paths, for pc.index_in
+        self.query_ids: dict[tuple[str, str], int] = {}
+        self.queries: list[tuple[str, str]] = []
+        self.accept_ids: dict[str, int] = {a: i for i, a in enumerate(ACCEPT_BY_CLASS)}
+        self.accepts: list[str] = list(ACCEPT_BY_CLASS)
+        self.cache_ids: dict[str, int] = {}
+        self.no_region: set[str] = set()
+        self.excluded = dict.fromkeys(EXCLUDED_REASONS, 0)
+        self.totals = dict.fromkeys(
+            ("rows", "replayed", "scored", "observed_hits", "observed_misses", "out_of_order", "no_timestamp",
+             "accept_from_log", "accept_from_user_agent", "accept_from_content_type", "accept_unknown",
+             "accept_inferred"), 0)
+        self.accept_counts = [0, 0, 0]
+        self.observed_by_pop: dict[int, tuple[int, int]] = {}
+        self.t_first: int | None = None
+        self.t_last: int | None = None
+        self.warm_end: int | None = None
+
+
+def _replay_batch(batch: pa.RecordBatch | pa.Table, runs: list[_Run], state: _State, *, tier: str,
+                  warmup_ms: int) -> None:
+    """Classify, key and replay one batch under every run (the steps below, in order)."""
+    totals = state.totals
+    n = batch.num_rows
+    totals["rows"] += n
+    if n == 0:
+        return
+    picked = _scored_rows(batch, state, warmup_ms)
+    if picked is None:
+        return
+    sub, t, scored, hit_obs = picked
+    c0, c1, c2 = _caches(sub, state, tier)
+    for c, h in zip(*np.unique(c0[scored], return_counts=True), strict=True):
+        hits = int(np.count_nonzero(hit_obs[scored] & (c0[scored] == c)))
+        old = state.observed_by_pop.get(int(c), (0, 0))
+        state.observed_by_pop[int(c)] = (old[0] + hits, old[1] + int(h) - hits)
+    row_path, new_paths = _path_ids(sub, state)
+    row_query, new_queries = _query_ids(sub, state)
+    size = pc.fill_null(sub.column("sc_bytes"), 0).to_numpy(zero_copy_only=False).astype(np.int64) \
+        if "sc_bytes" in sub.schema.names else np.zeros(t.size, dtype=np.int64)
+    n_caches = len(state.cache_ids)
+    for run in runs:
+        if new_paths:
+            run.index.add_paths(new_paths)
+        if new_queries:
+            run.index.add_queries(new_queries)
+        key, var = run.index.ids(row_path, row_query[run.inference], state.paths, state.queries)
+        ok = key >= 0
+        if not ok.all():
+            run.refused += int((~ok & scored).sum())
+            run.model.run(t[ok], c0[ok], c1[ok], c2[ok], key[ok], var[ok], size[ok], scored[ok],
+                          n_caches=n_caches, n_variants=run.index.unique_variants)
+        else:
+            run.model.run(t, c0, c1, c2, key, var, size, scored, n_caches=n_caches,
+                          n_variants=run.index.unique_variants)
+
+
+def _scored_rows(batch: pa.RecordBatch | pa.Table, state: _State, warmup_ms: int) -> Any:
+    """The replayed rows in time order: (rows, times, scored mask, observed-hit mask), or None.
+
+    Only GET/HEAD rows the log counts as a hit or a miss are replayed (:func:`analytics.metrics.classify`);
+    the warm-up fills the caches but is not scored."""
+    totals = state.totals
+    n = batch.num_rows
+    cls = _classes(batch)
+    for code, count in enumerate(np.bincount(cls, minlength=len(_CLASS_NAMES))):
+        if code >= 2 and count:
+            state.excluded[_CLASS_NAMES[code]] += int(count)
+    ts_col = batch.column("timestamp")
+    if isinstance(ts_col, pa.ChunkedArray):
+        ts_col = ts_col.combine_chunks()
+    has_ts = ~np.asarray(ts_col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    keep = (cls < 2) & has_ts
+    totals["no_timestamp"] += int(((cls < 2) & ~has_ts).sum())
+    rows = np.nonzero(keep)[0]
+    if rows.size == 0:
+        return None
+    t = ts_col.cast(pa.int64()).to_numpy(zero_copy_only=False)[rows]
+    order = np.argsort(t, kind="stable") if rows.size > 1 and (np.diff(t) < 0).any() else None
+    if order is not None:
+        rows, t = rows[order], t[order]
+    if state.t_last is not None:
+        totals["out_of_order"] += int((t < state.t_last).sum())
+    if state.t_first is None:
+        state.t_first = int(t[0])
+        state.warm_end = state.t_first + warmup_ms
+    state.t_last = int(t[-1]) if state.t_last is None else max(state.t_last, int(t[-1]))
+    assert state.warm_end is not None
+    scored = t >= state.warm_end if warmup_ms > 0 else np.ones(t.size, dtype=bool)
+    sub = batch if order is None and rows.size == n else batch.take(pa.array(rows))
+    hit_obs = cls[rows] == 0
+    totals["replayed"] += int(rows.size)
+    totals["scored"] += int(scored.sum())
+    totals["observed_hits"] += int((hit_obs & scored).sum())
+    totals["observed_misses"] += int((~hit_obs & scored).sum())
+    return sub, t, scored, hit_obs
+
+
+def _caches(sub: pa.RecordBatch | pa.Table, state: _State, tier: str) -> tuple[np.ndarray, ...]:
+    """Cache ids per row: its POP (the edge location), its regional edge cache, the Origin Shield (-1: none).
+
+    Regions come from the one table in :mod:`edgeproof.cloudfront`; a code it does not know is its own
+    regional cache, and is listed in ``pops_without_region``."""
+    loc_col = _string_column(sub, "x_edge_location")
+    loc_idx, loc_vals = _encode(loc_col)
+    if "" in loc_vals and "pop" in sub.schema.names:  # no edge location: fall back to the POP code
+        loc = pc.if_else(pc.equal(loc_col, ""), _string_column(sub, "pop"), loc_col)
+        loc_idx, loc_vals = _encode(loc)
+    ids = state.cache_ids
+    c0_lut = np.empty(len(loc_vals), dtype=np.int64)
+    c1_lut = np.full(len(loc_vals), -1, dtype=np.int64)
+    for i, name in enumerate(loc_vals):
+        c0_lut[i] = ids.setdefault("pop:" + name, len(ids))
+        if tier != "pop":
+            if not known_region(name):
+                state.no_region.add(name[:3].upper())
+            c1_lut[i] = ids.setdefault("regional:" + region_of(name), len(ids))
+    c2 = np.full(len(loc_idx), ids.setdefault("shield", len(ids)) if tier == "shield" else -1, dtype=np.int64)
+    return c0_lut[loc_idx], c1_lut[loc_idx], c2
+
+
+def _path_ids(sub: pa.RecordBatch | pa.Table, state: _State) -> tuple[np.ndarray, list[str]]:
+    """Global path ids per row, and the paths first seen in this batch."""
+    p_enc = _string_column(sub, "cs_uri_stem").dictionary_encode()
+    p_idx = p_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    p_lut = pc.fill_null(pc.index_in(p_enc.dictionary, value_set=state.known_paths), -1) \
+        .to_numpy(zero_copy_only=False).astype(np.int64)
+    fresh = np.nonzero(p_lut < 0)[0]  # new paths (the values of a dictionary are distinct)
+    new_paths: list[str] = p_enc.dictionary.take(pa.array(fresh)).to_pylist() if fresh.size else []
+    if new_paths:
+        p_lut[fresh] = np.arange(len(state.paths), len(state.paths) + len(new_paths))
+        state.paths.extend(new_paths)
+        state.known_paths = pa.concat_arrays([state.known_paths, pa.array(new_paths, pa.string())])
+    return p_lut[p_idx], new_paths
+
+
+_FORMAT_NAMES = frozenset(name for name, op in PARAM_ALIASES.items() if op == "f")
+
+
+def _pins_format(query: str) -> bool:
+    """Whether a query string names a format other than ``auto`` (the served type then follows the URL,
+    not the viewer's Accept)."""
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name.strip().lower() in _FORMAT_NAMES and value.strip().lower() not in ("", "auto"):
+            return True
+    return False
+
+
+def _query_ids(sub: pa.RecordBatch | pa.Table, state: _State) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
+    """Per inference, global (query, Accept) ids per row; and the pairs first seen in this batch.
+
+    The Accept of a row is the logged one (``cs_accept``) when present; otherwise inferred (see
+    :data:`INFERENCES`): from the user agent and from the served content type, in either order. The
+    content type counts only where the URL let the format be negotiated."""
+    totals = state.totals
+    n = sub.num_rows
+    q_idx, q_vals = _encode(_string_column(sub, "cs_uri_query"))
+    # logged Accept values → global accept ids
+    acc_log = np.full(n, -1, dtype=np.int64)
+    if "cs_accept" in sub.schema.names:
+        a_idx, a_vals = _encode(_string_column(sub, "cs_accept"))
+        lut = np.array([-1 if v in ("", "-") else state.accept_ids.setdefault(v, len(state.accept_ids))
+                        for v in a_vals] or [-1], dtype=np.int64)
+        acc_log = lut[a_idx]
+        state.accepts.extend(list(state.accept_ids)[len(state.accepts):])
+    inferred = acc_log < 0
+    n_inferred = int(inferred.sum())
+    totals["accept_from_log"] += n - n_inferred
+    totals["accept_inferred"] += n_inferred
+    by_inference = {inf: acc_log.copy() for inf in INFERENCES}
+    if n_inferred:
+        mask = pa.array(inferred)
+        ua_idx, ua_vals = _encode(_string_column(sub, "cs_user_agent").filter(mask))
+        ua = np.array([accept_class_for_user_agent(v) for v in ua_vals] or [-1], dtype=np.int64)[ua_idx]
+        ct_col = _string_column(sub, "sc_content_type").filter(mask)
+        ct0 = _uniform(ct_col)
+        ct_i, ct_vals = (np.zeros(len(ct_col), dtype=np.int64), [ct0]) if ct0 is not None else _encode(ct_col)
+        ct = np.array([_CLASS_BY_FORMAT.get(format_for_content_type(v) or "", -1) for v in ct_vals] or [-1],
+                      dtype=np.int64)[ct_i]
+        pinned = np.array([_pins_format(v) for v in q_vals] or [False], dtype=bool)[q_idx[inferred]]
+        ct = np.where(pinned, -1, ct)
+        first_ua = np.where(ua >= 0, ua, np.where(ct >= 0, ct, 0))
+        first_ct = np.where(ct >= 0, ct, np.where(ua >= 0, ua, 0))
+        by_inference["user-agent"][inferred] = first_ua
+        by_inference["content-type"][inferred] = first_ct
+        totals["accept_from_user_agent"] += int((ua >= 0).sum())
+        totals["accept_from_content_type"] += int(((ua < 0) & (ct >= 0)).sum())
+        totals["accept_unknown"] += int(((ua < 0) & (ct < 0)).sum())
+        for k in range(3):
+            state.accept_counts[k] += int((first_ua == k).sum())
+    # (query, accept) pairs → global ids; each strategy applied once per new pair
+    n_acc = len(state.accepts)
+    new_queries: list[tuple[str, str]] = []
+    out: dict[str, np.ndarray] = {}
+    for inf, acc in by_inference.items():
+        local = q_idx * n_acc + acc
+        codes, inverse = np.unique(local, return_inverse=True)
+        gids = np.empty(codes.size, dtype=np.int64)
+        for j, code in enumerate(codes.tolist()):
+            q = q_vals[code // n_acc]
+            item = ("" if q == "-" else q, state.accepts[code % n_acc])
+            gid = state.query_ids.get(item)
+            if gid is None:
+                gid = state.query_ids[item] = len(state.queries)
+                state.queries.append(item)
+                new_queries.append(item)
+            gids[j] = gid
+        out[inf] = gids[inverse.reshape(-1)]
+    return out, new_queries
+
+
+def _summary(runs: list[_Run], target: float, locations: dict[int, str], *, inferred: bool) -> dict[str, Any]:
+    """A strategy's prediction (its first run's inference), with the range over the other inferences."""
+    run = runs[0]
     c = run.model.result()
-    rate = hit_rate(c["hits"], c["misses"])
+    rate = hit_rate(c["hits"] + c["refresh_hits"], c["misses"])
     variants = run.index.unique_variants
+    rates = [hit_rate(r["hits"] + r["refresh_hits"], r["misses"]) for r in (x.model.result() for x in runs)]
+    known = [r for r in rates if r is not None]
+    by_pop = {}
+    if hasattr(run.model, "result_by_pop"):
+        for cid, p in sorted(run.model.result_by_pop().items()):
+            by_pop[locations.get(cid, str(cid))] = {
+                "requests": p["requests"], "hits": p["hits"], "refresh_hits": p["refresh_hits"],
+                "misses": p["misses"], "hit_rate": hit_rate(p["hits"] + p["refresh_hits"], p["misses"])}
     return {
         "hit_rate": rate,
+        "hit_rate_range": [min(known), max(known)] if known and inferred and len(runs) > 1 else None,
         "meets_target": rate is not None and rate >= target,
         "requests": c["requests"],
         "hits": c["hits"],
+        "refresh_hits": c["refresh_hits"],
         "misses": c["misses"],
         "origin_requests": c["origin_requests"],
         "regional_hits": c["regional_hits"],
@@ -458,4 +567,5 @@ def _summary(run: _Run, target: float) -> dict[str, Any]:
         "expired": c["expired"],
         "evicted": c["evicted"],
         "fragmented": c["fragmented"],
+        "by_pop": by_pop,
     }
