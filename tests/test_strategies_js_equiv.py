@@ -389,6 +389,8 @@ def _tally(name: str, outcome: dict[str, Any]) -> None:
 @example(req=Req("/images/sku-1.jpg", "w=500", ("image/avif-sequence,image/webpx",)))
 @example(req=Req("/images/sku-1.jpg", "w=500", ("image/png", "image/avif;q=0.5")))
 @example(req=Req("/images/sku-1.jpg/w=640,h=0,fit=cover,q=80,f=avif", "", ("image/avif;q=0",)))
+# dpr on a free width (w=0) is never bounded by breakpoints: over 100,000 px it is refused or ignored
+@example(req=Req("/images/sku-1.jpg", "w=0&h=50000&dpr=3", None))
 def test_exported_function_equals_strategy(functions: dict[str, Strategy], node: NodeFunctions, name: str,
                                            req: Req) -> None:
     _tally(name, check(node, name, functions[name], req))
@@ -435,6 +437,13 @@ def test_generated_requests_reach_every_outcome() -> None:
         assert any(OUTCOMES[name, "f=" + fmt] for name in ran), (fmt, OUTCOMES)
     if USER in ran:
         assert OUTCOMES[USER, "f=png"] > 0, OUTCOMES  # its formats end in png: nothing acceptable → png
+
+
+def test_fallback_ignores_a_dpr_that_overflows_a_free_width() -> None:
+    # "fallback": an invalid parameter is dropped, never a 400; breakpoints do not bound h when w = 0
+    for name in ("aggressive", "breakpoints"):
+        kr = get_strategy(name).apply("GET", "/images/a.jpg", "w=0&h=50000&dpr=3", {})
+        assert kr.cache_key.startswith("/images/a.jpg/w=0,h=50000,fit=cover,"), (name, kr)
 
 
 # ---------------------------------------------------------------- what CloudFront accepts as a function

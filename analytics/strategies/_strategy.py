@@ -244,7 +244,8 @@ class Strategy:
         w, h, q = variant.w, variant.h, variant.q
         if dpr != 1000:
             dw, dh = (w * dpr + 500) // 1000, (h * dpr + 500) // 1000
-            if c.breakpoints or max(dw, dh) <= MAX_DIMENSION_SYNTAX:
+            # breakpoints bound w (and so h) only when w > 0: w = 0 is never snapped
+            if (c.breakpoints and w > 0) or max(dw, dh) <= MAX_DIMENSION_SYNTAX:
                 w, h = dw, dh
             elif not fallback:
                 raise BadRequest("size out of range", detail=f"w={dw},h={dh} after dpr")

@@ -93,7 +93,7 @@ function finish(v, dpr) {
   var w = v.w, h = v.h, q = v.q;
   if (dpr !== 1000) {
     var dw = Math.floor((w * dpr + 500) / 1000), dh = Math.floor((h * dpr + 500) / 1000);
-    if (C.bp.length || Math.max(dw, dh) <= C.max) { w = dw; h = dh; }
+    if ((C.bp.length && w > 0) || Math.max(dw, dh) <= C.max) { w = dw; h = dh; }
     else if (!C.fb) throw new Bad();
   }
   if (C.bp.length && w > 0) {
