@@ -56,6 +56,8 @@ class OriginConfig:
                                        "(nginx client_header_timeout; 0 = off)")
     keepalive_timeout: float = _opt(75.0, "seconds an idle keep-alive connection stays open (nginx keepalive_timeout)")
     max_url_bytes: int = _opt(8192, "longest URL (request-target) in bytes; longer: 414 (CloudFront's URL quota)")
+    metrics_bind: str | None = _opt(None, "serve /metrics on this HOST:PORT only, not on the image port "
+                                          "(like imgproxy's IMGPROXY_PROMETHEUS_BIND); default: the image port")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -68,6 +70,20 @@ class OriginConfig:
             raise UsageError("--local-cache-mb must be >= 0, --io-threads >= 1, --vips-threads >= 0")
         if self.header_timeout < 0 or self.keepalive_timeout <= 0 or self.max_url_bytes < 16:
             raise UsageError("--header-timeout must be >= 0, --keepalive-timeout > 0, --max-url-bytes >= 16")
+        if self.metrics_bind is not None:
+            host, port = self.metrics_address  # raises UsageError when malformed
+            if (host, port) == (self.host, self.port):
+                raise UsageError("--metrics-bind must differ from --host/--port")
+
+    @property
+    def metrics_address(self) -> tuple[str, int]:
+        """``--metrics-bind HOST:PORT`` (``[::1]:9464``; ``:9464`` = on ``--host``) as (host, port)."""
+        text = self.metrics_bind or ""
+        host, sep, port = text.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]") or self.host
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise UsageError(f"bad --metrics-bind {text!r}", detail="expected HOST:PORT, e.g. 127.0.0.1:9464")
+        return host, int(port)
 
     @property
     def worker_count(self) -> int:

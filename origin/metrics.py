@@ -30,15 +30,29 @@ see how evenly the kernel spreads connections over the workers.
 
 ``source`` on requests_total is where the bytes came from: ``local_cache``, ``derivative_store``,
 ``transform`` (including single-flight joins), or ``none`` for errors.
+
+The text is written by ``prometheus_client`` (:class:`OriginCollector` yields metric families read
+from the shared array; the storage stays lock-free), not by hand: it prints every value with all its
+digits (a hand-written ``{:g}`` printed 2,000,003 as ``2e+06``, six significant digits, and
+``rate()`` went flat past 10^6), escapes label values and help text, and gives every family its
+``# HELP`` and ``# TYPE``.
 """
 
 from __future__ import annotations
 
 import bisect
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-__all__ = ["LATENCY_BUCKETS", "Metrics", "STATUSES"]
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "Metrics", "OriginCollector", "STATUSES"]
+
+#: the classic text format (0.0.4) that every Prometheus version scrapes
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STATUSES = ("200", "304", "400", "403", "404", "413", "422", "500", "502", "503", "other")
@@ -98,6 +112,7 @@ class Metrics:
         self.workers = max(1, workers)
         self._data = multiprocessing.RawArray("d", self.width * self.workers)
         self.worker = 0
+        self._registry: CollectorRegistry | None = None
 
     def _slot(self, name: str, labels: tuple[str, ...]) -> int:
         return self.worker * self.width + self._index[(name, labels)]
@@ -125,33 +140,10 @@ class Metrics:
 
     def render(self) -> str:
         """The Prometheus text exposition of every series, summed over workers."""
-        lines: list[str] = []
-        for name, kind, help_text, label_names, values in _DEFS:
-            lines += [f"# HELP {_P}{name} {help_text}", f"# TYPE {_P}{name} {kind}"]
-            for vals in values:
-                labels = ",".join(f'{k}="{v}"' for k, v in zip(label_names, vals, strict=True))
-                lines.append(f"{_P}{name}{{{labels}}} {self.total(name, *vals):g}" if labels
-                             else f"{_P}{name} {self.total(name):g}")
-        for name, help_text in _HISTS:
-            lines += [f"# HELP {_P}{name} {help_text}", f"# TYPE {_P}{name} histogram"]
-            cumulative = 0.0
-            for i, le in enumerate((*LATENCY_BUCKETS, float("inf"))):
-                cumulative += self.total(name, str(i))
-                bound = "+Inf" if le == float("inf") else f"{le:g}"
-                lines.append(f'{_P}{name}_bucket{{le="{bound}"}} {cumulative:g}')
-            lines.append(f"{_P}{name}_sum {self.total(name, 'sum'):.6f}")
-            lines.append(f"{_P}{name}_count {cumulative:g}")
-        # per worker: how evenly SO_REUSEPORT spreads the work
-        lines += [f"# HELP {_P}worker_transforms_total Completed transforms per worker process.",
-                  f"# TYPE {_P}worker_transforms_total counter"]
-        for w in range(self.workers):
-            done = sum(self.value(w, "transforms_total", f) for f in FORMATS)
-            lines.append(f'{_P}worker_transforms_total{{worker="{w}"}} {done:g}')
-        lines += [f"# HELP {_P}worker_busy Transforms running or queued per worker process.",
-                  f"# TYPE {_P}worker_busy gauge"]
-        for w in range(self.workers):
-            lines.append(f'{_P}worker_busy{{worker="{w}"}} {self.busy(w):g}')
-        return "\n".join(lines) + "\n"
+        if self._registry is None:
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(OriginCollector(self))
+        return generate_latest(self._registry).decode()
 
     def busy(self, worker: int) -> float:
         """Transforms running or queued in one worker."""
@@ -167,3 +159,38 @@ class Metrics:
     def value(self, worker: int, name: str, *labels: str) -> float:
         """One series of one worker."""
         return self._data[worker * self.width + self._index[(name, labels)]]
+
+
+class OriginCollector(Collector):
+    """The metric families of one :class:`Metrics`, read at scrape time from its shared memory."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        for name, kind, help_text, label_names, values in _DEFS:
+            family: CounterMetricFamily | GaugeMetricFamily
+            if kind == "counter":
+                family = CounterMetricFamily(_P + name, help_text, labels=label_names)
+            else:
+                family = GaugeMetricFamily(_P + name, help_text, labels=label_names)
+            for vals in values:
+                family.add_metric(list(vals), m.total(name, *vals))
+            yield family
+        for name, help_text in _HISTS:
+            cumulative, buckets = 0.0, []
+            for i, le in enumerate((*LATENCY_BUCKETS, float("inf"))):
+                cumulative += m.total(name, str(i))
+                buckets.append((floatToGoString(le), cumulative))
+            yield HistogramMetricFamily(_P + name, help_text, buckets=buckets, sum_value=m.total(name, "sum"))
+        # per worker: how evenly SO_REUSEPORT spreads the work
+        done = CounterMetricFamily(_P + "worker_transforms_total", "Completed transforms per worker process.",
+                                   labels=("worker",))
+        busy = GaugeMetricFamily(_P + "worker_busy", "Transforms running or queued per worker process.",
+                                 labels=("worker",))
+        for w in range(m.workers):
+            done.add_metric([str(w)], sum(m.value(w, "transforms_total", f) for f in FORMATS))
+            busy.add_metric([str(w)], m.busy(w))
+        yield done
+        yield busy

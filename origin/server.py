@@ -261,8 +261,14 @@ class Origin:
         return web.json_response(body, status=200 if ok else 503)
 
     async def handle_metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8",
-                            headers={"Cache-Control": "no-store"})
+        from origin.metrics import CONTENT_TYPE
+
+        return web.Response(body=self.metrics.render().encode(),
+                            headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
+
+    async def handle_metrics_elsewhere(self, _request: web.Request) -> web.Response:
+        return web.json_response({"error": "not_found", "detail": "metrics are served on the --metrics-bind address"},
+                                 status=404, headers={"Cache-Control": "no-store"})
 
     def app(self) -> web.Application:
         from origin.connections import url_limit_middleware
@@ -270,9 +276,17 @@ class Origin:
         app = web.Application(client_max_size=1024, middlewares=[url_limit_middleware(self.config.max_url_bytes)])
         app.router.add_get("/healthz", self.handle_healthz)
         app.router.add_get("/readyz", self.handle_readyz)
-        app.router.add_get("/metrics", self.handle_metrics)
+        app.router.add_get("/metrics", self.handle_metrics_elsewhere if self.config.metrics_bind else self.handle_metrics)
         app.router.add_get("/{tail:.*}", self.handle_image)
         app.router.add_route("*", "/{tail:.*}", self.handle_method_not_allowed)
+        return app
+
+    def metrics_app(self) -> web.Application:
+        """The ``--metrics-bind`` listener: ``/metrics`` (and ``/healthz``) only, so a scraper's address
+        need not reach the image port and the image port does not expose the counters."""
+        app = web.Application(client_max_size=1024)
+        app.router.add_get("/metrics", self.handle_metrics)
+        app.router.add_get("/healthz", self.handle_healthz)
         return app
 
     async def handle_method_not_allowed(self, _request: web.Request) -> web.Response:

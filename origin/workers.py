@@ -58,6 +58,12 @@ async def _worker_main(config: OriginConfig, metrics: Metrics) -> None:
     site = GuardedSite(runner, make_socket(config.host, config.port), header_timeout=config.header_timeout,
                        keepalive_timeout=config.keepalive_timeout, max_url_bytes=config.max_url_bytes)
     await site.start()
+    metrics_runner = None
+    if config.metrics_bind:  # every worker listens (SO_REUSEPORT); any of them reports the whole server
+        metrics_runner = web.AppRunner(origin.metrics_app(), handle_signals=False, access_log=None)
+        await metrics_runner.setup()
+        await GuardedSite(metrics_runner, make_socket(*config.metrics_address), header_timeout=config.header_timeout,
+                          keepalive_timeout=config.keepalive_timeout, max_url_bytes=config.max_url_bytes).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -69,6 +75,8 @@ async def _worker_main(config: OriginConfig, metrics: Metrics) -> None:
     await site.stop()  # no new connections
     await origin.drain()
     await runner.cleanup()
+    if metrics_runner is not None:  # scrapeable until the drain is over
+        await metrics_runner.cleanup()
     origin.close()
 
 
@@ -105,6 +113,13 @@ def serve(config: OriginConfig) -> int:
         raise UsageError("--port 0 needs --workers 1", detail="several workers must share one known port")
     # fail fast (in the parent) on a busy port or a bad store spec
     make_socket(config.host, config.port).close()
+    if config.metrics_bind:
+        if n > 1 and config.metrics_address[1] == 0:
+            from edgeproof.errors import UsageError
+
+            raise UsageError("--metrics-bind with port 0 needs --workers 1",
+                             detail="several workers must share one known port")
+        make_socket(*config.metrics_address).close()
     from origin.stores import open_store
 
     open_store(config.sources, create=False)
@@ -113,7 +128,8 @@ def serve(config: OriginConfig) -> int:
     print(
         f"edgeproof origin: http://{config.host}:{config.port}  workers={n} "
         f"concurrency={config.max_concurrency} queue={config.queue_limit} "
-        f"sources={config.sources} derivatives={config.derivatives}",
+        f"sources={config.sources} derivatives={config.derivatives}"
+        + (f" metrics=http://{config.metrics_bind}/metrics" if config.metrics_bind else ""),
         file=sys.stderr, flush=True,
     )
     if n == 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -156,25 +157,26 @@ def request(port: int, path: str, headers: dict[str, str] | None = None, method:
         conn.close()
 
 
+def samples(port: int) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample of /metrics, read with prometheus_client's own parser: (name, labels, value)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = request(port, "/metrics").body.decode()
+    return [(s.name, dict(s.labels), s.value) for f in text_string_to_metric_families(text) for s in f.samples]
+
+
 def metric(port: int, name: str) -> float:
     """Sum of every sample of ``edgeproof_origin_{name}`` (all label sets) from /metrics."""
-    text = request(port, "/metrics").body.decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        series, _, value = line.rpartition(" ")
-        base = series.split("{", 1)[0]
-        if base == f"edgeproof_origin_{name}":
-            total += float(value)
-    return total
+    return sum(value for n, _labels, value in samples(port) if n == f"edgeproof_origin_{name}")
 
 
 def metric_labelled(port: int, series: str) -> float:
-    """One exact series, e.g. ``edgeproof_origin_shed_total{reason="queue"}``."""
-    for line in request(port, "/metrics").body.decode().splitlines():
-        if line.startswith(series + " "):
-            return float(line.rsplit(" ", 1)[1])
+    """One exact series, e.g. ``edgeproof_origin_shed_total{reason="queue"}`` (labels in any order)."""
+    name, _, rest = series.partition("{")
+    wanted = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    for n, labels, value in samples(port):
+        if n == name and labels == wanted:
+            return value
     raise KeyError(series)
 
 
