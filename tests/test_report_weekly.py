@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import json
 import random
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from analytics.reader import FileStats
 from analytics.writer import encode_line, w3c_header
 
 WEEK = "2026-W47"  # Monday 2026-11-16
@@ -331,6 +333,8 @@ def test_window_with_partial_gap_and_damaged_files(synth_week: Path, tmp_path: P
     assert "    2026-11-20 03:00–05:59 UTC (3 h)" in res.stdout
     assert f"damaged file: {cut}: truncated gzip" in res.stdout
     assert "\x1b" not in res.stdout and "\x07" not in res.stdout  # nothing drives the terminal
+    if "bad_examples" in {f.name for f in dataclasses.fields(FileStats)}:  # a reader that keeps excerpts
+        assert "\\x1b[2J\\x1b[31mnot\\ta log line\\x07" in res.stdout  # shown, escaped by the reader
     s = json.loads((out / "summary.json").read_text())
     cov = s["coverage"]
     assert s["week"] is None and s["verdict"] == "INCOMPLETE"

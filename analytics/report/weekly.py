@@ -118,13 +118,34 @@ class WeeklyResult:
         return EXIT_CODES[self.verdict]
 
 
-def _damaged(stream: Any) -> list[dict[str, str]]:
-    """Files the stream could not read, or read only up to a break (``FileStats.error``)."""
-    return [{"file": f.name, "error": f.error} for f in stream.files if f.error]
+MAX_EXAMPLES = 10
+
+
+def _damage(stream: Any) -> dict[str, Any]:
+    """What the stream lost: ``count`` bad lines, their ``examples`` (``file:line: reason``),
+    ``excerpts`` (the same with the reader's escaped excerpt of the line, where it gives one) and
+    ``files`` it could not read, or read only up to a break (``FileStats.error``)."""
+    excerpts: list[str] = []
+    for f in stream.files:
+        # FileStats.bad_examples (file, line, reason, excerpt) where the reader keeps them, else the strings
+        for item in getattr(f, "bad_examples", None) or f.examples:
+            text = str(item)
+            if getattr(item, "excerpt", ""):
+                text += f' — line: "{item.excerpt}"'
+            if len(excerpts) < MAX_EXAMPLES:
+                excerpts.append(text)
+    return {"count": stream.bad_lines, "examples": stream.bad_line_examples, "excerpts": excerpts,
+            "files": [{"file": f.name, "error": f.error} for f in stream.files if f.error]}
+
+
+def _merge_damage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {"count": a["count"] + b["count"], "examples": (a["examples"] + b["examples"])[:MAX_EXAMPLES],
+            "excerpts": (a["excerpts"] + b["excerpts"])[:MAX_EXAMPLES],
+            "files": sorted(a["files"] + b["files"], key=lambda d: d["file"])}
 
 
 def _aggregate_files(names: list[str], start: datetime, end: datetime,
-                     reader_options: dict[str, Any]) -> tuple[LogAggregate, int, list[str], list[dict[str, str]]]:
+                     reader_options: dict[str, Any]) -> tuple[LogAggregate, dict[str, Any]]:
     """One worker's share: its files into one aggregate (run in a child process with --jobs)."""
     from analytics.reader import read_logs
 
@@ -132,14 +153,14 @@ def _aggregate_files(names: list[str], start: datetime, end: datetime,
     stream = read_logs(names, start=start, end=end, columns=list(AGGREGATE_COLUMNS), **reader_options)
     for batch in stream:
         agg.add_batch(batch)
-    return agg, stream.bad_lines, stream.bad_line_examples, _damaged(stream)
+    return agg, _damage(stream)
 
 
 def _stream(logs: list[str], start: datetime, end: datetime, progress: bool,
             reader_options: dict[str, Any], jobs: int = 1) -> tuple[LogAggregate, dict[str, Any]]:
     """One pass over the week's batches; returns the aggregate and the reader's damage report.
 
-    The report is ``{"count": lost lines, "examples": [...], "files": [{"file", "error"}]}``.
+    The damage report is :func:`_damage`'s.
 
     With ``jobs > 1`` the week's files are spread over that many processes, each building its own
     aggregate, merged here as they finish (aggregates merge by addition).
@@ -154,26 +175,24 @@ def _stream(logs: list[str], start: datetime, end: datetime, progress: bool,
 
         names = [i.name for i in stream.inputs]
         chunk = max(1, min(16, len(names) // (jobs * 4) or 1))
-        bad, examples, damaged = 0, [], []
+        damage: dict[str, Any] = {"count": 0, "examples": [], "excerpts": [], "files": []}
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(_aggregate_files, names[i:i + chunk], start, end, reader_options): len(
                 names[i:i + chunk]) for i in range(0, len(names), chunk)}
             for future in as_completed(futures):
-                part, part_bad, part_examples, part_damaged = future.result()
+                part, part_damage = future.result()
                 agg.merge(part)
-                bad += part_bad
-                damaged += part_damaged
-                examples += part_examples[: max(0, 10 - len(examples))]
+                damage = _merge_damage(damage, part_damage)
                 bar.update(futures[future], extra=f"{agg.rows_seen:,} lines, hit rate so far {_pct(agg.total.hit_rate)}")
         bar.close()
-        return agg, {"count": bad, "examples": examples, "files": sorted(damaged, key=lambda d: d["file"])}
+        return agg, damage
     for inp in stream.inputs:
         for batch in stream.read_one(inp):
             agg.add_batch(batch)
             bar.update(extra=f"{agg.rows_seen:,} lines, hit rate so far {_pct(agg.total.hit_rate)}")
         bar.update(1)
     bar.close()
-    return agg, {"count": stream.bad_lines, "examples": stream.bad_line_examples, "files": _damaged(stream)}
+    return agg, _damage(stream)
 
 
 def _pct(v: float | None) -> str:
@@ -330,7 +349,7 @@ def _coverage(agg: LogAggregate, start: datetime, end: datetime, bad: dict[str, 
         "gaps_allowed": allow_gaps,
         "damaged_files": damaged,
         "lost_lines": int(bad.get("count") or 0),
-        "lost_line_examples": list(bad.get("examples") or []),
+        "lost_line_examples": list(bad.get("excerpts") or bad.get("examples") or []),
     }
 
 
@@ -414,7 +433,7 @@ def build_weekly(
         "by_pop": _group_list(agg, "pop", target),
         "by_content_type": _group_list(agg, "content_type", target),
         "by_family": _group_list(agg, "family", target),
-        "bad_lines": bad,
+        "bad_lines": {"count": bad["count"], "examples": bad["examples"]},
         "rows_outside_week": agg.rows_outside,
     }
     summary["days_below_target"] = [d["key"] for d in summary["daily"] if d["met_target"] is False]
