@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeproof.errors import ConfigError
-from edgeproof.tomlfile import builtin_names, load_named_toml
+from edgeproof.tomlfile import builtin_names, dump_toml, load_named_toml  # dump_toml: re-exported
 
 __all__ = [
     "BUILTIN_DIR",
@@ -187,27 +187,3 @@ def load_rehearsal(name_or_path: str | Path | None) -> RehearsalScenario:
     """A built-in rehearsal scenario by name (``default``) or a TOML file path."""
     data, path = load_named_toml(name_or_path or "default", BUILTIN_DIR, "rehearsal scenario")
     return rehearsal_from_dict(data, where=str(path))
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise ConfigError(f"cannot write {value!r} as TOML")
-
-
-def dump_toml(data: dict[str, Any], prefix: str = "") -> str:
-    """A minimal TOML writer for scenario tables (scalars, lists, nested tables)."""
-    scalars = [(k, v) for k, v in data.items() if not isinstance(v, dict)]
-    tables = [(k, v) for k, v in data.items() if isinstance(v, dict)]
-    lines = [f"{k} = {_toml_value(v)}" for k, v in scalars]
-    for key, table in tables:
-        name = f"{prefix}.{key}" if prefix else key
-        body = dump_toml(table, name)
-        lines += ["", f"[{name}]", body] if body.strip() else ["", f"[{name}]"]
-    return "\n".join(line for line in lines).strip("\n") + "\n"

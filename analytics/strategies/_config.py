@@ -20,6 +20,7 @@ from typing import Any
 
 from edgeproof.canonical import FORMATS, MAX_DIMENSION_SYNTAX, PARAM_ALIASES
 from edgeproof.errors import ConfigError
+from edgeproof.settings import expect, expect_list
 
 __all__ = ["CanonicalOptions", "ParamOptions", "StrategyConfig", "TRACKING_PARAMS"]
 
@@ -190,15 +191,11 @@ def _canonical(d: dict[str, Any]) -> CanonicalOptions:
     if unknown:
         raise ValueError(f"unknown [canonical] key(s) {', '.join(sorted(unknown))}")
     kwargs: dict[str, Any] = {}
-    for key in ("breakpoints", "quality_buckets"):
+    for key in ("breakpoints", "quality_buckets"):  # expect*: a boolean is never a whole number
         if key in d:
-            if not isinstance(d[key], list) or not all(isinstance(v, int) for v in d[key]):
-                raise ValueError(f"[canonical] {key} must be a list of whole numbers")
-            kwargs[key] = tuple(d[key])
+            kwargs[key] = tuple(expect_list(d[key], int, table="canonical", key=key))
     if "max_dpr" in d:
-        if not isinstance(d["max_dpr"], int | float):
-            raise ValueError("[canonical] max_dpr must be a number")
-        kwargs["max_dpr"] = float(d["max_dpr"])
+        kwargs["max_dpr"] = expect(d["max_dpr"], float, table="canonical", key="max_dpr")
     if "formats" in d:
         if not isinstance(d["formats"], list) or not all(isinstance(v, str) for v in d["formats"]):
             raise ValueError("[canonical] formats must be a list of format names")
