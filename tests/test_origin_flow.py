@@ -126,16 +126,17 @@ def test_metrics_summed_over_worker_processes() -> None:
     for p in procs:
         p.join(10)
     assert metrics.total("transforms_total", "webp") == 2
-    text = metrics.render()
-    assert 'edgeproof_origin_transforms_total{format="webp"} 2' in text
-    assert 'edgeproof_origin_requests_total{status="200",source="transform"} 2' in text
-    assert 'edgeproof_origin_request_duration_seconds_bucket{le="0.01"} 0' in text
-    assert 'edgeproof_origin_request_duration_seconds_bucket{le="0.025"} 2' in text
-    assert 'edgeproof_origin_request_duration_seconds_bucket{le="+Inf"} 2' in text
-    assert "edgeproof_origin_request_duration_seconds_count 2" in text
-    for line in text.splitlines():  # every sample line is "name{labels} number"
-        if not line.startswith("#"):
-            float(line.rsplit(" ", 1)[1])
+    from prometheus_client.parser import text_string_to_metric_families
+
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for f in text_string_to_metric_families(metrics.render()) for s in f.samples}
+    p = "edgeproof_origin_"
+    assert got[(p + "transforms_total", (("format", "webp"),))] == 2
+    assert got[(p + "requests_total", (("source", "transform"), ("status", "200")))] == 2
+    assert got[(p + "request_duration_seconds_bucket", (("le", "0.01"),))] == 0
+    assert got[(p + "request_duration_seconds_bucket", (("le", "0.025"),))] == 2
+    assert got[(p + "request_duration_seconds_bucket", (("le", "+Inf"),))] == 2
+    assert got[(p + "request_duration_seconds_count", ())] == 2
 
 
 def test_signing() -> None:
