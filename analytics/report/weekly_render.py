@@ -172,7 +172,7 @@ def _coverage_section(doc: Document, s: dict[str, Any]) -> None:
                   row_classes=["fail"] * len(cov["damaged_files"]))
     if cov["lost_lines"]:
         doc.paragraph(f"{cov['lost_lines']:,} log line(s) could not be read and were skipped, e.g.:")
-        doc.table(["file:line: reason, as the reader reports it"], [[ex] for ex in cov["lost_line_examples"][:10]])
+        doc.table(["file:line: reason — the line, escaped by the reader"], [[ex] for ex in cov["lost_line_examples"][:10]])
 
 
 def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
