@@ -545,8 +545,7 @@ def _summary(runs: list[_Run], target: float, locations: dict[int, str], *, infe
     if hasattr(run.model, "result_by_pop"):
         for cid, p in sorted(run.model.result_by_pop().items()):
             by_pop[locations.get(cid, str(cid))] = {
-                "requests": p["requests"], "hits": p["hits"], "refresh_hits": p["refresh_hits"],
-                "misses": p["misses"], "hit_rate": hit_rate(p["hits"] + p["refresh_hits"], p["misses"])}
+                **p, "hit_rate": hit_rate(p["hits"] + p["refresh_hits"], p["misses"])}
     return {
         "hit_rate": rate,
         "hit_rate_range": [min(known), max(known)] if known and inferred and len(runs) > 1 else None,

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgeproof.errors import BadRequest, UsageError
+from edgeproof.cloudfront import DEFAULT_TIER, TIERS
+from edgeproof.errors import EXIT_MISSED, EXIT_OK, EXIT_USAGE, BadRequest, UsageError
 
 from ._registry import get_strategy, list_strategies
 
@@ -28,7 +29,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("apply", help="print the cache key (canonical request) of each URL, one per line",
                        description="Apply a strategy to URLs by hand. Prints one cache key per URL, one per line; "
-                       "a refused URL prints '400 MESSAGE' and the exit code is 1.")
+                       "a refused URL prints '400 MESSAGE' and the exit code is 2 (bad input).")
     p.add_argument("name", help="a strategy name or a .toml file")
     p.add_argument("urls", nargs="+", metavar="URL", help="https://host/path?query or /path?query")
     p.add_argument("-H", "--header", action="append", default=[], metavar="'Name: value'",
@@ -38,7 +39,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_apply)
 
     p = sub.add_parser("compare", help="replay logs under strategies: predicted hit rate and miss anatomy",
-                       description="Replay CloudFront logs through a per-POP cache model under each strategy.")
+                       description="Replay CloudFront logs through a model of CloudFront's caches (POPs, regional "
+                       "edge caches, optionally Origin Shield; TTL with revalidation; LRU capacity) under each "
+                       "strategy. Exit 0 when a strategy meets --target, 1 when none does.")
     p.add_argument("--logs", nargs="+", required=True, metavar="PATH",
                    help="log files, folders, globs or s3://bucket/prefix")
     p.add_argument("--strategy", action="append", default=None, metavar="NAME|FILE",
@@ -47,8 +50,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--capacity", default=None, metavar="BYTES",
                    help="byte capacity per cache, LRU, e.g. 50GB (default: unbounded)")
     p.add_argument("--warmup", default="0", help="leading period that fills caches but is not scored, e.g. 6h")
-    p.add_argument("--tier", choices=("pop", "regional", "shield"), default="pop",
-                   help="pop: POP caches only; regional: + regional edge caches; shield: + Origin Shield")
+    p.add_argument("--tier", choices=TIERS, default=DEFAULT_TIER,
+                   help="regional (default; every distribution has regional edge caches): POP + regional edge "
+                   "cache; shield: + Origin Shield; pop: POP caches only")
+    p.add_argument("--no-revalidate", dest="revalidate", action="store_false",
+                   help="count an expired copy as a miss instead of a revalidation (CloudFront revalidates: "
+                   "a 304 is logged RefreshHit, a hit)")
+    p.add_argument("--no-accept-range", dest="accept_range", action="store_false",
+                   help="skip the second replay that gives the range over Accept inferences (requests whose "
+                   "log line has no Accept header)")
+    p.add_argument("--model", choices=("fast", "reference"), default="fast",
+                   help="the cache model: fast (compiled) or reference (plain Python, the oracle; slow)")
     p.add_argument("--target", type=float, default=0.96, help="hit-rate target (default 0.96)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=_compare)
@@ -67,26 +79,10 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
-
-
 def _show(args: argparse.Namespace) -> int:
-    data = get_strategy(args.name).config.to_dict()
-    for key, value in data.items():
-        if not isinstance(value, dict):
-            print(f"{key} = {_toml_value(value)}")
-    for key, value in data.items():
-        if isinstance(value, dict):
-            print(f"\n[{key}]")
-            for k, v in value.items():
-                print(f"{k} = {_toml_value(v)}")
+    from edgeproof.tomlfile import dump_toml
+
+    print(dump_toml(get_strategy(args.name).config.to_dict()), end="")
     return 0
 
 
@@ -110,7 +106,7 @@ def _apply(args: argparse.Namespace) -> int:
         try:
             res = strategy.apply(args.method.upper(), path, parts.query, headers)
         except BadRequest as err:
-            status = 1
+            status = EXIT_USAGE
             if args.json:
                 print(json.dumps({"url": url, "status": 400, "error": err.message, "detail": err.detail}))
             else:
@@ -142,13 +138,17 @@ def _compare(args: argparse.Namespace) -> int:
 
     names = args.strategy or list_strategies()
     result = compare_strategies(args.logs, names, ttl=args.ttl, capacity=args.capacity, warmup=args.warmup,
-                                tier=args.tier, target=args.target)
+                                tier=args.tier, target=args.target, revalidate=args.revalidate,
+                                accept_range=args.accept_range, model=args.model)
+    if result["scored"] == 0:
+        raise UsageError("no request to replay", detail="the logs hold no GET/HEAD hit or miss after the warm-up")
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         print()
-        return 0
-    print(format_compare(result))
-    return 0
+    else:
+        print(format_compare(result))
+    met = any(r["meets_target"] for r in result["strategies"].values())
+    return EXIT_OK if met else EXIT_MISSED
 
 
 def format_compare(result: dict[str, Any]) -> str:
@@ -157,7 +157,8 @@ def format_compare(result: dict[str, Any]) -> str:
     lines = [
         f"replayed {result['replayed']:,} GET/HEAD hit/miss requests of {result['requests']:,} log rows; "
         f"scored {result['scored']:,} (warm-up {_duration(s['warmup_seconds'])}, TTL {_duration(s['ttl_seconds'])}, "
-        f"capacity {s['capacity_bytes'] or 'unbounded'}, tier {s['tier']})",
+        f"capacity {s['capacity_bytes'] or 'unbounded'}, tier {s['tier']}, "
+        f"{'revalidation' if s.get('revalidate', True) else 'no revalidation'})",
         "excluded from the replay: " + ", ".join(f"{k} {v:,}" for k, v in result["excluded"].items() if v)
         if any(result["excluded"].values()) else "excluded from the replay: none",
         f"NOTE: {result['accept_inference']['note']}",
@@ -171,12 +172,14 @@ def format_compare(result: dict[str, Any]) -> str:
     )
     if result.get("bad_lines"):
         lines.append(f"bad log lines skipped: {result['bad_lines']:,} (e.g. {result['bad_line_examples'][:1]})")
-    header = ("strategy", "hit_rate", "target", "origin_req", "transforms", "keys", "keys/var", "cold", "expired",
-              "evicted", "fragmented", "refused")
+    header = ("strategy", "hit_rate", "range", "target", "refresh", "origin_req", "transforms", "keys", "keys/var",
+              "cold", "expired", "evicted", "fragmented", "refused")
     rows = [header]
     for name, r in result["strategies"].items():
         kpv = r["keys_per_variant"]
-        rows.append((name, _pct(r["hit_rate"]), "meets" if r["meets_target"] else "below",
+        rng = r.get("hit_rate_range")
+        rows.append((name, _pct(r["hit_rate"]), "-" if not rng else f"{_pct(rng[0])}..{_pct(rng[1])}",
+                     "meets" if r["meets_target"] else "below", f"{r.get('refresh_hits', 0):,}",
                      f"{r['origin_requests']:,}", f"{r['transforms']:,}", f"{r['unique_keys']:,}",
                      "-" if kpv is None else f"{kpv:.2f}", f"{r['cold']:,}", f"{r['expired']:,}",
                      f"{r['evicted']:,}", f"{r['fragmented']:,}", f"{r['refused']:,}"))
@@ -186,6 +189,12 @@ def format_compare(result: dict[str, Any]) -> str:
         lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
                                enumerate(zip(row, widths, strict=True))))
     lines.append(f"target: hit rate >= {100 * s['target']:.1f}%")
+    if any(r.get("hit_rate_range") for r in result["strategies"].values()):
+        lines.append("range: the hit rate with the Accept of unlogged requests inferred from the user agent first "
+                     "and from the served content type first")
+    if result.get("pops_without_region"):
+        lines.append("POP codes not in the region table (each its own regional cache): "
+                     + ", ".join(result["pops_without_region"]))
     return "\n".join(lines)
 
 
