@@ -92,7 +92,8 @@ def generate_hour(
     result = np.where(rng.random(n) < hit_rate, "Hit", "Miss").astype(object)
     refresh = rng.random(n)
     result[(result == "Hit") & (refresh < 0.05)] = "RefreshHit"
-    result[(result == "Miss") & (refresh < 0.10)] = "OriginShieldHit"
+    # an Origin Shield hit is logged x-edge-result-type Miss, detailed OriginShieldHit (standard-logs-reference)
+    shield = (result == "Miss") & (refresh < 0.10)
     edge = 0.0
     for name, p in _EXCLUDED:
         result[(u >= edge) & (u < edge + p)] = name
@@ -113,6 +114,7 @@ def generate_hour(
     content_type = [(_CT[_FORMATS[f]] if o else "text/html") for f, o in zip(fmt_i.tolist(), ok.tolist(), strict=True)]
     content_len = np.where(ok, content_len, 500)
     detail = result.copy()
+    detail[shield & (result == "Miss")] = "OriginShieldHit"
     errs = result == "Error"
     detail[errs] = rng.choice(np.array(_ERROR_DETAIL, dtype=object), size=int(errs.sum()))
     names = [p for p, _ in pops]

@@ -47,7 +47,6 @@ __all__ = [
     "DEFAULT_TIER",
     "DEFAULT_TTL",
     "ERROR_ALWAYS_CACHED",
-    "ERROR_CACHED_STATUSES",
     "ERROR_CACHED_WITH_MAX_AGE",
     "ERROR_CACHING_MIN_TTL",
     "ERROR_NO_STORE_HONOURED",
@@ -74,10 +73,9 @@ DEFAULT_TIER = "regional"
 DEFAULT_TTL = 86400.0
 MAX_TTL = 31536000.0
 
-#: statuses CloudFront caches for the error-caching minimum TTL (10 s by default) when the origin sends
-#: no Cache-Control of its own ("How CloudFront processes HTTP 4xx and 5xx status codes from your
-#: origin", HTTPStatusCodes.html)
-ERROR_CACHED_STATUSES = frozenset({400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504})
+#: the error-caching minimum TTL, 10 s by default ("How CloudFront processes HTTP 4xx and 5xx status
+#: codes from your origin", HTTPStatusCodes.html); which statuses are cached: ERROR_ALWAYS_CACHED and
+#: ERROR_CACHED_WITH_MAX_AGE below, and :func:`error_caching_ttl`
 ERROR_CACHING_MIN_TTL = 10.0
 
 #: origin settings and their defaults ("Values that you specify when you create or update a

@@ -283,7 +283,7 @@ def _roles(where: str, table: dict[str, Any] | None) -> tuple[Role, ...]:
     for name, spec in table.items():
         r = _Reader(where, spec, f"catalog.roles.{name}")
         widths = r.get("widths", [640], list)
-        if not widths or not all(isinstance(w, int) and 1 <= w <= 10000 for w in widths):
+        if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 10000 for w in widths):
             raise r._err("widths", "must be a non-empty list of whole pixel widths 1..10000")
         roles.append(Role(
             name=name,

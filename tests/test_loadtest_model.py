@@ -72,6 +72,7 @@ def test_stages_shape_and_scaling() -> None:
         ({"clients": {"devices": {"phone": {"dpr": 9}}}}, "clients.devices.phone.dpr"),
         ({"promotion": {"new_skus": 5000}}, "promotion.new_skus"),
         ({"surprise": 1}, "surprise"),
+        ({"catalog": {"roles": {"thumb": {"widths": [True, 640]}}}}, "widths"),  # a bool is not a width
     ],
 )
 def test_bad_scenarios_name_the_key(table: dict, needle: str) -> None:

@@ -216,3 +216,17 @@ def test_unknown_strategy() -> None:
         get_strategy("nope")
     with pytest.raises(ConfigError, match="not found"):
         get_strategy("missing.toml")
+
+
+def test_max_dpr_with_three_decimals_is_accepted_and_bools_are_not_numbers() -> None:
+    """1.001 has three decimals although 1.001 * 1000 != 1001 in binary floating point."""
+    from analytics.strategies._config import StrategyConfig
+
+    def load(value: object) -> StrategyConfig:
+        return StrategyConfig.from_dict({"name": "t", "mode": "canonical", "canonical": {"max_dpr": value}})
+
+    for value in (1.001, 1.003, 2.675, 9.999):
+        assert load(value).canonical.max_dpr == value
+    for bad in (1.0001, True):
+        with pytest.raises(ConfigError):
+            load(bad)

@@ -84,7 +84,7 @@ class StrategyConfig:
                                    ("quality_buckets", c.quality_buckets, 100)):
             if list(values) != sorted(set(values)) or any(not 1 <= v <= top for v in values):
                 raise ConfigError(f"{where}: {label} must be increasing whole numbers in 1..{top}")
-        if not 1.0 <= c.max_dpr <= 10.0 or round(c.max_dpr * 1000) != c.max_dpr * 1000:
+        if not 1.0 <= c.max_dpr <= 10.0 or abs(c.max_dpr * 1000 - round(c.max_dpr * 1000)) > 1e-6:
             raise ConfigError(f"{where}: max_dpr must be 1..10 with at most 3 decimals")
         if not c.formats or any(f not in FORMATS for f in c.formats):
             raise ConfigError(f"{where}: formats must be a non-empty list of {', '.join(FORMATS)}")
