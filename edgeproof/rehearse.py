@@ -29,9 +29,10 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeproof.errors import ConfigError, UsageError
+from edgeproof.rehearse_calibration import edge_config, edge_serve_args
 from edgeproof.rehearse_config import RehearsalScenario, dump_toml, load_rehearsal
 from edgeproof.rehearse_stack import (
     Child,
@@ -43,6 +44,9 @@ from edgeproof.rehearse_stack import (
     http_post_json,
     wait_ready,
 )
+
+if TYPE_CHECKING:
+    from origin.edge.config import EdgeConfig
 
 __all__ = ["RehearsalOptions", "RehearsalResult", "catalog_dir", "run_rehearsal"]
 
@@ -106,6 +110,8 @@ class _Stack:
     scenario: RehearsalScenario
     out: Path
     sources: Path
+    #: the edge that runs (its flags and the what-if's cache model both come from it)
+    edge_config: EdgeConfig
     edge: Child | None = None
     edge_url: str = ""
     admin_url: str = ""
@@ -139,9 +145,8 @@ class _Stack:
         port, admin = free_port(), free_port()
         primary = str(self.out / "store" / "derivatives") if self.scenario.stack.shared_derivatives else "-"
         group = ",".join([primary, *(o.url or "" for o in self.origins)])
-        args = ["edge", "serve", "--port", str(port), "--admin-port", str(admin), f"--origin-group={group}",
-                "--strategy", self.scenario.strategy, "--pops", str(self.scenario.stack.pops),
-                "--log-dir", str(self.out / "logs"), "--distribution-id", "EREHEARSAL01"]
+        args = edge_serve_args(self.edge_config, port=port, admin_port=admin, origin_group=group,
+                               log_dir=self.out / "logs")
         self.edge = self.procs.start("edge", edgeproof_cmd(*args), url=f"http://127.0.0.1:{port}")
         self.edge_url = f"http://127.0.0.1:{port}"
         self.admin_url = f"http://127.0.0.1:{admin}"
@@ -421,7 +426,7 @@ def run_rehearsal(options: RehearsalOptions) -> RehearsalResult:
     with Processes(out / "stack") as procs:
         if embedded:
             assert sources is not None
-            stack = _Stack(procs, scenario, out, sources)
+            stack = _Stack(procs, scenario, out, sources, edge_config(scenario, out))
             _say(quiet, f"starting {scenario.stack.origin_processes} origin task(s) and the edge "
                         f"({scenario.stack.pops} POPs)…")
             for _ in range(scenario.stack.origin_processes):
@@ -447,6 +452,7 @@ def run_rehearsal(options: RehearsalOptions) -> RehearsalResult:
         samples=stack.samples if stack else [], events=stack.events if stack else [],
         real_logs=options.logs, what_if=options.what_if, started=started, finished=finished,
         target_url=options.target, prescaled=prescaled, load_began=load_began,
+        edge_config=stack.edge_config if stack else None,
     )
     files = write_report(summary, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

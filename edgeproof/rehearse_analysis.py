@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow.compute as pc
 
 from analytics.metrics import exact_quantiles, hit_rate
+from edgeproof.rehearse_calibration import (
+    ReplaySettings,
+    replay_input,
+    replay_settings,
+    self_calibration,
+    what_if_logs,
+)
 from edgeproof.rehearse_config import RehearsalScenario
+
+if TYPE_CHECKING:
+    from origin.edge.config import EdgeConfig
 
 __all__ = ["analyse", "explain"]
 
@@ -174,30 +184,61 @@ def _origin_answers(totals: dict[str, float]) -> dict[str, Any] | None:
     return {**counts, "reuse_rate": (answered - counts["transform"]) / answered if answered else None}
 
 
-def _what_if(logs: list[str], strategy: str, target: float, warmup: float,
-             window: tuple[datetime, datetime] | None = None) -> dict[str, Any]:
-    from analytics.replay import COLUMNS, compare_strategies
+def _what_if(source: Any, strategy: str, target: float, warmup: float, settings: ReplaySettings | None = None,
+             log_kind: str = "standard", prepared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The replay of ``source`` (log paths, or the prepared rows of :func:`replay_input`) under every
+    built-in strategy and the run's own; the warm-up fills the caches but is not scored, as the gates."""
+    from analytics.replay import compare_strategies
     from analytics.strategies import list_strategies
-
-    source: Any = logs
-    if window is not None:  # only the run's window of a real distribution's logs (small: a list is fine)
-        from analytics.reader import read_logs
-
-        source = list(read_logs(logs, start=window[0], end=window[1], columns=list(COLUMNS)))
 
     known = set(list_strategies())
     names = [s for s in WHAT_IF if s in known]
     if strategy not in names and (strategy in known or strategy.endswith(".toml")):
         names.append(strategy)
-    # the warm-up (before the spike) fills the caches but is not scored, like the gates' scope
-    result = compare_strategies(source, names, target=target, ttl=0, warmup=warmup)
+    model: dict[str, Any] = {"ttl": 0}  # a real distribution: no expiry within a rehearsal, CloudFront's tiers
+    if settings is not None:  # the embedded edge: the replay models the very cache that ran
+        model = {"tier": settings.tier, "ttl": settings.ttl, "capacity": settings.capacity}
+    result = compare_strategies(source, names, target=target, warmup=warmup, **model)
     rows = []
     for name, row in result["strategies"].items():
         rows.append({"strategy": name, **{k: row.get(k) for k in (
-            "hit_rate", "origin_requests", "transforms", "unique_keys", "keys_per_variant", "meets_target",
-            "cold", "expired", "evicted", "fragmented")}})
+            "hit_rate", "hit_rate_range", "origin_requests", "transforms", "unique_keys", "keys_per_variant",
+            "meets_target", "cold", "expired", "evicted", "fragmented")}})
+    accept = result.get("accept_inference") or {}
     return {"strategies": rows, "calibration": result.get("calibration"),
-            "note": (result.get("accept_inference") or {}).get("note")}
+            "self_calibration": self_calibration(result, strategy),
+            "observed": result.get("observed"), "scored": result.get("scored"), "excluded": result.get("excluded"),
+            "logs": log_kind, "settings": None if settings is None else settings.to_json(),
+            "input": prepared, "accept_from_log": accept.get("from_log"),
+            # the inference note only where some Accept was inferred (not logged)
+            "note": accept.get("note") if (accept.get("from_log") or 0) < (result.get("replayed") or 0) else None}
+
+
+def _replay(out: Path, logs: list[str], scenario: RehearsalScenario, scope: str, target: float,
+            phases: list[tuple[str, float, float]], spike_names: list[str], spike: tuple[float, float],
+            t0: datetime | None, records: Any, window: tuple[datetime, datetime] | None,
+            edge_config: EdgeConfig | None) -> dict[str, Any]:
+    """The what-if, its input prepared for the run it replays.
+
+    Embedded stack: the edge's real-time logs, keyed by each request's intended start and cut at the
+    spike's end (:func:`edgeproof.rehearse_calibration.replay_input`), through a cache model with the
+    edge config's tier, TTL and capacity: it scores exactly the requests the gates score. A real
+    distribution: its standard logs over the run's window, the warm-up counted from its first line."""
+    warmup = spike[0] if scope == "spike" else 0.0
+    if window is not None or edge_config is None or t0 is None:
+        source: Any = logs
+        if window is not None:  # only the run's window of a real distribution's logs (small: a list is fine)
+            from analytics.reader import read_logs
+            from analytics.replay import COLUMNS
+
+            source = list(read_logs(logs, start=window[0], end=window[1], columns=list(COLUMNS)))
+        return _what_if(source, scenario.strategy, target, warmup)
+    replay_logs, log_kind = what_if_logs(out, edge_config)
+    scored = spike_names if scope == "spike" else [n for n, _, _ in phases]
+    span = spike if scope == "spike" else (0.0, max(b for _, _, b in phases))
+    prepared = replay_input(replay_logs, load_start=t0, spike=span, records=records, spike_phases=scored)
+    return _what_if(prepared.table, scenario.strategy, target, prepared.warmup, replay_settings(edge_config),
+                    log_kind, prepared.info)
 
 
 def _variants_written(out: Path, since: float) -> int:
@@ -308,7 +349,7 @@ def _hit_rate_target(rules: tuple[str, ...]) -> float:
 def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, float, float]], embedded: bool,
             samples: list[dict[str, Any]], events: list[dict[str, Any]], real_logs: str | None, what_if: bool,
             started: float, finished: float, target_url: str | None, prescaled: dict[str, Any] | None = None,
-            load_began: float | None = None) -> dict[str, Any]:
+            load_began: float | None = None, edge_config: EdgeConfig | None = None) -> dict[str, Any]:
     from loadtest.gates import evaluate
     from loadtest.scenario import load_scenario
     from loadtest.shapes import SPIKE_PHASES
@@ -341,8 +382,8 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
     replay = None
     if what_if and logs and edge and edge["requests"]:
         try:
-            replay = _what_if(logs, scenario.strategy, target, spike[0] if sc.gates.scope == "spike" else 0.0,
-                              None if embedded else window)
+            replay = _replay(out, logs, scenario, sc.gates.scope, target, phases, spike_names, spike, t0, table,
+                             None if embedded else window, edge_config)
         except Exception as err:  # noqa: BLE001 - the what-if is advisory: keep the run's verdict and report
             notes.append(f"the what-if replay failed ({type(err).__name__}: {str(err)[:300]}): no miss anatomy "
                          f"or strategy comparison in this report")
