@@ -5,8 +5,9 @@
   servers work). With a time range, keys whose name carries CloudFront's ``DIST.YYYY-MM-DD-HH.``
   are filtered *before* download, so objects outside the range are never fetched. Local files whose
   names carry the same stamp are filtered the same way.
-- Compression is detected by content (gzip magic), not by name. A truncated gzip stream ends the
-  file where the damage starts; :class:`GzipTail` records that so the reader can report it.
+- Compression is detected by content (gzip magic), not by name. A damaged gzip stream keeps every
+  byte that inflates, like ``zcat``; :class:`GzipTail` records the damage so the reader can report
+  it. Other compressors (bzip2, xz, zstd, zip) and binary data are reported, not read as lines.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from analytics.reader_accounting import FileError
 from edgeproof.errors import LogFormatError, UsageError
 
 try:  # ISA-L: about twice as fast as zlib at gunzip; same API
@@ -38,13 +40,14 @@ except ImportError:  # pragma: no cover - optional speed-up
 Block = bytes | memoryview
 
 __all__ = [
-    "Block", "GzipTail", "LogInput", "expand_inputs", "hour_from_name", "keep_freed_buffers", "open_input",
-    "plain_blocks", "split_lines",
+    "Block", "CutLine", "GzipTail", "LogInput", "Opened", "binary_reason", "expand_inputs", "hour_from_name",
+    "keep_freed_buffers", "open_input", "plain_blocks", "split_lines",
 ]
 
 _STAMP = re.compile(r"\.(\d{4})-(\d{2})-(\d{2})-(\d{2})\.")
 _SKIP_SUFFIXES = (".md",)
 _STITCH_MAX = 1 << 16  # a partial line longer than this is joined to the next chunk by copying
+_RECOVER_PIECE = 1 << 16  # compressed bytes fed at once while re-inflating a damaged gzip member
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,27 +160,89 @@ def expand_inputs(
     return out
 
 
-class GzipTail(io.RawIOBase):
-    """A read-only stream over a (possibly multi-member) gzip stream that survives truncation.
+class CutLine(bytes):
+    """The incomplete line where a damaged stream breaks off: counted as a bad line, never parsed.
 
-    A truncated or corrupt stream reads as EOF after the last complete line before the damage;
-    ``error`` then says why. Decompression uses ISA-L (``isal``) when installed, else zlib; both
-    release the GIL. With ``prefetch=True`` a background thread decompresses ahead (a bounded queue of
-    a few MiB), so decompression and parsing run on two cores.
+    Its bytes may look like a whole record (the cut can fall at the end of a field), but the line did
+    not end: parsing it would count a request whose last fields are missing.
+    """
+
+    reason: str
+
+    def __new__(cls, data: bytes, reason: str) -> CutLine:
+        obj = super().__new__(cls, data)
+        obj.reason = reason
+        return obj
+
+
+def _inflate_exactly(d: Any, piece: bytes) -> tuple[Any, bytes, int, str | None]:
+    """Feed ``piece`` to the zlib decompressor ``d``, keeping the output of every byte before an error.
+
+    Python's zlib discards a call's whole output when the call fails, so a failing piece is fed again
+    in halves from a copy of the state, down to the one byte that fails. Returns the decompressor
+    after the last good byte, the output, the bytes of ``piece`` used (up to the member's end, or up
+    to the failing byte) and the error (None when there was none).
+    """
+    outs: list[bytes] = []
+    pos, step = 0, len(piece)
+    while pos < len(piece):
+        trial = d.copy()
+        chunk = piece[pos:pos + step]
+        try:
+            out = trial.decompress(chunk)
+        except zlib.error as err:
+            if step == 1:
+                return d, b"".join(outs), pos, str(err)
+            step = (step + 1) // 2
+            continue
+        outs.append(out)
+        d = trial
+        if d.eof:
+            return d, b"".join(outs), pos + len(chunk) - len(d.unused_data), None
+        pos += len(chunk)
+    return d, b"".join(outs), pos, None
+
+
+def _gzip_damage(why: str) -> tuple[str, str]:
+    """(kind, message) for a zlib error message."""
+    low = why.lower()
+    if "data check" in low or "length check" in low or "checksum" in low:
+        what = "length" if "length" in low else "CRC-32"
+        return "checksum", f"gzip checksum error: the {what} check failed (the lines were kept but may be damaged)"
+    return "corrupt", f"corrupt gzip data: {why.split(':', 1)[-1].strip()}"
+
+
+class GzipTail(io.RawIOBase):
+    """A read-only stream over a (possibly multi-member) gzip stream that keeps all that inflates.
+
+    Like ``zcat``, damage does not cost the data before it: every byte that inflates is kept, the
+    incomplete line at a break is handed on as a :class:`CutLine`, and ``damage`` lists what
+    happened (truncated stream, corrupt deflate data, checksum mismatch, trailing garbage) with the
+    compressed bytes that could not be read. Decompression uses ISA-L (``isal``) when installed, else
+    zlib; both release the GIL. When either reports an error, the damaged member is inflated again
+    with zlib (whose state can be copied) to find the exact byte where the damage starts. After a
+    checksum mismatch the next member is still read. With ``prefetch=True`` a background thread
+    decompresses ahead (a bounded queue of a few MiB), so decompression and parsing run on two cores.
     """
 
     def __init__(self, raw: IO[bytes], chunk: int = 1 << 20, *, prefetch: bool = False) -> None:
         self._raw = raw
         self._chunk = chunk
         self._d = _zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._buf = b""
+        self._buf: Block = b""
         self._pos = 0
         self._hold = b""
         self._ready: deque[Block] = deque()
         self._eof = False
+        self._done = False
+        self._broken: str | None = None  # why the stream stopped early (the partial line is cut)
         self._pending = b""
         self._started = False
-        self.error: str | None = None
+        self._in_pos = 0  # compressed offset of the next byte to feed (``_pending`` starts there)
+        self._members = 0
+        self._member_start = 0
+        self._member_out = 0  # bytes the current member has inflated so far
+        self.damage: list[FileError] = []
         self._queue: queue.Queue[Block | None] | None = None
         self._stop = threading.Event()
         if prefetch:
@@ -185,41 +250,148 @@ class GzipTail(io.RawIOBase):
             self._thread = threading.Thread(target=self._produce, name="gunzip", daemon=True)
             self._thread.start()
 
+    @property
+    def error(self) -> str | None:
+        """The damage as one readable string (None when the stream was whole)."""
+        return "; ".join(str(d) for d in self.damage) or None
+
     def readable(self) -> bool:
         return True
 
+    def _size(self) -> int | None:
+        return _stream_size(self._raw)
+
+    def _stop_at(self, kind: str, message: str, at: int | None) -> None:
+        """The stream cannot be read past compressed offset ``at``: record it, end the output."""
+        size = self._size()
+        unread = size - at if size is not None and at is not None else None
+        self.damage.append(FileError(kind, message, unread_bytes=unread or None))
+        self._broken = "truncated gzip" if kind == "truncated" else "corrupt gzip"
+        self._eof = True
+
+    def _inflate_some(self) -> bytes | None:
+        """The next output of the compressed stream (None at its end); records damage."""
+        data = self._pending or self._raw.read(self._chunk)
+        self._pending = b""
+        if not data:
+            if self._started:
+                return self._at_eof()
+            self._eof = True
+            return None
+        if not self._started:
+            self._started = True
+            self._members += 1
+            self._member_start, self._member_out = self._in_pos, 0
+        try:
+            out = self._d.decompress(data, 8 * self._chunk)
+        except _zlib.error as err:
+            return self._recover(str(err))
+        self._member_out += len(out)
+        if self._d.eof:  # end of one gzip member; more members may follow
+            rest = self._d.unused_data
+            self._in_pos += len(data) - len(rest)
+            self._d = _zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._started = False
+            if rest.strip(b"\0"):
+                self._pending = rest
+            else:  # NUL padding after the last member (seen on some copies): not data
+                self._in_pos += len(rest)
+        else:
+            tail = self._d.unconsumed_tail
+            self._in_pos += len(data) - len(tail)
+            self._pending = tail
+        return out
+
+    def _at_eof(self) -> bytes:
+        """The compressed data ended inside a member: keep what inflates, say it is truncated.
+
+        A member that gave nothing at all is inflated again by zlib, which tells a cut header from
+        one that is not gzip.
+        """
+        if self._member_out == 0:
+            return self._recover("")
+        try:
+            out = self._d.flush()
+        except _zlib.error:
+            out = b""
+        self._member_out += len(out)
+        self._stop_at("truncated", "truncated gzip: the compressed stream ends before its end marker", None)
+        return out
+
+    def _recover(self, why: str) -> bytes:
+        """Inflate the damaged member again with zlib, byte-exact, and return what it had not yet given."""
+        try:
+            self._raw.seek(self._member_start)
+        except (OSError, ValueError):  # not seekable: what was given before the failing call is all
+            kind, message = _gzip_damage(why)
+            self._stop_at(kind, message, self._in_pos)
+            return b""
+        d: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        skip, pos, kept = self._member_out, self._member_start, []
+        error: str | None = None
+        while not d.eof:
+            piece = self._raw.read(_RECOVER_PIECE)
+            if not piece:
+                break
+            d, out, used, error = _inflate_exactly(d, piece)
+            if skip:
+                cut = min(skip, len(out))
+                out, skip = out[cut:], skip - cut
+            kept.append(out)
+            pos += used
+            if error is not None:
+                break
+        out = b"".join(kept)
+        self._member_out += len(out)
+        if error is None and d.eof:  # zlib read the member whole after all: go on after it
+            self._resume(pos)
+        elif error is None:
+            self._stop_at("truncated", "truncated gzip: the compressed stream ends before its end marker", None)
+        else:
+            kind, message = _gzip_damage(error)
+            if kind == "checksum":  # the data was all there; the next member (if any) starts after the trailer
+                self.damage.append(FileError(kind, f"{message} (gzip member {self._members})"))
+                self._resume(pos + 1 + (4 if "data check" in error else 0))
+            elif self._members > 1 and self._member_out == 0:
+                self._stop_at("corrupt", f"data after gzip member {self._members - 1} is not gzip (ignored)",
+                              self._member_start)
+            else:  # a member that gave nothing was not read at all; else the bytes from the damage on
+                self._stop_at(kind, message, self._member_start if self._member_out == 0 else pos)
+        return out
+
+    def _resume(self, at: int) -> None:
+        """Read on from compressed offset ``at`` (the start of the next member, if there is one)."""
+        self._raw.seek(at)
+        self._in_pos = at
+        self._d = _zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._started = False
+        rest = self._raw.read(self._chunk)
+        if rest.strip(b"\0"):
+            self._pending = rest
+        else:
+            self._eof = True
+
     def _next_block(self) -> Block | None:
-        """The next run of complete lines (None at the end); sets ``error`` on damage."""
+        """The next run of complete lines (None at the end); at a break, the partial line is a CutLine."""
         if self._ready:
             return self._ready.popleft()
         while not self._eof:
-            data = self._pending or self._raw.read(self._chunk)
-            self._pending = b""
-            if not data:
-                self._eof = True
-                if self._started:
-                    self._damaged("truncated gzip: the compressed stream ends before its end marker")
-                    return None
-                out, self._hold = self._hold, b""
-                return out or None
-            try:
-                self._started = True
-                out = self._d.decompress(data, 8 * self._chunk)
-            except _zlib.error as err:
-                self._eof = True
-                self._damaged(f"corrupt gzip: {err}")
-                return None
-            self._pending = self._d.unconsumed_tail
-            if self._d.eof:  # end of one gzip member; more members may follow
-                rest = self._d.unused_data
-                self._d = _zlib.decompressobj(16 + zlib.MAX_WBITS)
-                self._started = False
-                self._pending = rest if rest.strip(b"\0") else b""
+            out = self._inflate_some()
+            if not out:
+                continue
             pieces, self._hold = split_lines(out, self._hold)
             if pieces:
                 self._ready.extend(pieces[1:])
                 return pieces[0]
-        return None
+        if self._done:
+            return None
+        self._done = True
+        hold, self._hold = self._hold, b""
+        if not hold:
+            return None
+        if self._broken and hold.strip():
+            return CutLine(hold, f"incomplete line where the {self._broken} stream breaks off")
+        return hold
 
     def _produce(self) -> None:
         assert self._queue is not None
@@ -229,8 +401,8 @@ class GzipTail(io.RawIOBase):
                 self._put(block)
                 if block is None:
                     return
-        except Exception as err:  # noqa: BLE001 - reported as the file's error, never lost
-            self.error = f"cannot read: {err}"
+        except Exception as err:  # noqa: BLE001 - reported as the file's damage, never lost
+            self.damage.append(FileError("corrupt", f"cannot read: {err}"))
             self._put(None)
 
     def _put(self, item: Block | None) -> None:
@@ -241,13 +413,6 @@ class GzipTail(io.RawIOBase):
                 return
             except queue.Full:
                 continue
-
-    def _damaged(self, why: str) -> None:
-        # the bytes after the last complete line are not a line: drop them, say so
-        if self._hold.strip():
-            why += "; its partial last line was dropped"
-        self.error = why
-        self._hold = b""
 
     def blocks(self) -> Iterator[Block]:
         """The decompressed data as blocks of complete lines (the last may lack its newline)."""
@@ -274,6 +439,15 @@ class GzipTail(io.RawIOBase):
         self._stop.set()
         self._raw.close()
         super().close()
+
+
+def _stream_size(raw: IO[bytes]) -> int | None:
+    """The size of a seekable stream (its position is left at the end), or None."""
+    try:
+        raw.seek(0, io.SEEK_END)
+        return raw.tell()
+    except (OSError, ValueError):
+        return None
 
 
 def _download(inp: LogInput) -> IO[bytes]:
@@ -325,20 +499,72 @@ def plain_blocks(stream: IO[bytes], size: int = 8 << 20) -> Iterator[Block]:
         yield from pieces
 
 
-def open_input(
-    inp: LogInput, *, prefetch: bool = False, block_bytes: int = 8 << 20
-) -> tuple[IO[bytes], GzipTail | None]:
-    """Open ``inp`` as a decompressed binary stream; the second item is set for gzip input.
+@dataclass
+class Opened:
+    """An opened log object: its decompressed byte stream, and why it cannot be read, if it cannot."""
 
-    Raises :class:`~edgeproof.errors.LogFormatError` when the object cannot be opened at all.
+    stream: IO[bytes]
+    gzip: GzipTail | None
+    size: int | None  # bytes on disk / in S3 (compressed)
+    problem: tuple[str, str] | None = None  # (FileError kind, message): the bytes are no log we read
+
+
+#: magic numbers of compressors other than gzip (a log must be decompressed before it is read)
+_OTHER_COMPRESSION = (
+    (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"PK\x03\x04", "zip"),
+    (b"\x04\x22\x4d\x18", "lz4"), (b"7z\xbc\xaf\x27\x1c", "7z"),
+)
+
+
+def _compression_problem(head: bytes, name: str) -> tuple[str, str] | None:
+    named_gz = name.lower().endswith(".gz")
+    for magic, what in _OTHER_COMPRESSION:
+        if head.startswith(magic) and (what != "bzip2" or head[3:4].isdigit()):
+            return ("not_gzip" if named_gz else "format",
+                    f"{what}-compressed data{' named .gz' if named_gz else ''}: not supported "
+                    "(decompress it, or compress it with gzip)")
+    return None
+
+
+def binary_reason(head: bytes, name: str = "") -> tuple[str, str] | None:
+    """(kind, message) when the first bytes of a (decompressed) file are binary data, not text lines.
+
+    Text is printable ASCII, tabs, newlines and UTF-8; NUL bytes are not counted against it, because
+    a log with a run of NULs (a crash while writing) still has good lines around them. Random bytes
+    are ~11 % control bytes and ~45 % invalid UTF-8; a log with a few damaged lines is far below 30 %.
+    """
+    sample = head[: 1 << 16].replace(b"\0", b"")
+    if len(sample) < 64:
+        return None
+    control = len(sample) - len(sample.translate(None, _CONTROL))
+    invalid = sample.decode("utf-8", "replace").count("\ufffd") - sample.count("\ufffd".encode())
+    share = (control + max(0, invalid)) / len(sample)
+    if share < 0.3:
+        return None
+    named_gz = name.lower().endswith(".gz")
+    return ("not_gzip" if named_gz else "format",
+            f"{'named .gz but not gzip: ' if named_gz else ''}binary data, not a text log "
+            f"({share:.0%} of its first {len(sample):,} bytes are not text)")
+
+
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 13)) + b"\x7f"
+
+
+def open_input(inp: LogInput, *, prefetch: bool = False, block_bytes: int = 8 << 20) -> Opened:
+    """Open ``inp`` as a decompressed binary stream (``gzip`` is set for gzip input).
+
+    Compression is detected by content; data compressed with anything else (bzip2, xz, zstd, zip)
+    is a ``problem``, not lines. Raises :class:`~edgeproof.errors.LogFormatError` when the object
+    cannot be opened at all.
     """
     try:
         raw: IO[bytes] = _download(inp) if inp.bucket else open(inp.path or inp.name, "rb")  # noqa: SIM115
     except OSError as err:
         raise LogFormatError(f"cannot open {inp.name}", detail=err.strerror or str(err)) from err
-    head = raw.read(2)
+    head = raw.read(8)
+    size = _stream_size(raw)
     raw.seek(0)
-    if head == b"\x1f\x8b":
+    if head[:2] == b"\x1f\x8b":
         tail = GzipTail(raw, max(1, block_bytes // 8), prefetch=prefetch)
-        return tail, tail  # type: ignore[return-value]
-    return raw, None
+        return Opened(tail, tail, size)  # type: ignore[arg-type]
+    return Opened(raw, None, size, _compression_problem(head, inp.name))

@@ -3,14 +3,19 @@
 >>> stream = read_logs(["logs/", "s3://my-log-bucket/cf/"], start="2024-05-01", end="2024-05-02")
 >>> for batch in stream:          # pyarrow.RecordBatch in analytics.schema.LOG_SCHEMA
 ...     ...
->>> stream.bad_lines, stream.bad_line_examples, stream.files
+>>> stream.lines, stream.requests, stream.bad_lines, stream.file_errors, stream.files
 
 Formats (``fmt="auto"`` detects per file): ``w3c`` (standard/legacy logs, any historical field set),
 ``realtime`` (Kinesis TSV records; ``realtime_fields`` names the fields, in AWS's canonical order),
 ``json`` (standard logging v2 JSON lines) and ``parquet`` (v2 Parquet). Memory is bounded by one
-batch per file: nothing is materialised. A file that cannot be read is reported in ``files`` and the
-others are still read. Bad lines are counted with ``file:line: reason`` examples; ``strict=True``
-raises :class:`~edgeproof.errors.StrictModeError` instead.
+batch per file: nothing is materialised.
+
+Every line is accounted for (:mod:`analytics.reader_accounting`): per file, ``requests + bad_lines ==
+lines`` (data lines; ``#`` headers and blank lines are not data). A bad line costs exactly that line
+and is kept as ``file:line: reason`` with an escaped excerpt; damage that is not a line (not gzip,
+truncated or corrupt gzip, checksum error, a file in no supported format) is a *file error* with the
+bytes that could not be read, and every line read before it still counts. The other files are always
+read; ``strict=True`` raises :class:`~edgeproof.errors.StrictModeError` at the first damaged file.
 """
 
 from __future__ import annotations
@@ -25,17 +30,30 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analytics._arrow import scalar
-from analytics.inputs import GzipTail, LogInput, expand_inputs, open_input, plain_blocks
+from analytics.inputs import (
+    Block,
+    CutLine,
+    GzipTail,
+    LogInput,
+    binary_reason,
+    expand_inputs,
+    open_input,
+    plain_blocks,
+)
+from analytics.reader_accounting import BadLine, FileStats
 from analytics.reader_v2 import read_json_lines, read_parquet
-from analytics.reader_w3c import REALTIME_FIELDS, FileStats, parse_header, read_tsv
+from analytics.reader_w3c import REALTIME_FIELDS, parse_header, read_tsv
 from analytics.schema import LOG_SCHEMA
 from edgeproof.errors import LogFormatError, StrictModeError, UsageError
 
-__all__ = ["FORMATS", "REALTIME_FIELDS", "FileStats", "LogStream", "detect_format", "parse_time", "read_logs"]
+__all__ = [
+    "FORMATS", "REALTIME_FIELDS", "BadLine", "FileStats", "LogStream", "detect_format", "parse_time", "read_logs",
+]
 
 FORMATS = ("auto", "w3c", "realtime", "json", "parquet")
 _EPOCH = re.compile(r"^\d{9,11}(\.\d+)?$")
 _UNIX = datetime(1970, 1, 1, tzinfo=UTC)
+_HEAD = 1 << 16  # bytes of a file's head that decide its format and layout
 
 
 def _ms_scalar(when: datetime, typ: pa.DataType) -> pa.Scalar:
@@ -68,7 +86,12 @@ def detect_format(head: bytes, name: str = "") -> str:
     if header.fields is not None:
         names = {f.lower() for f in header.fields}
         return "w3c" if "date" in names else "realtime"
-    sample = (header.sample or "").lstrip()
+    votes = [_guess(line) for line in header.samples]  # the first lines vote: one damaged line does not decide
+    return max(dict.fromkeys(votes), key=votes.count) if votes else "w3c"
+
+
+def _guess(line: str) -> str:
+    sample = line.lstrip()
     if sample.startswith("{"):
         return "json"
     first = re.split(r"\s", sample, maxsplit=1)[0] if sample else ""
@@ -76,10 +99,11 @@ def detect_format(head: bytes, name: str = "") -> str:
 
 
 class LogStream:
-    """An iterable of typed record batches over many log objects, with bad-line accounting.
+    """An iterable of typed record batches over many log objects, with line-exact accounting.
 
-    Iterate once. After (or during) iteration: ``files`` (one :class:`FileStats` per object),
-    ``bad_lines`` and ``bad_line_examples`` (first examples over all files, ``file:line: reason``).
+    Iterate once. After (or during) iteration: ``files`` (one :class:`FileStats` per object), the
+    totals ``lines``, ``requests``, ``bad_lines``, ``file_errors``, and the first bad lines over all
+    files as ``bad_line_examples`` (``file:line: reason``) and ``bad_line_details`` (with excerpts).
     """
 
     def __init__(
@@ -115,6 +139,16 @@ class LogStream:
 
     # -- accounting ----------------------------------------------------------------------------
     @property
+    def lines(self) -> int:
+        """Data lines read (headers and blank lines excluded): ``requests + bad_lines``."""
+        return sum(f.lines for f in self.files)
+
+    @property
+    def requests(self) -> int:
+        """Data lines parsed into requests (before ``start``/``end``; ``rows`` is after)."""
+        return sum(f.requests for f in self.files)
+
+    @property
     def bad_lines(self) -> int:
         return sum(f.bad_lines for f in self.files)
 
@@ -124,6 +158,23 @@ class LogStream:
         for f in self.files:
             out.extend(f.examples[: self.max_examples - len(out)])
         return out
+
+    @property
+    def bad_line_details(self) -> list[BadLine]:
+        out: list[BadLine] = []
+        for f in self.files:
+            out.extend(f.bad_examples[: self.max_examples - len(out)])
+        return out
+
+    @property
+    def file_errors(self) -> list[str]:
+        """``name: error`` for every file with file-level damage."""
+        return [f"{f.name}: {f.error}" for f in self.files if f.errors]
+
+    @property
+    def readable(self) -> bool:
+        """Whether anything could be read (False when every input was unreadable, or there was none)."""
+        return any(f.readable for f in self.files)
 
     @property
     def rows(self) -> int:
@@ -139,18 +190,23 @@ class LogStream:
         stats = FileStats(inp.name)
         self.files.append(stats)
         try:
-            stream, tail = open_input(inp, prefetch=self.threads > 1, block_bytes=self.block_bytes)
+            opened = open_input(inp, prefetch=self.threads > 1, block_bytes=self.block_bytes)
         except LogFormatError as err:
-            stats.error = err.message + (f": {err.detail}" if err.detail else "")
-            stats.bad(None, stats.error)
-            self._check_strict(stats)
+            stats.fail("open", err.message + (f": {err.detail}" if err.detail else ""), unread_bytes=inp.size)
+            self._finish(stats)
+            return
+        stream, tail = opened.stream, opened.gzip
+        if opened.problem is not None:
+            stream.close()
+            stats.fail(*opened.problem, unread_bytes=opened.size)
+            self._finish(stats)
             return
         need = list(self.columns)
         filtering = self.start is not None or self.end is not None
         if filtering and "timestamp" not in need:
             need.append("timestamp")
         try:
-            for batch in self._batches(stream, tail, stats, need):
+            for batch in self._batches(stream, tail, stats, need, opened.size):
                 if filtering:
                     batch = self._in_range(batch)
                 if "timestamp" not in self.columns and "timestamp" in batch.schema.names:
@@ -160,27 +216,42 @@ class LogStream:
                     yield batch
         finally:
             stream.close()
-        if tail is not None and tail.error:
-            stats.error = f"{tail.error}; the lines before the break were kept"
-            stats.bad(None, stats.error)
+        if tail is not None:
+            stats.errors.extend(tail.damage)
+        self._finish(stats)
+
+    def _finish(self, stats: FileStats) -> None:
+        """Close a file's accounting: a file nothing could be read from is a file error; check --strict."""
+        if stats.lines and not stats.requests and not stats.errors:
+            fmt = stats.format or "log"
+            stats.fail("format", f"not a {fmt} log in a layout we read: none of its {stats.lines:,} data lines "
+                                 "could be read")
+        if not stats.balanced:  # a bug, but never a silent one
+            stats.fail("internal", f"the reader lost count: {stats.requests} requests + {stats.bad_lines} bad "
+                                   f"lines != {stats.lines} lines read (please report this)")
         self._check_strict(stats)
 
     def _batches(
-        self, stream: IO[bytes], tail: GzipTail | None, stats: FileStats, need: list[str]
+        self, stream: IO[bytes], tail: GzipTail | None, stats: FileStats, need: list[str], size: int | None
     ) -> Iterator[pa.RecordBatch]:
         blocks = tail.blocks() if tail is not None else plain_blocks(stream, self.block_bytes)
-        first = next(blocks, b"")
-        head = bytes(first[: 1 << 16])
+        firsts: list[Block] = []  # the head decides the format and layout: at least 64 KiB of it
+        for block in blocks:
+            firsts.append(block)
+            if sum(len(b) for b in firsts) >= _HEAD or isinstance(block, CutLine):
+                break
+        head = b"".join(bytes(b) for b in firsts)[:_HEAD]
         fmt = self.fmt if self.fmt != "auto" else detect_format(head, stats.name)
         stats.format = fmt
-        every = itertools.chain([first], blocks)
+        every = itertools.chain(firsts, blocks)
         if fmt == "parquet":
             if tail is not None:
-                stats.error = "gzip-compressed Parquet is not supported"
-                stats.bad(None, stats.error)
+                stats.fail("format", "gzip-compressed Parquet is not supported (gunzip it first)")
                 return
             stream.seek(0)
             yield from read_parquet(stream, stats, columns=need, batch_rows=self.batch_rows)
+        elif (binary := binary_reason(head, stats.name)) is not None:
+            stats.fail(*binary, unread_bytes=size)
         elif fmt == "json":
             yield from read_json_lines(every, stats, columns=need, batch_rows=self.batch_rows)
         else:
@@ -206,6 +277,8 @@ class LogStream:
                 f"{stats.bad_lines} bad line(s) in {stats.name} (--strict): {first}",
                 detail="; ".join(stats.examples[1:4]) or None,
             )
+        if self.strict and stats.errors:
+            raise StrictModeError(f"file error in {stats.name} (--strict): {stats.error}")
 
     def read_all(self) -> pa.Table:
         """Everything as one table (small inputs only: this materialises)."""

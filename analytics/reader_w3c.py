@@ -2,8 +2,8 @@
 
 The input arrives as blocks of complete lines; each block is parsed by Arrow's CSV parser (tab
 delimiter, no quoting, ``-`` → null, only the columns asked for), several blocks at once on several
-threads when asked, and the results are merged in file order. Lines it cannot take (``#`` headers, wrong field count) go through a small
-Python path that knows CloudFront's oddities:
+threads when asked, and the results are merged in file order. Lines it cannot take (``#`` headers,
+wrong field count) go through a small Python path that knows CloudFront's oddities:
 
 - a ``#Fields`` header (spaces or tabs, trailing spaces) names the fields; a new header mid-file
   switches the layout (concatenated files);
@@ -12,13 +12,22 @@ Python path that knows CloudFront's oddities:
 - a trailing tab (one empty extra field) is tolerated;
 - a line with no tab at all is split on runs of whitespace when that gives the right count;
 - anything else is a bad line, reported as ``file:line: reason``.
+
+Every line is accounted for (:mod:`analytics.reader_accounting`): each data line becomes a request or
+a bad line, and one bad line costs exactly that line. Arrow's parser is fast but not exact on damaged
+input (it stops at invalid UTF-8, splits lines at a lone ``\\r``, and cannot tell an empty line from a
+row of empty fields), so a block it cannot parse exactly is parsed again by :func:`_parse_exact`, a
+plain line-by-line model of the same rules: clean blocks keep the fast path, only damaged blocks pay.
+Bytes that are not UTF-8 are kept as the text ``\\xNN`` (CloudFront percent-encodes every byte
+outside printable ASCII — AWS CloudFront Developer Guide, "Standard logging (access logs)", log file
+fields — so such bytes come from damage or another tool; the line's other fields are still good).
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -27,8 +36,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from analytics._arrow import scalar, to_numpy
-from analytics.inputs import Block
+from analytics._arrow import scalar
+from analytics.inputs import Block, CutLine
+from analytics.reader_accounting import FileStats
 from analytics.reader_convert import columns_needed, convert, field_column
 from analytics.schema import LEGACY_FIELDS_33
 
@@ -59,9 +69,10 @@ REALTIME_FIELDS: tuple[str, ...] = (
     "origin-lbl", "asn",
 )
 _RT_2020 = tuple(f for f in REALTIME_FIELDS[:41] if f != "s-ip")  # the 40 fields offered at launch
-_MAX_EXAMPLES = 10
+_SAMPLES = 20  # data lines of a file's head that vote on its layout
 _EMPTY = scalar("", pa.string())
 _FALSE = scalar(False, pa.bool_())
+_BLANK = " \t\r"
 
 
 def legacy_fields_for_count(n: int) -> tuple[str, ...] | None:
@@ -83,53 +94,86 @@ class Header:
 
     fields: tuple[str, ...] | None  # from #Fields, or None (headerless)
     sample: str | None  # the first data line
+    samples: list[str] = field(default_factory=list)  # the first few data lines (they vote on the layout)
+
+    def field_count(self, known: Callable[[int], object]) -> int | None:
+        """The field count of the first sample line whose count is ``known`` (else of the first line).
+
+        The first lines vote, so that one damaged first line does not choose the layout of the file.
+        """
+        counts = []
+        for line in self.samples:
+            parts = line.split("\t")
+            counts.append(len(parts) if len(parts) > 1 else len(line.split()))
+        return next((c for c in counts if known(c)), counts[0] if counts else None)
+
+
+def _fields_header(text: str) -> tuple[str, ...] | None:
+    """The field names of a ``#Fields:`` line (None for any other ``#`` line)."""
+    key, _, rest = text[1:].partition(":")
+    return tuple(rest.split()) if key.strip().lower() == "fields" else None
 
 
 def parse_header(head: bytes) -> Header:
-    """Parse the leading ``#`` lines and the first data line from the first bytes of a file."""
+    """Parse the leading ``#`` lines and the first data lines from the first bytes of a file."""
     fields: tuple[str, ...] | None = None
-    sample = None
-    for line in head.decode("utf-8", "replace").splitlines()[:200]:
+    samples: list[str] = []
+    for line in head.decode("utf-8", "replace").split("\n")[:400]:
+        line = line.rstrip("\r")
         if line.startswith("#"):
-            key, _, rest = line[1:].partition(":")
-            if key.strip().lower() == "fields":
-                fields = tuple(rest.split())
+            if not samples:
+                fields = _fields_header(line) or fields
             continue
-        if line.strip():
-            sample = line
-            break
-    return Header(fields, sample)
+        if line.strip(_BLANK):
+            samples.append(line)
+            if len(samples) >= _SAMPLES:
+                break
+    return Header(fields, samples[0] if samples else None, samples)
 
 
-@dataclass
-class FileStats:
-    """Per-file reading statistics (filled while reading)."""
-
-    name: str
-    format: str = ""
-    fields: int | None = None
-    rows: int = 0
-    bad_lines: int = 0
-    examples: list[str] = field(default_factory=list)
-    error: str | None = None
-    whitespace_lines: int = 0
-
-    def bad(self, line: int | None, reason: str) -> None:
-        self.bad_lines += 1
-        if len(self.examples) < _MAX_EXAMPLES:
-            where = f"{self.name}:{line}" if line is not None else self.name
-            self.examples.append(f"{where}: {reason}")
+@dataclass(frozen=True)
+class _Layout:
+    fields: tuple[str, ...]
+    headerless: bool
+    realtime: bool
 
 
 @dataclass
 class _Block:
-    """What parsing one block of complete lines produced (merged into FileStats in file order)."""
+    """What parsing one block of complete lines produced (merged into FileStats in file order).
+
+    ``lines`` counts every physical line of the block; ``header_lines`` and ``blank_lines`` are the
+    ones that are not data, and each data line is in ``requests`` (rows of ``batches``) or ``bad``.
+    """
 
     batches: list[pa.RecordBatch] = field(default_factory=list)
-    bad: list[tuple[int | None, str]] = field(default_factory=list)  # block-relative line numbers
+    bad: list[tuple[int, str]] = field(default_factory=list)  # block-relative line numbers
     whitespace_lines: int = 0
     lines: int = 0
+    header_lines: int = 0
+    blank_lines: int = 0
     new_layout: _Layout | None = None  # a #Fields header in this block switched the layout
+
+    @property
+    def requests(self) -> int:
+        return sum(b.num_rows for b in self.batches)
+
+    @property
+    def balanced(self) -> bool:
+        return self.requests + len(self.bad) == self.lines - self.header_lines - self.blank_lines
+
+
+def _strings(values: Sequence[str | None]) -> pa.Array:
+    """A string array from Python values, built from buffers (``pa.array`` would import pandas)."""
+    data = [b"" if v is None else v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in data], out=offsets[1:])
+    if offsets[-1] >= 1 << 31:
+        raise ValueError("a block of log lines over 2 GiB")
+    valid = np.packbits(np.array([v is not None for v in values], dtype=bool), bitorder="little")
+    return pa.Array.from_buffers(pa.string(), len(data), [
+        pa.py_buffer(valid.tobytes()), pa.py_buffer(offsets.astype(np.int32).tobytes()), pa.py_buffer(b"".join(data)),
+    ])
 
 
 class _SlowLines:
@@ -147,15 +191,22 @@ class _SlowLines:
     def handler(self, row: pacsv.InvalidRow) -> str:
         number = int(row.number) if row.number is not None else -1
         self.handled.append(number)
-        text = row.text
-        if not text.startswith("#"):
-            self.pending.append((number, text))
-        elif not self.realtime and self.relayout is None:
-            key, _, rest = text[1:].partition(":")
-            new = tuple(rest.split())
-            if key.strip().lower() == "fields" and new and new != self.fields:
-                self.relayout = (number, new)
+        self.take(number, row.text)
         return "skip"
+
+    def take(self, number: int, text: str) -> bool:
+        """Sort one line: blank, ``#`` header or data (pending). True when it switches the layout."""
+        if not text.strip(_BLANK):
+            self.out.blank_lines += 1
+        elif text.startswith("#"):
+            self.out.header_lines += 1
+            new = None if self.realtime else _fields_header(text)
+            if new and new != self.fields and self.relayout is None:
+                self.relayout = (number, new)
+                return True
+        else:
+            self.pending.append((number, text))
+        return False
 
     def _layout(self, parts: list[str]) -> tuple[str, ...] | None:
         if len(parts) == len(self.fields):
@@ -163,6 +214,12 @@ class _SlowLines:
         if self.headerless and not self.realtime:
             return legacy_fields_for_count(len(parts))
         return None
+
+    def _expected(self, count: int, kind: str) -> str:
+        if not self.fields:
+            return (f"{count} {kind} field{'s' if count != 1 else ''}: no real-time layout has {count} fields "
+                    "(name them with --realtime-fields)")
+        return f"{count} {kind} field{'s' if count != 1 else ''}, expected {len(self.fields)}"
 
     def split(self, number: int, text: str) -> tuple[tuple[str, ...], list[str]] | None:
         text = text.rstrip("\r\n")
@@ -178,10 +235,10 @@ class _SlowLines:
             if layout is not None:
                 self.out.whitespace_lines += 1
                 return layout, words
-            self.out.bad.append((number, f"{len(words)} whitespace-separated fields, expected {len(self.fields)}"))
+            self.out.bad.append((number, self._expected(len(words), "whitespace-separated")))
             return None
         mixed = " (tabs and spaces mixed)" if self._layout(text.split()) is not None else ""
-        self.out.bad.append((number, f"{len(parts)} tab-separated fields, expected {len(self.fields)}{mixed}"))
+        self.out.bad.append((number, self._expected(len(parts), "tab-separated") + mixed))
         return None
 
     def drain(self, columns: Sequence[str]) -> None:
@@ -199,7 +256,7 @@ class _SlowLines:
                 col = field_column(name)
                 if col is None or col in raw:
                     continue
-                raw[col] = pa.array([None if r[i] == "-" else r[i] for r in rows], pa.string())
+                raw[col] = _strings([None if r[i] == "-" else r[i] for r in rows])
             done = convert(raw, len(rows), columns)
             for idx in done.bad_rows:
                 self.out.bad.append((numbers[int(idx)], done.reasons.get(int(idx), "bad value")))
@@ -217,11 +274,12 @@ class _SlowLines:
             x = nx
 
 
-@dataclass(frozen=True)
-class _Layout:
-    fields: tuple[str, ...]
-    headerless: bool
-    realtime: bool
+def _block_lines(block: Block) -> list[bytes]:
+    """The physical lines of a block, as ``grep -n`` counts them: split at ``\\n``, one ``\\r`` dropped."""
+    lines = bytes(block).split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the block ends with a newline: no line after it
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
 
 
 def _line_start(block: Block, line: int) -> int:
@@ -233,8 +291,53 @@ def _line_start(block: Block, line: int) -> int:
     return pos
 
 
+def _valid_utf8(block: Block) -> bool:
+    """Whether the whole block is UTF-8 (Arrow's validator: ~20 GB/s, about 1 % of parsing a block).
+
+    Checked before parsing because Arrow's invalid-row handler decodes the row itself: on invalid
+    UTF-8 it prints an "Exception ignored" traceback and abandons the whole block.
+    """
+    buf = pa.py_buffer(block)
+    offsets = pa.py_buffer(np.array([0, buf.size], dtype=np.int64).tobytes())
+    try:
+        pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, buf]).validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _sanitize(block: Block) -> bytes:
+    """The block with every byte of invalid UTF-8 written as the 4-character text ``\\xNN``.
+
+    No newline or tab is added or removed, so the lines, their numbers and their fields stay the same.
+    """
+    return bytes(block).decode("utf-8", "backslashreplace").encode("utf-8")
+
+
+def _lone_cr(block: Block) -> bool:
+    """Whether a ``\\r`` not followed by ``\\n`` is in the block (Arrow would end a line there)."""
+    obj = block.obj if isinstance(block, memoryview) else block
+    if b"\r" not in obj:  # memchr over the whole chunk: the usual answer, almost free
+        return False
+    data = bytes(block)
+    return data.count(b"\r") != data.count(b"\r\n")
+
+
 def _parse_block(block: Block, layout: _Layout, columns: Sequence[str]) -> _Block:
-    """Parse one block of complete lines; line numbers in the result are relative to the block."""
+    """Parse one block of complete lines; line numbers in the result are relative to the block.
+
+    The fast parser's result is used only when it is exact; otherwise the block is parsed line by
+    line (:func:`_parse_exact`). Either way ``requests + bad == data lines`` for the block.
+    """
+    if not layout.fields:
+        return _parse_exact(block, layout, columns)
+    data = block if _valid_utf8(block) else _sanitize(block)
+    out = _parse_fast(data, layout, columns)
+    return out if out is not None else _parse_exact(data, layout, columns)
+
+
+def _parse_fast(block: Block, layout: _Layout, columns: Sequence[str]) -> _Block | None:
+    """Arrow's CSV parser on a UTF-8 block; None when its reading of the lines would not be exact."""
     out = _Block()
     fields = layout.fields
     names = [f"c{i}" for i in range(len(fields))]
@@ -252,33 +355,27 @@ def _parse_block(block: Block, layout: _Layout, columns: Sequence[str]) -> _Bloc
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in include}, include_columns=include,
                 null_values=["-"], strings_can_be_null=True, quoted_strings_can_be_null=False,
+                check_utf8=False,  # the whole block was validated (or made valid) before
             ),
         )
-    except pa.ArrowInvalid as err:
-        out.lines = bytes(block).count(b"\n") + (0 if bytes(block[-1:]) == b"\n" else 1)
-        if "Empty CSV file" not in str(err):
-            out.bad.append((None, f"cannot parse: {err}"))
-        slow.drain(columns)
-        return out
+    except pa.ArrowInvalid:  # e.g. an empty block: the exact path says what it holds
+        return None
+    # A lone \r always makes Arrow split a line into a refused row (the handler ran) or an empty
+    # row, so clean blocks never pay for this check.
+    first = table.column(0)
+    odd = pc.or_(pc.equal(first, _EMPTY), pc.starts_with(first, pattern="#"))
+    if pc.any(pc.fill_null(odd, _FALSE)).as_py():  # an empty line, or a '#' line with N fields
+        return None
+    if slow.handled and _lone_cr(block):
+        return None
     out.lines = table.num_rows + len(slow.handled)
     if slow.relayout is not None:  # a new #Fields header: what follows it uses the new layout
         line, new = slow.relayout
         cut = _line_start(block, line)
         head = _parse_block(block[:cut], layout, columns) if cut else _Block()
         tail = _parse_block(block[cut:], _Layout(new, False, False), columns)
-        head.batches += tail.batches
-        head.bad += [(None if n is None else n + line - 1, why) for n, why in tail.bad]
-        head.whitespace_lines += tail.whitespace_lines
-        head.lines = out.lines
-        head.new_layout = tail.new_layout or _Layout(new, False, False)
-        return head
+        return _joined(head, tail, line - 1, tail.new_layout or _Layout(new, False, False))
     col_of = {names[i]: field_column(fields[i]) for i in range(len(fields))}
-    rows = None  # original row index of each kept row, when empty lines were dropped
-    empty = pc.fill_null(pc.equal(table.column(0), _EMPTY), _FALSE)
-    if pc.any(empty).as_py():  # an empty line parses as a row of empty strings: not data, skip it
-        keep = pc.invert(empty)
-        rows = np.nonzero(to_numpy(keep))[0]
-        table = table.filter(keep)
     raw: dict[str, pa.Array] = {}
     for name in table.schema.names:
         col = col_of[name]
@@ -286,12 +383,75 @@ def _parse_block(block: Block, layout: _Layout, columns: Sequence[str]) -> _Bloc
             raw[col] = table.column(name).combine_chunks()
     done = convert(raw, table.num_rows, columns)
     for idx in done.bad_rows:
-        orig = int(idx) if rows is None else int(rows[int(idx)])
-        out.bad.append((slow.line_of(orig), done.reasons.get(int(idx), "bad value")))
+        out.bad.append((slow.line_of(int(idx)), done.reasons.get(int(idx), "bad value")))
     if done.batch.num_rows:
         out.batches.append(done.batch)
     slow.drain(columns)
+    return out if out.balanced else None
+
+
+def _joined(head: _Block, tail: _Block, shift: int, layout: _Layout | None) -> _Block:
+    """``head`` followed by ``tail`` (whose line numbers start after ``shift`` lines)."""
+    head.batches += tail.batches
+    head.bad += [(n + shift, why) for n, why in tail.bad]
+    head.whitespace_lines += tail.whitespace_lines
+    head.header_lines += tail.header_lines
+    head.blank_lines += tail.blank_lines
+    head.lines = shift + tail.lines
+    head.new_layout = layout
+    return head
+
+
+def _parse_exact(block: Block, layout: _Layout, columns: Sequence[str]) -> _Block:
+    """The plain model of the reading rules: one line at a time, lines split at ``\\n`` only.
+
+    Used for the blocks the fast parser cannot read exactly (and, in the tests, as the reference
+    the fast path must agree with).
+    """
+    out = _Block()
+    lines = _block_lines(block)
+    out.lines = len(lines)
+    slow = _SlowLines(out, layout.fields, layout.headerless, layout.realtime)
+    for number, raw in enumerate(lines, start=1):
+        text = raw.decode("utf-8", "backslashreplace")
+        if slow.take(number, text):  # a new #Fields header: the lines after it use the new layout
+            slow.drain(columns)
+            new = _Layout(slow.relayout[1], False, False)  # type: ignore[index]
+            out.new_layout = new
+            slow = _SlowLines(out, new.fields, False, False)
+    slow.drain(columns)
     return out
+
+
+class _Excerpts:
+    """The raw bytes of a few lines of one block (split once, only when a bad line needs its excerpt)."""
+
+    def __init__(self, block: Block) -> None:
+        self.block = block
+        self.lines: list[bytes] | None = None
+
+    def __call__(self, line: int) -> bytes:
+        if self.lines is None:
+            self.lines = _block_lines(self.block)
+        return self.lines[line - 1] if 0 < line <= len(self.lines) else b""
+
+
+def _layout_of(stats: FileStats, header: Header, *, realtime: bool,
+               realtime_fields: Sequence[str] | None) -> _Layout:
+    """The layout a file starts with: its ``#Fields``, the caller's real-time fields, or a guess."""
+    if realtime:
+        fields = tuple(realtime_fields or header.fields or ())
+        if not fields:
+            count = header.field_count(realtime_fields_for_count) or 0
+            fields = realtime_fields_for_count(count) or ()
+            if not fields:
+                stats.fail("format", f"real-time records with {count} fields: name them with --realtime-fields "
+                                     "(AWS's canonical order is built in)")
+        return _Layout(fields, False, True)
+    if header.fields:
+        return _Layout(header.fields, False, False)
+    count = header.field_count(legacy_fields_for_count) or 33
+    return _Layout(legacy_fields_for_count(count) or LEGACY_FIELDS_33, True, False)
 
 
 def read_tsv(
@@ -307,30 +467,12 @@ def read_tsv(
     """Stream typed batches (``columns``) from the line-aligned blocks of one tab-separated log.
 
     Blocks are parsed independently (by ``threads`` threads when > 1; Arrow releases the GIL), and
-    their results are merged in file order, so line numbers in bad-line reports are exact.
+    their results are merged in file order, so line numbers in bad-line reports are exact. The
+    accounting (lines, requests, bad lines, headers) is added to ``stats`` as blocks are merged.
     """
-    headerless = header.fields is None
-    if realtime:
-        fields = tuple(realtime_fields or header.fields or ())
-        if not fields:
-            count = len(header.sample.split("\t")) if header.sample else 0
-            fields = realtime_fields_for_count(count) or ()
-            if not fields:
-                stats.error = (
-                    f"real-time records with {count} fields: name them with --realtime-fields "
-                    "(AWS's canonical order is built in)"
-                )
-                stats.bad(None, stats.error)
-                return
-        headerless = False
-    elif header.fields:
-        fields = header.fields
-    else:
-        parts = header.sample.split("\t") if header.sample else []
-        count = len(parts) if len(parts) > 1 else len(header.sample.split()) if header.sample else 33
-        fields = legacy_fields_for_count(count) or LEGACY_FIELDS_33
-    stats.fields = len(fields)
-    state = {"layout": _Layout(fields, headerless, realtime), "offset": 0}
+    first = _layout_of(stats, header, realtime=realtime, realtime_fields=realtime_fields)
+    stats.fields = len(first.fields) or None
+    state = {"layout": first, "offset": 0}
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="parse") if threads > 1 else None
     inflight: deque[list] = deque()  # [future, block, layout it was parsed with]
 
@@ -343,7 +485,7 @@ def read_tsv(
 
     def collect(limit: int) -> Iterator[pa.RecordBatch]:
         while len(inflight) > limit:
-            future, _, _ = inflight.popleft()
+            future, block, _ = inflight.popleft()
             result = future.result()
             if result.new_layout is not None:
                 state["layout"] = result.new_layout
@@ -352,14 +494,25 @@ def read_tsv(
                         entry[0].cancel()
                         entry[0], entry[2] = start(entry[1], result.new_layout), result.new_layout
             offset = state["offset"]
-            for line, why in result.bad:
-                stats.bad(None if line is None else offset + line, why)
+            raw = _Excerpts(block)
+            for line, why in sorted(result.bad):
+                stats.bad(offset + line, why, raw(line) if stats.wants_examples else None)
             stats.whitespace_lines += result.whitespace_lines
+            stats.header_lines += result.header_lines
+            stats.blank_lines += result.blank_lines
+            stats.lines += result.lines - result.header_lines - result.blank_lines
+            stats.requests += result.requests
             state["offset"] = offset + result.lines
             yield from result.batches
 
     try:
         for block in blocks:
+            if isinstance(block, CutLine):  # the incomplete line where a damaged stream broke off
+                yield from collect(0)
+                stats.lines += 1
+                state["offset"] += 1
+                stats.bad(state["offset"], block.reason, bytes(block))
+                continue
             layout = state["layout"]
             inflight.append([start(block, layout), block, layout])
             yield from collect(threads)
