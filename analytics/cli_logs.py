@@ -9,9 +9,12 @@ import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeproof.errors import UsageError
+
+if TYPE_CHECKING:
+    from analytics.reader_accounting import AccountingJSON, FileErrorJSON
 
 __all__ = ["register"]
 
@@ -34,7 +37,8 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
                    help="the fields present in real-time records, comma-separated, in AWS's canonical "
                         "order (default: guessed from the field count: all 46, 45 without s-ip, or the 40 of 2020)")
     p.add_argument("--strict", action="store_true",
-                   help="fail (exit 2) on the first file with a bad line instead of counting it")
+                   help="fail (exit 2) at the first damaged file (a bad line or a file error) instead of "
+                        "counting the damage")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +52,11 @@ def register(parser: argparse.ArgumentParser) -> None:
             "v2 JSON or Parquet; .gz or plain) and print the hit rate — (Hit+RefreshHit) / "
             "(Hit+RefreshHit+Miss+OriginShieldHit) over GET/HEAD — the excluded requests by reason, "
             "bytes, and time-taken / time-to-first-byte percentiles (p50 p90 p99 p99.9, ≤1% relative "
-            "error) overall, for hits and for misses. Bad lines are counted and shown as file:line: reason."
+            "error) overall, for hits and for misses. Every line is accounted for: per file, lines read = "
+            "requests + bad lines; bad lines are shown as file:line: reason with an escaped excerpt, and "
+            "damage that is not a line (not gzip, truncated/corrupt gzip, checksum error, not a log) as a "
+            "file error. Exit status: 0 when something was read, 2 when no input could be read at all "
+            "(or, with --strict, on any damage)."
         ),
     )
     _add_read_options(s)
@@ -63,7 +71,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     c = sub.add_parser(
         "convert", help="convert logs to a Parquet dataset partitioned by date (for notebooks)",
         description="Read logs like 'summarize' does and write them as a Parquet dataset in the one "
-                    "log schema, hive-partitioned by UTC date (DIR/date=YYYY-MM-DD/part-*.parquet).",
+                    "log schema, hive-partitioned by UTC date (DIR/date=YYYY-MM-DD/part-*.parquet). "
+                    "Damage is accounted for as in 'summarize' (printed on stderr); exit 0 when something "
+                    "was read, 2 when no input could be read at all.",
     )
     _add_read_options(c)
     c.add_argument("--out", required=True, metavar="DIR", help="output folder (created; new files are added)")
@@ -103,7 +113,17 @@ def _summarize(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(format_summary(result))
-    return 0
+    return _exit_status(result["accounting"])
+
+
+def _exit_status(acc: AccountingJSON) -> int:
+    """0 when something was read; 2 (unreadable input) when nothing could be read at all."""
+    if acc["readable"]:
+        return 0
+    what = (f"none of the {acc['files']} input file(s) could be read ({acc['file_errors']} file error(s), "
+            f"{acc['bad_lines']:,} bad line(s))" if acc["files"] else "no log files found")
+    print(f"edgeproof: error: {what}", file=sys.stderr)
+    return 2
 
 
 def _pct(v: float | None) -> str:
@@ -147,10 +167,51 @@ def format_summary(r: dict[str, Any]) -> str:
                 f"{key[:24]:<24}{g['requests']:>10}{_pct(g['hit_rate']):>10}{sum(g['excluded'].values()):>10}"
                 f"{_ms(q['p50']):>9}{_ms(q['p99']):>9}"
             )
-    lines += ["", f"bad lines      {r['bad_lines']}"]
-    lines += [f"  {ex}" for ex in r["bad_line_examples"]]
-    lines += [f"  file error: {e}" for e in r.get("file_errors", [])[:10]]
+    if "accounting" in r:
+        lines += ["", *format_accounting(r["accounting"])]
+    else:
+        lines += ["", f"bad lines      {r['bad_lines']}"]
+        lines += [f"  {ex}" for ex in r["bad_line_examples"]]
     return "\n".join(lines)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def format_accounting(acc: AccountingJSON, *, max_files: int = 20) -> list[str]:
+    """The line accounting as text: totals, each damaged file, the first bad lines with excerpts."""
+    out = [
+        f"lines          {acc['lines']:,} read = {_n(acc['requests'], 'request')} + {_n(acc['bad_lines'], 'bad line')}"
+        + (f"   (+{_n(acc['header_lines'], 'header line')})" if acc["header_lines"] else ""),
+    ]
+    if acc["in_range"] != acc["requests"]:
+        out.append(f"               {acc['in_range']:,} of the requests are inside --from/--to")
+    out.append(f"file errors    {acc['file_errors']}")
+    damaged = [f for f in acc["per_file"] if f["bad_lines"] or f["errors"]]
+    if damaged:
+        out.append(f"damaged files  {len(damaged)} of {acc['files']}")
+        for f in damaged[:max_files]:
+            out.append(f"  {f['file']}: {f['lines']:,} lines read, {_n(f['requests'], 'request')}, "
+                       f"{_n(f['bad_lines'], 'bad line')}")
+            out += [f"      file error ({e['kind']}): {_error_text(e)}" for e in f["errors"]]
+        if len(damaged) > max_files:
+            out.append(f"  … and {len(damaged) - max_files} more (--json lists every file)")
+    if acc["examples"]:
+        out.append(f"bad lines      {acc['bad_lines']:,} (first {len(acc['examples'])}: file:line: reason, then the line)")
+        for ex in acc["examples"]:
+            where = f"{ex['file']}:{ex['line']}" if ex["line"] is not None else ex["file"]
+            out.append(f"  {where}: {ex['reason']}")
+            if ex["excerpt"]:
+                out.append(f"      | {ex['excerpt']}")
+    else:
+        out.append(f"bad lines      {acc['bad_lines']:,}")
+    return out
+
+
+def _error_text(e: FileErrorJSON) -> str:
+    lost = [f"{e[k]:,} {w}" for k, w in (("unread_bytes", "bytes"), ("unread_lines", "lines")) if e[k]]
+    return e["message"] + (f" ({' and '.join(lost)} could not be read)" if lost else "")
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -160,6 +221,7 @@ def _convert(args: argparse.Namespace) -> int:
 
     from analytics.inputs import keep_freed_buffers
     from analytics.reader import read_logs
+    from analytics.reader_accounting import accounting
 
     keep_freed_buffers()
     stream = read_logs(args.paths, **_read_kwargs(args))
@@ -183,11 +245,10 @@ def _convert(args: argparse.Namespace) -> int:
     )
     print(f"wrote {counts['rows']} rows from {len(stream.files)} files to {args.out} "
           f"({len(dates)} date partitions)")
-    if stream.bad_lines:
-        print(f"bad lines: {stream.bad_lines}", file=sys.stderr)
-        for ex in stream.bad_line_examples:
-            print(f"  {ex}", file=sys.stderr)
-    return 0
+    acc = accounting(stream.files)
+    if acc["damaged_files"]:
+        print("\n".join(format_accounting(acc)), file=sys.stderr)
+    return _exit_status(acc)
 
 
 def _synth(args: argparse.Namespace) -> int:

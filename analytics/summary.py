@@ -21,6 +21,7 @@ from analytics._arrow import scalar, string_array, to_numpy
 from analytics.inputs import LogInput
 from analytics.metrics import EXCLUDED_REASONS, LatencySketch, classify, hit_rate
 from analytics.reader import LogStream, read_logs
+from analytics.reader_accounting import FileStats, accounting
 from edgeproof.errors import UsageError
 
 __all__ = ["BY_CHOICES", "SUMMARY_COLUMNS", "Partial", "summarize"]
@@ -57,6 +58,7 @@ class Partial:
         self.examples: list[str] = []
         self.files = 0
         self.file_errors: list[str] = []
+        self.accounts: list[FileStats] = []  # every file's line accounting
 
     # -- adding --------------------------------------------------------------------------------
     def add_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
@@ -151,7 +153,8 @@ class Partial:
         self.bad_lines += stream.bad_lines
         self.examples.extend(stream.bad_line_examples[: 10 - len(self.examples)])
         self.files += len(stream.files)
-        self.file_errors.extend(f"{f.name}: {f.error}" for f in stream.files if f.error)
+        self.file_errors.extend(stream.file_errors)
+        self.accounts.extend(stream.files)
 
     # -- merging and output --------------------------------------------------------------------
     def merge(self, other: Partial) -> Partial:
@@ -170,6 +173,7 @@ class Partial:
         self.examples.extend(other.examples[: max(0, 10 - len(self.examples))])
         self.files += other.files
         self.file_errors.extend(other.file_errors)
+        self.accounts.extend(other.accounts)
         return self
 
     def core(self) -> dict[str, Any]:
@@ -198,6 +202,8 @@ class Partial:
         out["bad_line_examples"] = list(self.examples)
         out["files"] = self.files
         out["file_errors"] = list(self.file_errors)
+        out["lines"] = sum(f.lines for f in self.accounts)
+        out["accounting"] = accounting(self.accounts)
         if self.by is not None:
             out["by"] = self.by
             out["groups"] = {label: self.groups[label].core() for label in sorted(self.groups)}
@@ -263,7 +269,9 @@ def summarize(
     gunzip runs in its own thread and ``jobs`` threads parse blocks. ``jobs=1`` is strictly sequential. Keys: ``requests``, ``cacheable``, ``hits``,
     ``misses``, ``hit_rate``, ``excluded`` (by reason), ``bad_lines``, ``bad_line_examples``,
     ``bytes``, ``latency_ms`` ({time_taken, ttfb} × {overall, hit, miss} × {p50, p90, p99, p999}),
-    plus ``first``/``last``, ``files``, ``file_errors`` and ``groups`` (with ``by``).
+    plus ``first``/``last``, ``files``, ``file_errors``, ``lines`` (data lines read), ``accounting``
+    (:func:`analytics.reader_accounting.accounting`: every line counted, per file) and ``groups``
+    (with ``by``).
     """
     if by is not None and by not in BY_CHOICES:
         raise UsageError(f"unknown --by {by!r}", detail=f"use one of {', '.join(BY_CHOICES)}")

@@ -108,3 +108,59 @@ def test_summarize_s3_through_the_cli(s3_bucket: str, s3_env: dict[str, str], we
     assert done.returncode == 0, done.stderr
     r = json.loads(done.stdout)
     assert (r["files"], r["requests"]) == (3, 180)
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a good log, one with a binary line, one with a damaged CRC, and random bytes as .gz."""
+    import gzip
+    import random
+
+    out = tmp_path_factory.mktemp("damaged")
+    done = run("logs", "synth", "--out", str(out), "--days", "0.125", "--requests-per-hour", "500", "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    first, second, third = sorted(out.iterdir())[:3]
+    lines = gzip.decompress(second.read_bytes()).split(b"\n")
+    lines[100] = b"\xff\xfe\x00\x1b[31m binary \x07 line"  # invalid UTF-8, NUL, an ANSI escape, a bell
+    second.write_bytes(gzip.compress(b"\n".join(lines)))
+    data = bytearray(third.read_bytes())
+    data[-8] ^= 1  # the CRC-32 of the gzip trailer
+    third.write_bytes(bytes(data))
+    (out / "E2EDGEPROOF1.2024-05-01-23.random.gz").write_bytes(random.Random(1).randbytes(4000))
+    return out
+
+
+def test_summarize_accounts_for_every_line(damaged: Path) -> None:
+    done = run("logs", "summarize", str(damaged), "--jobs", "1")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "lines          1,500 read = 1,499 requests + 1 bad line   (+6 header lines)" in text
+    assert "file errors    2" in text and "damaged files  3 of 4" in text
+    binary = next(p for p in sorted(damaged.iterdir()) if "-01." in p.name)
+    assert f"  {binary}:101: " in text
+    assert "| \\xff\\xfe\\x00\\x1b[31m binary \\x07 line" in text  # escaped, never raw
+    assert not any(c in text for c in ("\x00", "\x1b", "\x07", "\ufffd"))
+    assert "file error (checksum)" in text and "file error (not_gzip)" in text
+    assert "Traceback" not in done.stderr
+    r = json.loads(run("logs", "summarize", str(damaged), "--json", "--jobs", "2").stdout)
+    acc = r["accounting"]
+    assert (acc["lines"], acc["requests"], acc["bad_lines"], acc["file_errors"]) == (1500, 1499, 1, 2)
+    assert acc["balanced"] and acc["readable"] and r["requests"] == 1499 and r["lines"] == 1500
+    by_file = {Path(f["file"]).name: f for f in acc["per_file"]}
+    assert sorted((f["lines"], f["requests"], f["bad_lines"]) for f in by_file.values()) == [
+        (0, 0, 0), (500, 499, 1), (500, 500, 0), (500, 500, 0)]
+    assert acc["examples"][0]["excerpt"].startswith("\\xff\\xfe\\x00")
+    strict = run("logs", "summarize", str(damaged), "--strict", "--jobs", "1")
+    assert strict.returncode == 2 and "(--strict)" in strict.stderr
+
+
+def test_nothing_readable_exits_2(damaged: Path, tmp_path: Path) -> None:
+    junk = damaged / "E2EDGEPROOF1.2024-05-01-23.random.gz"
+    done = run("logs", "summarize", str(junk), "--json")
+    assert done.returncode == 2
+    assert "none of the 1 input file(s) could be read" in done.stderr
+    assert json.loads(done.stdout)["accounting"]["unreadable_files"] == 1
+    converted = run("logs", "convert", str(damaged), "--out", str(tmp_path / "pq"))
+    assert converted.returncode == 0, converted.stderr
+    assert "wrote 1499 rows" in converted.stdout and "1 bad line" in converted.stderr
+    assert run("logs", "convert", str(junk), "--out", str(tmp_path / "none")).returncode == 2
