@@ -19,8 +19,8 @@ input (it stops at invalid UTF-8, splits lines at a lone ``\\r``, and cannot tel
 row of empty fields), so a block it cannot parse exactly is parsed again by :func:`_parse_exact`, a
 plain line-by-line model of the same rules: clean blocks keep the fast path, only damaged blocks pay.
 Bytes that are not UTF-8 are kept as the text ``\\xNN`` (CloudFront percent-encodes every byte
-outside printable ASCII — AWS CloudFront Developer Guide, "Standard logging (access logs)", log file
-fields — so such bytes come from damage or another tool; the line's other fields are still good).
+outside printable ASCII — AWS CloudFront Developer Guide, "Standard logging reference", section "Log
+file fields" — so such bytes come from damage or another tool; the line's other fields are still good).
 """
 
 from __future__ import annotations
