@@ -41,6 +41,7 @@ def parse_origin_group(spec: str, extra_backends: list[str] | None = None) -> tu
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    defaults = EdgeConfig()
     sub = parser.add_subparsers(dest="edge_command", metavar="SUBCOMMAND")
     p = sub.add_parser("serve", help="serve viewer requests like CloudFront (caches per POP, writes logs)",
                        description="Run the local CloudFront stand-in. See docs/edge.md.")
@@ -89,6 +90,15 @@ def register(parser: argparse.ArgumentParser) -> None:
                         "derivative-store read (default 30; AWS allows 1-60)")
     p.add_argument("--max-origin-inflight", type=int, default=1024,
                    help="origin requests in flight above which misses get 503 CapacityExceeded (default 1024)")
+    p.add_argument("--header-timeout", type=float, default=defaults.header_timeout,
+                   help="seconds a viewer has to send a whole request head, else 408 and close, logged "
+                        f"(nginx client_header_timeout; default {defaults.header_timeout:g})")
+    p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout,
+                   help="seconds an idle keep-alive viewer connection stays open between requests "
+                        f"(nginx keepalive_timeout; default {defaults.idle_timeout:g})")
+    p.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout,
+                   help="on SIGTERM, seconds to wait for requests in flight; the rest are answered 503 "
+                        f"(AbortedOrigin) and logged (default {defaults.drain_timeout:g})")
     p.set_defaults(func=_cmd_serve)
     parser.set_defaults(func=None)
 
@@ -113,6 +123,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         origin_connection_timeout=args.origin_connection_timeout,
         origin_response_timeout=args.origin_response_timeout,
         realtime_log_dir=args.realtime_logs,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        drain_timeout=args.drain_timeout,
     )
     opts: dict[str, Any] = {
         "host": args.host,
@@ -137,7 +150,8 @@ async def serve(
     log_bucket: str | None = None,
     log_flush_interval: float = 1.0,
 ) -> int:
-    """Run until SIGTERM/SIGINT; then stop accepting, finish in-flight requests, flush the logs."""
+    """Run until SIGTERM/SIGINT; then stop accepting, answer and log every request received
+    (:meth:`Edge.drain`, bounded by ``config.drain_timeout``), flush the logs (standard and real-time)."""
     from aiohttp import web
 
     from .admin import make_admin_app
@@ -160,6 +174,7 @@ async def serve(
     await group.start()
     logs.start()
     runner: web.AppRunner | None = None
+    sweeper = asyncio.ensure_future(edge.conns.run())  # header and idle timeouts
     try:
         try:
             server = await loop.create_server(
@@ -185,19 +200,17 @@ async def serve(
         )
         await stop.wait()
         edge.ready = False
-        server.close()
-        # give requests waiting for the origin up to 5 s to be answered (and logged)
-        for _ in range(50):
-            if not edge.pending:
-                break
-            await asyncio.sleep(0.1)
+        server.close()  # stop accepting
+        await edge.drain(config.drain_timeout)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 1.0)
     finally:
+        sweeper.cancel()
         if runner is not None:
             await runner.cleanup()
         await group.close()
         logs.close()
-        print(f"edgeproof edge: stopped; {logs.lines_written} log lines in {len(logs.files())} file(s)",
-              flush=True)
+        aborted = f", {edge.aborted} answered 503 at the drain limit" if edge.aborted else ""
+        print(f"edgeproof edge: stopped; {logs.lines_written} log lines in {len(logs.files())} file(s)"
+              f"{aborted}", flush=True)
     return 0

@@ -6,6 +6,14 @@ connection attempts 3, connection timeout 10 s, response timeout 30 s ("Values t
 you create or update a distribution", DownloadDistValuesOrigin.html). AWS accepts 1–3 attempts, a
 1–10 s connection timeout and a 1–60 s response timeout; the emulator keeps the attempt range and
 allows shorter (sub-second) timeouts so that tests can drive them.
+
+The viewer-side limits are not CloudFront settings (AWS does not publish its edge servers' client
+timeouts); they follow nginx's, the peer the edge is benchmarked against: ``header_timeout`` is
+``client_header_timeout`` shortened from nginx's 60 s to 10 s (a browser sends its head in one
+packet; a slowloris connection should not hold a slot for a minute), ``idle_timeout`` 75 s is
+nginx's ``keepalive_timeout``. ``drain_timeout`` (5 s) is how long a
+SIGTERM waits for requests still in flight: below the 10 s grace the rehearsal gives a child before
+SIGKILL (``edgeproof.rehearse_stack``), so the edge still answers the rest and flushes its logs.
 """
 
 from __future__ import annotations
@@ -54,6 +62,14 @@ class EdgeConfig:
     origin_response_timeout: float = ORIGIN_RESPONSE_TIMEOUT
     #: folder for real-time log records (CloudFront's real-time log format), None for none
     realtime_log_dir: str | None = None
+    #: seconds a viewer has to send a whole request head (from its first byte, or from the
+    #: connection's opening for the first request) before a 408 and close (nginx client_header_timeout)
+    header_timeout: float = 10.0
+    #: seconds a keep-alive connection may sit idle between requests before it is closed (nginx
+    #: keepalive_timeout); nothing is logged, as no request was made
+    idle_timeout: float = 75.0
+    #: seconds SIGTERM waits for requests in flight before answering the rest 503 (``AbortedOrigin``)
+    drain_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if self.pops < 1 or self.pops > 1000:
@@ -72,6 +88,11 @@ class EdgeConfig:
             raise ConfigError("--origin-connection-timeout must be > 0 and <= 10 seconds (as CloudFront)")
         if not (0 < self.origin_response_timeout <= 60):
             raise ConfigError("--origin-response-timeout must be > 0 and <= 60 seconds (as CloudFront)")
+        for flag, value in (("--header-timeout", self.header_timeout), ("--idle-timeout", self.idle_timeout)):
+            if not value > 0:
+                raise ConfigError(f"{flag} must be > 0 seconds")
+        if not self.drain_timeout >= 0:
+            raise ConfigError("--drain-timeout must be >= 0 seconds")
 
     @property
     def host(self) -> str:

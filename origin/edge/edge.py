@@ -24,6 +24,17 @@ Request flow (see docs/edge.md):
    does not cache the object it was fetching for that viewer alone ("Request and response behavior
    for custom origins", Canceled requests: "CloudFront does not cache the object in the edge
    location"); the tiers above, whose own requester (the POP) did not go away, keep it.
+6. A request head not received whole within the header timeout gets 408, logged ``Error`` with
+   detailed type ``ClientHungUpRequest`` ("The viewer stopped prematurely while sending the
+   request", standard-logs-reference.html, ``x-edge-detailed-result-type``), and the connection
+   closes (the timeouts themselves are :class:`~origin.edge.http.ViewerConnections`).
+7. Drain (:meth:`Edge.drain`, on SIGTERM): every request already received is answered and logged.
+   Those still waiting on the origin when the drain limit is reached get 503 (JSON, ``Retry-After:
+   1``, ``Connection: close``), logged ``Error`` with detailed type ``AbortedOrigin`` ("The server
+   encountered an issue with the origin", same page): the edge gave up its origin request, the
+   origin did not fail, so none of the origin's types (``OriginCommError`` is a timeout the origin
+   caused) fit; 503 rather than 504 because it is this server that is going away, and the
+   object is not cached anywhere.
 """
 
 from __future__ import annotations
@@ -44,7 +55,7 @@ from edgeproof.errors import BadRequest
 
 from .cache import Entry, LruCache, TtlPolicy
 from .config import EdgeConfig
-from .http import Request, ViewerProtocol
+from .http import Request, ViewerConnections, ViewerProtocol
 from .logsink import LogSink
 from .origin_group import KEPT_HEADERS, OriginGroup, OriginResponse
 from .pops import PopSelector, pop_ids
@@ -186,6 +197,11 @@ class Edge:
         self.collapsed = 0
         self.ready = False
         self._tasks: set[asyncio.Future[None]] = set()
+        #: the viewer connections and their timeouts (http.py)
+        self.conns = ViewerConnections(config.header_timeout, config.idle_timeout)
+        #: draining past its limit: requests waiting on the origin are answered 503 AbortedOrigin
+        self.aborting = False
+        self.aborted = 0
 
     @property
     def pending(self) -> int:
@@ -250,6 +266,7 @@ class Edge:
         target: str = "-",
         cs_bytes: int = 0,
         resp_result: str | None = None,
+        t_start: float | None = None,
     ) -> None:
         pop.requests += 1
         pop.sc_bytes += sent
@@ -269,7 +286,7 @@ class Edge:
             accept, accept_enc = h.get("accept"), h.get("accept-encoding")
         else:
             path, _, query = target.partition("?")
-            t0 = t_first
+            t0 = t_first if t_start is None else t_start
             host_h = referer = ua = xff = accept = accept_enc = None
             version = "HTTP/1.1"
         resp_result = resp_result or result
@@ -304,16 +321,19 @@ class Edge:
         sent = self._write(conn, req, pop, status, head, body, x_cache, None, rid)
         t = _perf()
         self._log(conn, req, pop, status, sent, result, detail, rid, "application/json", len(body), t, t,
-                  method=method, target=target, cs_bytes=cs_bytes)
+                  method=method, target=target, cs_bytes=cs_bytes, t_start=t0)
         conn.done()
 
     def reject_raw(self, conn: ViewerProtocol, status: int, detail: str, head: bytes, t0: float) -> None:
-        """A request that could not be parsed (494 head too large, 400 malformed)."""
-        first = head.split(b"\r\n", 1)[0].decode("latin-1", "replace").split(" ")
-        method = first[0] if len(first) == 3 and first[0] else "-"
-        target = first[1] if len(first) == 3 and first[1] else "-"
+        """A request that could not be parsed (494 head too large, 400 malformed) or that did not
+        arrive whole in time (408; ``head`` is what was received)."""
+        line, crlf, _ = head.partition(b"\r\n")
+        first = line.decode("latin-1", "replace").split(" ")
+        complete = len(first) == 3 and (bool(crlf) or status != 408)  # a 408's first line may be cut
+        method = first[0] if complete and first[0] else "-"
+        target = first[1] if complete and first[1] else "-"
         pop = self.pops[self.selector.pick(None, conn.client_ip)]
-        kind = "InvalidRequestHeader" if status == 494 else "InvalidRequest"
+        kind = {494: "InvalidRequestHeader", 408: "ClientHungUpRequest"}.get(status, "InvalidRequest")
         self._generated(conn, None, pop, status, "Error", kind, detail, t0, method, target[:8192], len(head))
 
     # -- the request path -----------------------------------------------------------------------
@@ -349,6 +369,10 @@ class Edge:
             self._serve(conn, req, pop, entry, ("pop", False), None)
             conn.done()
             return
+        if self.aborting:  # a pipelined request read after the drain limit: the origin is not asked
+            self._serve(conn, req, pop, self._aborted_entry(), (None, False), None)
+            conn.done()
+            return
         task = asyncio.ensure_future(self._miss(conn, req, pop, key, kr.origin_uri))
         self._tasks.add(task)  # keep a reference until it is done (the loop holds only a weak one)
         task.add_done_callback(self._tasks.discard)
@@ -381,6 +405,11 @@ class Edge:
         served: Served
         try:
             entry, served = await self._resolve(pop.chain, 0, key, origin_uri, rid, conn)
+        except asyncio.CancelledError:
+            if not self.aborting:
+                raise
+            # the drain limit passed (see the module docstring, 7.): answered and logged, not lost
+            entry, served = self._aborted_entry(), (None, False)
         except Exception as err:  # never a hang or a bare 500: answer 502 and log it
             body, headers = _json_error("edge", f"edge failure: {type(err).__name__}")
             entry = self._entry(OriginResponse(502, headers, body, detail="OriginError"), 0.0)
@@ -395,6 +424,45 @@ class Edge:
             return
         self._serve(conn, req, pop, entry, served, rid)
         conn.done()
+
+    def _aborted_entry(self) -> Entry:
+        self.aborted += 1
+        body, headers = _json_error("edge", "the edge is shutting down: the origin request was abandoned")
+        headers["retry-after"] = "1"
+        return self._entry(OriginResponse(503, headers, body, detail="AbortedOrigin"), 0.0)
+
+    # -- drain (SIGTERM) --------------------------------------------------------------------------
+    async def drain(self, timeout: float) -> None:
+        """Answer and log every request received, then close every viewer connection.
+
+        New connections must already be refused (the caller closed the listening socket). Idle
+        keep-alive connections close now; the others close after their last received request.
+        Requests still waiting on the origin after ``timeout`` seconds get 503 ``AbortedOrigin``;
+        a request head still arriving at the end gets its 408. Returns when no connection is left
+        (a viewer that does not read its answer is cut off after one more second)."""
+        self.ready = False
+        conns = self.conns
+        conns.drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (self._tasks or conns.open) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        if self._tasks:
+            self.aborting = True
+            for task in list(self._tasks):
+                task.cancel()
+        # aborted tasks answer on their next step; pipelined requests behind them are answered
+        # through call_soon; then a head still arriving gets its 408 and everything closes
+        grace = loop.time() + 1.0
+        while self._tasks and loop.time() < grace:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)
+        conns.close_all()
+        while conns.open and loop.time() < grace + 1.0:
+            await asyncio.sleep(0.01)
+        for conn in list(conns.open):  # the viewer stopped reading: nothing more can reach it
+            if conn.transport is not None:
+                conn.transport.abort()
 
     # -- tiers and origin -----------------------------------------------------------------------
     def _entry(self, resp: OriginResponse, ttl: float) -> Entry:
@@ -569,6 +637,12 @@ class Edge:
             },
             "pops": pops,
             "tiers": tiers,
+            "viewers": {
+                "open": len(self.conns.open),
+                "header_timeouts": self.conns.header_timeouts,
+                "idle_closed": self.conns.idle_closed,
+            },
+            "drain_aborted": self.aborted,
             "logs": {
                 "pending": self.logs.pending if self.logs else 0,
                 "written": self.logs.lines_written if self.logs else 0,
