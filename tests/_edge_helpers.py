@@ -145,6 +145,11 @@ class EdgeProc:
     def stats(self) -> dict[str, Any]:
         return self.admin("/stats")[1]
 
+    def admin_text(self, path: str) -> tuple[str, str]:
+        """GET an admin path that is not JSON: (Content-Type, body text)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=10) as resp:
+            return resp.headers.get("Content-Type", ""), resp.read().decode()
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

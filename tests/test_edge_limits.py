@@ -1,7 +1,7 @@
 """The edge's limits, each against a real `edgeproof edge serve` process and a real origin on 127.0.0.1:
 SIGTERM under load drains every request (answered and logged one to one, standard and real-time
 logs), the drain limit answers the rest 503 AbortedOrigin, slow viewers get a 408 (header timeout)
-or are closed (idle keep-alive timeout)."""
+or are closed (idle keep-alive timeout), and /metrics is valid Prometheus text with escaped labels."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from _edge_helpers import ScriptedOrigin, get, start_edge
+from prometheus_client.parser import text_string_to_metric_families
 
 from analytics.reader import read_logs
 
@@ -233,6 +234,41 @@ def test_idle_keep_alive_and_silent_connections_are_closed_unlogged(origin: Scri
         assert edge.stop() == 0
     rows = _rows(edge.log_dir)
     assert [(r["cs_uri_stem"], r["sc_status"]) for r in rows] == [("/images/idle.jpg", 200)]
+
+
+def test_metrics_is_prometheus_text_with_help_type_and_escaped_labels(origin: ScriptedOrigin, tmp_path: Path) -> None:
+    weird = tmp_path / 'we"ird\\dir\nname'
+    weird.mkdir()
+    strategy = weird / "mine.toml"
+    strategy.write_text('name = "mine"\nmode = "query"\n')
+    edge = start_edge(tmp_path, f"none,{origin.url}", "--pops", "2", "--strategy", str(strategy))
+    backend = 'http://127.0.0.1:9/a"b\\c\nd'
+    try:
+        assert edge.admin("/backends", "POST", {"url": backend})[0] == 201
+        for i in range(3):
+            get(edge.port, f"/images/m{i % 2}.jpg?w=1", pop=i % 2)
+        content_type, text = edge.admin_text("/metrics")
+        stats = edge.stats()
+    finally:
+        edge.stop()
+    assert content_type.startswith("text/plain") and "version=0.0.4" in content_type
+    families = list(text_string_to_metric_families(text))  # the whole text parses
+    assert len(families) >= 10
+    for fam in families:
+        assert fam.type in ("counter", "gauge"), fam.name
+        assert fam.documentation, fam.name
+    helps = [ln for ln in text.splitlines() if ln.startswith("# HELP ")]
+    types = [ln for ln in text.splitlines() if ln.startswith("# TYPE ")]
+    assert len(helps) == len(types) == len(families)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+    assert samples[("edge_requests_total", ())] == stats["requests"] == 3
+    for url in (backend, origin.url):  # the quote, backslash and newline come back as they were
+        assert samples[("edge_backend_requests_total", (("backend", url),))] == stats["origin"]["backends"][url]
+    info = next(s for f in families if f.name == "edge_info" for s in f.samples)
+    assert info.labels["strategy"] == str(strategy) and info.labels["tier"] == "regional"
+    for pop, p in stats["pops"].items():
+        for result, n in p["results"].items():
+            assert samples[("edge_pop_results_total", (("pop", pop), ("result", result)))] == n
 
 
 def test_drain_timeout_and_viewer_timeouts_are_options(tmp_path: Path) -> None:

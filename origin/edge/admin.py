@@ -5,7 +5,7 @@
 ``GET /readyz``             200 ``{"ready": true, ...}`` once the viewer port accepts requests, else 503
 ``GET /stats``              JSON counters: requests, hits, misses, hit_rate, results by type,
                             origin requests (primary/secondary/per backend), collapsed, per POP
-``GET /metrics``            the same counters in Prometheus text format
+``GET /metrics``            the same counters in Prometheus text format (``metrics.py``)
 ``GET /backends``           ``{"primary": SPEC, "backends": [URL...], "requests": {URL: n}}``
 ``POST /backends``          body ``{"url": "http://127.0.0.1:8082"}``: add a transformer backend
 ``DELETE /backends``        ``?url=...`` (or the same JSON body): remove a backend
@@ -28,6 +28,7 @@ from aiohttp import web
 from edgeproof.errors import ConfigError
 
 from .edge import Edge
+from .metrics import CONTENT_TYPE, render
 
 __all__ = ["make_admin_app"]
 
@@ -54,26 +55,6 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _prometheus(stats: dict[str, Any]) -> str:
-    lines = [
-        "# TYPE edge_requests_total counter",
-        f"edge_requests_total {stats['requests']}",
-        f"edge_hits_total {stats['hits']}",
-        f"edge_misses_total {stats['misses']}",
-        f"edge_collapsed_total {stats['collapsed']}",
-        f"edge_origin_requests_total{{member=\"primary\"}} {stats['origin']['primary']}",
-        f"edge_origin_requests_total{{member=\"secondary\"}} {stats['origin']['secondary']}",
-        f"edge_origin_inflight {stats['origin']['inflight']}",
-    ]
-    for pop, p in stats["pops"].items():
-        for result, n in p["results"].items():
-            lines.append(f'edge_pop_results_total{{pop="{pop}",result="{result}"}} {n}')
-        lines.append(f'edge_pop_cache_bytes{{pop="{pop}"}} {p["cache_bytes"]}')
-    for url, n in stats["origin"]["backends"].items():
-        lines.append(f'edge_backend_requests_total{{backend="{url}"}} {n}')
-    return "\n".join(lines) + "\n"
-
-
 def make_admin_app(edge: Edge) -> web.Application:
     app = web.Application()
     group = edge.group
@@ -89,7 +70,7 @@ def make_admin_app(edge: Edge) -> web.Application:
         return web.json_response(edge.stats())
 
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(text=_prometheus(edge.stats()), content_type="text/plain")
+        return web.Response(body=render(edge), headers={"Content-Type": CONTENT_TYPE})
 
     def _backends(status: int = 200) -> web.Response:
         pool = group.backends
