@@ -6,9 +6,21 @@ prefix depends only on the path and the suffix only on the query and Accept head
 distinct path and once per distinct (query, accept) — never per distinct URL — and a (prefix id, suffix
 id) pair is mapped to a dense key id by a compiled hash table. Canonical-form paths
 (``/{key}/{ops}``), which have no such split, go through :meth:`Strategy.apply` per distinct URL.
+
+Real logs carry cache busters and tracking parameters (``&cb=123456``, ``&gclid=…``, ``utm_*``), so nearly
+every query string is distinct, and computing a variant (parsing values, negotiating the format) per
+distinct query was nearly all of a replay's time. So a query is first reduced to its *token*
+(:meth:`Strategy.query_token`: in canonical mode only the known image parameters, in query mode the
+normalised key suffix and the friendly parameters), and the variant is computed once per distinct
+(token, Accept). ``query_part(q, a)`` is defined as ``query_part_of(query_token(q), a)``, so the ids are
+the ones the plain per-query computation gives (``KeyIndex(strategy, reference=True)``; property test in
+tests/test_replay_keys.py). Tokens and path parts are computed once per token/path *space* (all
+canonical-mode strategies share one) for the list of new queries/paths a batch brings, not once per run.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
@@ -17,11 +29,16 @@ from analytics._cachesim import _probe, grow_table, new_table
 from analytics.strategies import Strategy
 from edgeproof.errors import BadRequest
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable
+
 __all__ = ["KeyIndex"]
 
 _SHIFT = 1 << 31
 _SPECIAL = -2
 _MEMO_MAX = 1 << 22  # entries (16 bytes each) of the dense (path, query) id memo; above it, hash tables only
+_TOKEN_MAX = 1 << 18  # distinct tokens a token space keeps (then it starts again: a new generation)
+_PART_MEMO_MAX = 1 << 20  # (token id, Accept) entries of a KeyIndex's memo before it is cleared
 
 
 @njit(cache=True)
@@ -140,6 +157,77 @@ class _Ids(dict[str, int]):
         return found
 
 
+class _Space:
+    """Per token (or path) space: the work of the last list of new queries (paths), shared by the runs.
+
+    The replay hands every run the same list of queries a batch brought; the first run of a space
+    tokenises it, the others find the same list (compared by value: ``==`` on lists of the same objects is
+    a pointer walk) and take the result. Token ids are dense per space and stable within a generation;
+    the space starts afresh (generation + 1) past ``_TOKEN_MAX`` distinct tokens, and a KeyIndex whose
+    memo is of an older generation clears it."""
+
+    def __init__(self, tokenize: Callable[[str], tuple[Any, Hashable]]) -> None:
+        self.tokenize = tokenize
+        self.ids: dict[Hashable, int] = {}
+        self.tokens: list[Hashable] = []
+        self.generation = 0
+        self._last_items: list[Any] | None = None
+        self._last: tuple[int, list[int], list[Any]] = (0, [], [])
+
+    def of(self, items: list[Any], text: Callable[[Any], str]) -> tuple[int, list[int], list[Any]]:
+        """(generation, token id per item, the first half of ``tokenize`` per item) for ``text(item)``."""
+        if self._last_items is not None and len(self._last_items) == len(items) and self._last_items == items:
+            return self._last
+        if len(self.tokens) > _TOKEN_MAX:
+            self.ids, self.tokens = {}, []
+            self.generation += 1
+        ids, tokens, tokenize = self.ids, self.tokens, self.tokenize
+        seen: dict[str, tuple[Any, int]] = {}  # a query comes once per Accept value
+        firsts: list[Any] = []
+        tids: list[int] = []
+        for item in items:
+            key = text(item)
+            hit = seen.get(key)
+            if hit is None:
+                first, token = tokenize(key)
+                tid = ids.get(token)
+                if tid is None:
+                    tid = ids[token] = len(tokens)
+                    tokens.append(token)
+                hit = seen[key] = (first, tid)
+            firsts.append(hit[0])
+            tids.append(hit[1])
+        self._last_items = list(items)
+        self._last = (self.generation, tids, firsts)
+        return self._last
+
+
+_QUERY_SPACES: dict[Hashable, _Space] = {}
+_PATH_SPACES: dict[Hashable, _Space] = {}
+
+
+def _query_space(strategy: Strategy) -> _Space:
+    space = _QUERY_SPACES.get(strategy.token_space)
+    if space is None:
+        space = _QUERY_SPACES[strategy.token_space] = _Space(strategy.query_token)
+    return space
+
+
+def _path_space(strategy: Strategy) -> _Space:
+    space = _PATH_SPACES.get(strategy.path_space)
+    if space is None:
+        space = _PATH_SPACES[strategy.path_space] = _Space(lambda path: (strategy.path_part(path), None))
+    return space
+
+
+def _first(item: tuple[str, str]) -> str:
+    return item[0]
+
+
+def _itself(item: str) -> str:
+    return item
+
+
 def _grow(arr: np.ndarray, n: int) -> np.ndarray:
     if n <= arr.shape[0]:
         return arr
@@ -149,10 +237,18 @@ def _grow(arr: np.ndarray, n: int) -> np.ndarray:
 
 
 class KeyIndex:
-    """One strategy's ids: per global path id and per global (query, accept) id, then per pair."""
+    """One strategy's ids: per global path id and per global (query, accept) id, then per pair.
 
-    def __init__(self, strategy: Strategy) -> None:
+    ``reference=True``: the plain computation (``path_part`` per path, ``query_part`` per (query, Accept),
+    no tokens, no sharing), which the default one must equal id for id. A subclass of :class:`Strategy`
+    always gets it: it may override ``path_part`` or ``query_part``, and only :class:`Strategy` itself is
+    known to compute ``query_part`` through its token and its parts through its spaces."""
+
+    def __init__(self, strategy: Strategy, *, reference: bool = False) -> None:
         self.strategy = strategy
+        self.reference = reference or type(strategy) is not Strategy
+        self._part_memo: dict[tuple[int, str], Any] = {}
+        self._generation = -1
         self.canonical_mode = strategy.config.mode == "canonical"
         self._kp, self._ks, self._vp, self._vs = _Ids(), _Ids(), _Ids(), _Ids()
         self.p_key = np.zeros(1024, dtype=np.int64)
@@ -184,8 +280,9 @@ class KeyIndex:
         """Parts for newly seen global path ids ``n_paths .. n_paths+len(paths)-1``."""
         n = self.n_paths + len(paths)
         self.p_key, self.p_var = _grow(self.p_key, n), _grow(self.p_var, n)
-        for i, path in enumerate(paths, self.n_paths):
-            part = self.strategy.path_part(path)
+        parts = [self.strategy.path_part(p) for p in paths] if self.reference \
+            else _path_space(self.strategy).of(paths, _itself)[2]
+        for i, part in enumerate(parts, self.n_paths):
             if part is None:
                 self.p_key[i] = self.p_var[i] = _SPECIAL
                 self._any_special = True
@@ -196,12 +293,44 @@ class KeyIndex:
 
     def add_queries(self, queries: list[tuple[str, str]]) -> None:
         """Parts for newly seen global (query, accept) ids."""
-        n = self.n_queries + len(queries)
+        n0, n = self.n_queries, self.n_queries + len(queries)
         self.q_key, self.q_var = _grow(self.q_key, n), _grow(self.q_var, n)
-        for i, (query, accept) in enumerate(queries, self.n_queries):
-            key_suffix, variant_suffix, _err = self.strategy.query_part(query, accept)
-            self.q_key[i] = self._ks.of(key_suffix)
-            self.q_var[i] = self._vs.of(variant_suffix)
+        if self.reference:
+            for i, (query, accept) in enumerate(queries, n0):
+                key_suffix, variant_suffix, _err = self.strategy.query_part(query, accept)
+                self.q_key[i] = self._ks.of(key_suffix)
+                self.q_var[i] = self._vs.of(variant_suffix)
+            self.n_queries = n
+            return
+        space = _query_space(self.strategy)
+        generation, tids, suffixes = space.of(queries, _first)
+        memo = self._part_memo
+        if generation != self._generation or len(memo) > _PART_MEMO_MAX:
+            memo.clear()  # token ids of another generation (the ids in _ks/_vs stay)
+            self._generation = generation
+        tokens, strategy = space.tokens, self.strategy
+        ks_of, vs_of = self._ks.of, self._vs.of
+        keys: list[int] = []
+        variants: list[int] = []
+        if self.canonical_mode:  # both suffixes a function of (token, Accept)
+            for (_query, accept), tid in zip(queries, tids, strict=True):
+                slot = (tid, accept)
+                hit = memo.get(slot)
+                if hit is None:
+                    key_suffix, variant_suffix, _err = strategy.query_part_of((None, tokens[tid]), accept)  # type: ignore[arg-type]
+                    hit = memo[slot] = (ks_of(key_suffix), vs_of(variant_suffix))
+                keys.append(hit[0])
+                variants.append(hit[1])
+        else:  # the key suffix from the query alone; the variant a function of (token, Accept)
+            for (_query, accept), tid, suffix in zip(queries, tids, suffixes, strict=True):
+                slot = (tid, accept)
+                hit = memo.get(slot)
+                if hit is None:
+                    hit = memo[slot] = vs_of(strategy.variant_suffix_of(tokens[tid], accept))  # type: ignore[arg-type]
+                variants.append(hit)
+                keys.append(ks_of(suffix))
+        self.q_key[n0:n] = keys
+        self.q_var[n0:n] = variants
         self.n_queries = n
 
     def ids(self, path_ids: np.ndarray, query_ids: np.ndarray, paths: list[str],

@@ -26,7 +26,8 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from edgeproof.errors import BadRequest, ConfigError
@@ -62,6 +63,9 @@ GRAVITY_ALIASES = {"centre": "centre", "center": "centre", "attention": "attenti
 DEFAULT_QUALITY = 80
 DEFAULT_BG = "ffffff"
 MAX_DIMENSION_SYNTAX = 100_000  # syntax bound only; the origin's limits checker applies the real maximum
+_BG = re.compile(r"[0-9a-f]{6}")
+_WHOLE = re.compile(r"\d{1,6}")
+_DPR = re.compile(r"\d{1,2}(\.\d{1,3})?")
 
 #: Friendly query-parameter names and the canonical op each one means.
 PARAM_ALIASES: dict[str, str] = {
@@ -96,7 +100,7 @@ class Variant:
             raise BadRequest(f"unknown fit {self.fit!r}", detail=f"fit must be one of {', '.join(FITS)}")
         if self.g not in GRAVITIES:
             raise BadRequest(f"unknown gravity {self.g!r}", detail=f"g must be one of {', '.join(GRAVITIES)}")
-        if not re.fullmatch(r"[0-9a-f]{6}", self.bg):
+        if not _BG.fullmatch(self.bg):
             raise BadRequest(f"bad background {self.bg!r}", detail="bg must be 6 lower-case hex digits")
         if not 1 <= self.q <= 100:
             raise BadRequest(f"quality {self.q} out of range", detail="q must be 1..100")
@@ -119,12 +123,15 @@ class Variant:
         return CONTENT_TYPES[self.f]
 
     def normalized(self) -> Variant:
-        """Drop options that do not affect the output (gravity outside cover, bg outside contain)."""
-        return replace(
-            self,
-            g=self.g if self.fit == "cover" else "centre",
-            bg=self.bg if self.fit == "contain" else DEFAULT_BG,
-        )
+        """Drop options that do not affect the output (gravity outside cover, bg outside contain).
+
+        Itself when there is nothing to drop (a frozen value: equal either way, and no new object on the
+        replay's hot path)."""
+        g = self.g if self.fit == "cover" else "centre"
+        bg = self.bg if self.fit == "contain" else DEFAULT_BG
+        if g == self.g and bg == self.bg:
+            return self
+        return Variant(self.w, self.h, self.fit, g, bg, self.q, self.f)
 
     def path(self, source_key: str) -> str:
         """The canonical request for this variant of ``source_key``."""
@@ -200,8 +207,16 @@ def _accepted_types(accept: str) -> set[str]:
 
 
 def negotiate_format(accept: str | None, allowed: tuple[str, ...] = ("avif", "webp", "jpeg")) -> str:
-    """``format=auto``: the first of ``allowed`` that the ``Accept`` header takes (jpeg always is)."""
-    accepted = _accepted_types(accept or "")
+    """``format=auto``: the first of ``allowed`` that the ``Accept`` header takes (jpeg always is).
+
+    Memoised per (Accept, allowed): a log or an edge sees few distinct Accept headers, and parsing one
+    was most of the cost of keying a request (the function is pure; the memo is bounded)."""
+    return _negotiate(accept or "", tuple(allowed))
+
+
+@lru_cache(maxsize=4096)
+def _negotiate(accept: str, allowed: tuple[str, ...]) -> str:
+    accepted = _accepted_types(accept)
     for fmt in allowed:
         if fmt in ("jpeg", "png") or CONTENT_TYPES[fmt] in accepted:
             return fmt
@@ -235,7 +250,7 @@ def validate_source_key(key: str) -> str:
 
 def _int(name: str, value: str) -> int:
     value = value.strip()
-    if not re.fullmatch(r"\d{1,6}", value):
+    if not _WHOLE.fullmatch(value):
         raise BadRequest(f"malformed {name}", detail=f"{name}={value!r} is not a whole number")
     return int(value)
 
@@ -268,7 +283,13 @@ def _variant_from_ops(ops: Mapping[str, str], presets: Mapping[str, Variant]) ->
             fields["bg"] = value.lstrip("#")
         else:
             raise BadRequest(f"unknown op {key!r}", detail="known ops: w, h, fit, g, bg, q, f, preset")
-    return replace(base, **fields).normalized()  # type: ignore[arg-type]
+    # one construction (validated as dataclasses.replace(base, **fields) would be), then normalised
+    variant = Variant(
+        fields.get("w", base.w), fields.get("h", base.h), fields.get("fit", base.fit),  # type: ignore[arg-type]
+        fields.get("g", base.g), fields.get("bg", base.bg), fields.get("q", base.q),  # type: ignore[arg-type]
+        fields.get("f", base.f),  # type: ignore[arg-type]
+    )
+    return variant.normalized()
 
 
 def parse_ops(ops: str, presets: Mapping[str, Variant] = DEFAULT_PRESETS) -> Variant:
@@ -323,7 +344,7 @@ def variant_from_params(
         if op is None:
             continue
         if op == "dpr":
-            if not re.fullmatch(r"\d{1,2}(\.\d{1,3})?", value.strip()):
+            if not _DPR.fullmatch(value.strip()):
                 raise BadRequest("malformed dpr", detail=f"dpr={value!r} is not a number like 2 or 1.5")
             dpr = min(max(float(value), 1.0), max_dpr)
             continue
@@ -333,7 +354,8 @@ def variant_from_params(
         ops["f"] = negotiate_format(accept)
     variant = _variant_from_ops(ops, presets)
     if dpr != 1.0:
-        variant = replace(variant, w=round(variant.w * dpr), h=round(variant.h * dpr))
+        variant = Variant(round(variant.w * dpr), round(variant.h * dpr), variant.fit, variant.g, variant.bg,
+                          variant.q, variant.f)
     return variant
 
 

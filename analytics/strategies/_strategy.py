@@ -25,7 +25,8 @@ from edgeproof.errors import BadRequest
 from ._config import StrategyConfig
 from ._query import name_matches, pct_decode, pct_encode, split_query, strip_ws
 
-__all__ = ["DEFAULT_VALUES", "KeyResult", "Strategy", "parse_dpr_milli"]
+__all__ = ["DEFAULT_VALUES", "KeyResult", "QueryToken", "Strategy", "canonical_params", "friendly_params",
+           "parse_dpr_milli"]
 
 #: values that mean "the default" per op, dropped by ``drop_defaults`` (compared trimmed, lower-case)
 DEFAULT_VALUES: dict[str, tuple[str, ...]] = {
@@ -121,18 +122,59 @@ class Strategy:
 
     def query_part(self, query: str, accept: str) -> tuple[str | None, str | None, BadRequest | None]:
         """``(key_suffix, variant_suffix, error)`` of a raw query string under an Accept header."""
+        return self.query_part_of(self.query_token(query), accept)
+
+    @property
+    def path_space(self) -> tuple[str, str]:
+        """Strategies with equal path spaces have equal :meth:`path_part` functions (it reads the mode and
+        ``path_case`` only): the replay computes the parts of a path once for all of them."""
+        return self.config.mode, self.config.path_case
+
+    @property
+    def token_space(self) -> object:
+        """Strategies with equal token spaces have equal :meth:`query_token` functions: every canonical-mode
+        strategy shares one (:func:`canonical_params` reads no option), a query-mode one is keyed by its
+        ``[params]`` options. The replay tokenises a query once per space, not once per strategy."""
+        return "canonical" if self.config.mode == "canonical" else ("query", self.config.params)
+
+    def query_token(self, query: str) -> tuple[str | None, QueryToken]:
+        """``(key_suffix, token)``: everything of ``query`` that :meth:`query_part` reads, split so that the
+        replay can memoise the expensive half.
+
+        ``query_part(query, accept)`` *is* ``query_part_of(query_token(query), accept)``, so two queries with
+        equal tokens have equal parts under every Accept by construction. The token keeps only what can
+        matter: in canonical mode the first value of each known op and the first ``dpr``
+        (:func:`canonical_params`; tracking parameters and cache busters such as ``&cb=123456`` drop out,
+        which is why ``&cb=`` variants share one computation), and the key suffix is None (it depends on
+        Accept); in query mode the key suffix (the normalised query, no Accept in it) and the friendly
+        parameters the origin would read from the normalised pairs (:func:`friendly_params`)."""
         if self.config.mode == "query":
             pairs = self._normalized_pairs(query)
-            suffix = "?" + "&".join(f"{n}={v}" for n, v in pairs) if pairs else ""
             if self._plain:
                 suffix = "?" + query if query else ""
-            ops = _friendly_ops(pairs, accept)
-            return suffix, None if ops is None else "/" + ops, None
+            else:
+                suffix = "?" + "&".join(f"{n}={v}" for n, v in pairs) if pairs else ""
+            return suffix, friendly_params(pairs)
+        return None, canonical_params(query)
+
+    def query_part_of(self, token: tuple[str | None, QueryToken], accept: str
+                      ) -> tuple[str | None, str | None, BadRequest | None]:
+        """:meth:`query_part` from a :meth:`query_token` (the variant of a query-mode token is
+        :meth:`variant_suffix_of`; the canonical ops of a canonical-mode token :meth:`canonical_ops_of`)."""
+        suffix, params = token
+        if self.config.mode == "query":
+            return suffix, self.variant_suffix_of(params, accept), None
         try:
-            ops = "/" + self.canonical_ops(query, accept)
+            ops = "/" + self.canonical_ops_of(params, accept)  # type: ignore[arg-type]
         except BadRequest as bad:
             return None, None, bad
         return ops, ops, None
+
+    @staticmethod
+    def variant_suffix_of(params: QueryToken, accept: str) -> str | None:
+        """Query mode: ``"/" + ops`` of the friendly parameters of a token, None if not a valid variant."""
+        ops = _friendly_ops_of(params, accept)  # type: ignore[arg-type]
+        return None if ops is None else "/" + ops
 
     # ------------------------------------------------------------------ internals
     def _compute(self, path: str, query: str, accept: str) -> KeyResult:
@@ -206,19 +248,14 @@ class Strategy:
 
     def canonical_ops(self, query: str, accept: str) -> str:
         """Canonical mode: the ops segment for a friendly query string (BadRequest when refused)."""
+        return self.canonical_ops_of(canonical_params(query), accept)
+
+    def canonical_ops_of(self, params: tuple[tuple[tuple[str, str], ...], str | None], accept: str) -> str:
+        """:meth:`canonical_ops` from :func:`canonical_params` of the query (all it reads of the query)."""
         c = self.config.canonical
         fallback = c.on_invalid == "fallback"
-        ops: dict[str, str] = {}
-        dpr_raw: str | None = None
-        for raw_name, raw_value in split_query(query):
-            op = PARAM_ALIASES.get(strip_ws(pct_decode(raw_name)).lower())
-            if op is None:
-                continue  # unknown names, tracking parameters, cache busters: not part of a variant
-            if op == "dpr":
-                if dpr_raw is None:
-                    dpr_raw = pct_decode(raw_value)
-            elif op not in ops:
-                ops[op] = pct_decode(raw_value)
+        ops = dict(params[0])
+        dpr_raw = params[1]
         if fallback:
             for op in list(ops):
                 try:
@@ -256,17 +293,52 @@ class Strategy:
             w = snapped
         if c.quality_buckets:
             q = _snap_up(q, c.quality_buckets)
-        if (w, h, q) != (variant.w, variant.h, variant.q):
-            variant = replace(variant, w=w, h=h, q=q)
+        if (w, h, q) != (variant.w, variant.h, variant.q):  # one construction, validated like replace()
+            variant = Variant(w, h, variant.fit, variant.g, variant.bg, q, variant.f)
         return variant.ops
 
 
-def _friendly_ops(pairs: list[tuple[str, str]], accept: str) -> str | None:
-    """The ops the origin renders for ``?pairs`` in the friendly form (first occurrence of a name wins)."""
+#: a strategy's token of a query string (see :meth:`Strategy.query_token`)
+QueryToken = tuple[tuple[str, str], ...] | tuple[tuple[tuple[str, str], ...], str | None]
+
+
+def canonical_params(query: str) -> tuple[tuple[tuple[str, str], ...], str | None]:
+    """All that canonical mode reads of a query string, whatever the strategy's options:
+    ``((op, decoded value) of the first occurrence of each known op, in first-seen order; the first dpr)``.
+
+    A name is known when its decoded, trimmed, lower-cased spelling is in :data:`PARAM_ALIASES` (so
+    ``Width``, ``%77idth`` and `` w`` are ``w``; a repeated op keeps its first value); anything else —
+    tracking parameters, cache busters — is not part of a variant and is left out."""
+    ops: dict[str, str] = {}
+    dpr_raw: str | None = None
+    for raw_name, raw_value in split_query(query):
+        op = PARAM_ALIASES.get(strip_ws(pct_decode(raw_name)).lower())
+        if op is None:
+            continue  # unknown names, tracking parameters, cache busters: not part of a variant
+        if op == "dpr":
+            if dpr_raw is None:
+                dpr_raw = pct_decode(raw_value)
+        elif op not in ops:
+            ops[op] = pct_decode(raw_value)
+    return tuple(ops.items()), dpr_raw
+
+
+def friendly_params(pairs: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The ``(decoded name, decoded value)`` parameters the origin reads from ``?pairs`` in the friendly
+    form: the first occurrence of each decoded name, in order, kept only when
+    :func:`~edgeproof.canonical.variant_from_params` would read it (``name.strip().lower()`` in
+    :data:`PARAM_ALIASES`; it skips any other name without looking at its value)."""
     params: dict[str, str] = {}
     for raw_name, raw_value in pairs:
-        params.setdefault(pct_decode(raw_name), pct_decode(raw_value))
+        name = pct_decode(raw_name)
+        if name not in params and name.strip().lower() in PARAM_ALIASES:
+            params[name] = pct_decode(raw_value)
+    return tuple(params.items())
+
+
+def _friendly_ops_of(params: tuple[tuple[str, str], ...], accept: str) -> str | None:
+    """The ops the origin renders for :func:`friendly_params` (None: not a valid variant request)."""
     try:
-        return variant_from_params(params, accept or None, DEFAULT_PRESETS).ops
+        return variant_from_params(dict(params), accept or None, DEFAULT_PRESETS).ops
     except (BadRequest, ValueError, OverflowError):
         return None
