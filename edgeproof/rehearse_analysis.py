@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from analytics.metrics import exact_quantiles, hit_rate
 from edgeproof.rehearse_calibration import (
     ReplaySettings,
+    calibration_lines,
     replay_input,
     replay_settings,
     self_calibration,
@@ -416,6 +417,12 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
             values.update(transforms=origin_work["transforms"],
                           repeat_transform_rate=origin_work["repeat_transform_rate"])
         verdict.gates.extend(_origin_gates(scenario.origin_gates, values))
+    if replay:
+        evictions = sum(int(v.get("evictions") or 0) for part in ("pops", "tiers")
+                        for v in (edge_stats.get(part) or {}).values())
+        replay["calibration_notes"] = calibration_lines(
+            replay, dropped=client["dropped"], evictions=evictions,
+            edge_spike_hit_rate=((edge or {}).get("spike") or {}).get("hit_rate"))
     anatomy = None
     if replay:
         mine = next((r for r in replay["strategies"] if r["strategy"] == scenario.strategy), None)

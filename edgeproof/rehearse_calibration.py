@@ -48,6 +48,11 @@ def edge_config(scenario: RehearsalScenario, out: Path) -> EdgeConfig:
                       realtime_log_dir=str(out / REALTIME_DIR))
 
 
+def _num(x: float) -> str:
+    """A float as a flag value, exactly and without an exponent (31536000, 0.5)."""
+    return f"{x:.15g}" if abs(x) < 1e15 else repr(x)
+
+
 def edge_serve_args(config: EdgeConfig, *, port: int, admin_port: int, origin_group: str,
                     log_dir: Path) -> list[str]:
     """``edgeproof edge serve`` arguments for ``config`` (every cache setting spelled out, so the edge
@@ -55,12 +60,12 @@ def edge_serve_args(config: EdgeConfig, *, port: int, admin_port: int, origin_gr
     ttl = config.ttl
     args = ["edge", "serve", "--port", str(port), "--admin-port", str(admin_port),
             f"--origin-group={origin_group}", "--strategy", config.strategy, "--pops", str(config.pops),
-            "--tier", config.tier, "--capacity-mb", f"{config.capacity_mb:g}",
-            "--min-ttl", f"{ttl.min_ttl:g}", "--default-ttl", f"{ttl.default_ttl:g}",
-            "--max-ttl", f"{ttl.max_ttl:g}", "--error-ttl", f"{ttl.error_ttl:g}",
+            "--tier", config.tier, "--capacity-mb", _num(config.capacity_mb),
+            "--min-ttl", _num(ttl.min_ttl), "--default-ttl", _num(ttl.default_ttl),
+            "--max-ttl", _num(ttl.max_ttl), "--error-ttl", _num(ttl.error_ttl),
             "--log-dir", str(log_dir), "--distribution-id", config.distribution_id]
     if config.tier_capacity_mb is not None:
-        args += ["--tier-capacity-mb", f"{config.tier_capacity_mb:g}"]
+        args += ["--tier-capacity-mb", _num(config.tier_capacity_mb)]
     if config.realtime_log_dir:
         args += ["--realtime-logs", config.realtime_log_dir]
     return args
@@ -242,3 +247,52 @@ def self_calibration(result: dict[str, Any], strategy: str) -> dict[str, Any]:
     return {"strategy": name, "predicted_hit_rate": predicted, "observed_hit_rate": observed,
             "difference": None if predicted is None or observed is None else predicted - observed,
             "scored": result.get("scored")}
+
+
+def calibration_lines(what_if: dict[str, Any], *, dropped: int = 0, evictions: int = 0,
+                      edge_spike_hit_rate: float | None = None) -> list[str]:
+    """The what-if's calibration in plain words, and a line for each cause that can still separate a
+    prediction from a rehearsal under the predicted strategy (each as measured in this run).
+
+    ``edge_spike_hit_rate``: the report's spike hit rate from the standard logs, which windows log
+    times (whole seconds, response end) and so can differ from the gates' rows by a few requests."""
+    cal = what_if.get("self_calibration") or {}
+    settings = what_if.get("settings") or {}
+    inp = what_if.get("input") or {}
+    lines: list[str] = []
+    diff, scored = cal.get("difference"), cal.get("scored") or 0
+    if diff is not None:
+        model = ""
+        if settings:
+            model = (f" with the edge's cache ({settings['tier']} tier, TTL {settings['ttl_seconds'] / 86400:g} d, "
+                     f"{settings['capacity_bytes'] / 2**20:g} MiB per POP)")
+        keyed = "the Accept the viewers sent (real-time logs)" if what_if.get("logs") == "realtime" \
+            else "an Accept inferred from the user agent and the served type (standard logs)"
+        verdict = "exactly what the edge logged" if abs(diff) < 5e-5 else \
+            f"{cal['observed_hit_rate']:.2%} logged: {diff * 100:+.2f} pp"
+        lines.append(f"Calibration: replayed{model}, keyed by {keyed}, the run's own strategy "
+                     f"'{cal['strategy']}' scores {cal['predicted_hit_rate']:.2%} on the {scored:,} requests the "
+                     f"gates scored — {verdict}.")
+        observed = cal.get("observed_hit_rate")
+        if edge_spike_hit_rate is not None and observed is not None and abs(edge_spike_hit_rate - observed) >= 5e-5:
+            lines.append(f"The spike hit rate of the edge's standard logs ({edge_spike_hit_rate:.2%}) windows whole-"
+                         f"second log times, written when each response ended; the gates and the what-if score the "
+                         f"spike's requests by intended start ({observed:.2%}), so compare predictions with that.")
+    excluded = sum((what_if.get("excluded") or {}).values())
+    if excluded and scored:
+        lines.append(f"{excluded:,} requests of this run were errors or hung-up viewers (neither hit nor miss), not "
+                     f"replayed: under another strategy the ones that succeed would be scored, so a prediction can "
+                     f"differ from a rehearsal under it by up to {excluded / (scored + excluded):.2%} "
+                     f"({excluded / (scored + excluded) * 100:.2f} pp).")
+    if dropped and scored:
+        lines.append(f"{dropped:,} arrivals were dropped by the load generator (never sent, so not in the logs): a "
+                     f"rehearsal under another strategy may send them (up to {dropped / (scored + dropped) * 100:.2f} "
+                     f"pp).")
+    if inp.get("order", "").startswith("arrival"):
+        lines.append("The load recorder's rows did not pair with the edge's log rows: the replay orders and scores "
+                     "requests by their arrival at the edge (log time - time-taken), so requests at the edges of "
+                     "the spike may be scored where the gates do not score them.")
+    if evictions:
+        lines.append(f"The edge evicted {evictions:,} objects for capacity; the replay gives every cache the POP's "
+                     f"capacity (regional caches are larger at the edge), so evicted misses may be over-counted.")
+    return lines

@@ -158,6 +158,8 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
                   [[r["strategy"], fmt_pct(r["hit_rate"]), r["origin_requests"], r["transforms"], r["unique_keys"],
                     r["keys_per_variant"]] for r in what_if["strategies"]],
                   row_classes=["pass" if r.get("meets_target") else "fail" for r in what_if["strategies"]])
+        for line in what_if.get("calibration_notes") or []:
+            doc.paragraph(line)
     cons = s.get("consistency")
     if cons:
         doc.heading("Cross-check: edge logs vs client rows")
@@ -183,6 +185,8 @@ def print_verdict(s: dict[str, Any], out: Path) -> None:
     print(s["verdict_table"])
     for line in s.get("why") or []:
         print(f"  why: {line}")
+    for line in (s.get("what_if") or {}).get("calibration_notes") or []:
+        print(f"  what-if: {line}")
     cons = s.get("consistency")
     if cons and not cons["match"]:
         print("warning: edge logs and recorder rows disagree (see summary.json consistency)")
