@@ -240,7 +240,7 @@ class LogStream:
             firsts.append(block)
             if sum(len(b) for b in firsts) >= _HEAD or isinstance(block, CutLine):
                 break
-        head = b"".join(bytes(b) for b in firsts)[:_HEAD]
+        head = b"".join(bytes(b[:_HEAD]) for b in firsts)[:_HEAD]
         fmt = self.fmt if self.fmt != "auto" else detect_format(head, stats.name)
         stats.format = fmt
         every = itertools.chain(firsts, blocks)

@@ -26,17 +26,20 @@ file fields" — so such bytes come from damage or another tool; the line's othe
 from __future__ import annotations
 
 import bisect
+import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from analytics._arrow import scalar
+from analytics._arrow import scalar, to_numpy
 from analytics.inputs import Block, CutLine
 from analytics.reader_accounting import FileStats
 from analytics.reader_convert import columns_needed, convert, field_column
@@ -292,11 +295,7 @@ def _line_start(block: Block, line: int) -> int:
 
 
 def _valid_utf8(block: Block) -> bool:
-    """Whether the whole block is UTF-8 (Arrow's validator: ~20 GB/s, about 1 % of parsing a block).
-
-    Checked before parsing because Arrow's invalid-row handler decodes the row itself: on invalid
-    UTF-8 it prints an "Exception ignored" traceback and abandons the whole block.
-    """
+    """Whether the whole block is UTF-8 (Arrow's validator; asked only when the fast parse failed)."""
     buf = pa.py_buffer(block)
     offsets = pa.py_buffer(np.array([0, buf.size], dtype=np.int64).tobytes())
     try:
@@ -312,6 +311,14 @@ def _sanitize(block: Block) -> bytes:
     No newline or tab is added or removed, so the lines, their numbers and their fields stay the same.
     """
     return bytes(block).decode("utf-8", "backslashreplace").encode("utf-8")
+
+
+def _empty_lines(block: Block) -> int:
+    """How many lines of the block are empty (``\r`` alone counts as empty: CRLF)."""
+    lines = bytes(block).split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return sum(1 for line in lines if not line or line == b"\r")
 
 
 def _lone_cr(block: Block) -> bool:
@@ -331,9 +338,37 @@ def _parse_block(block: Block, layout: _Layout, columns: Sequence[str]) -> _Bloc
     """
     if not layout.fields:
         return _parse_exact(block, layout, columns)
-    data = block if _valid_utf8(block) else _sanitize(block)
-    out = _parse_fast(data, layout, columns)
-    return out if out is not None else _parse_exact(data, layout, columns)
+    out = _parse_fast(block, layout, columns)
+    if out is None and not _valid_utf8(block):  # Arrow stops at invalid UTF-8: make it text, try again
+        block = _sanitize(block)
+        out = _parse_fast(block, layout, columns)
+    return out if out is not None else _parse_exact(block, layout, columns)
+
+
+_QUIET = threading.local()  # .on: this thread is inside Arrow's parse of a block
+_previous_hook: Callable[[Any], object] | None = None
+
+
+def _unraisable(args: Any) -> None:
+    """Drop the UnicodeDecodeError pyarrow raises (and cannot raise) for a refused row that is not UTF-8.
+
+    pyarrow decodes a refused row for the invalid-row handler itself; on invalid UTF-8 that fails
+    before our handler runs, Python prints "Exception ignored … UnicodeDecodeError" and Arrow fails
+    the block. The block is then read again (sanitized), so the message is noise on the user's
+    terminal. Only that error, only inside a parse in this thread; everything else goes on to the
+    hook that was there before.
+    """
+    if getattr(_QUIET, "on", False) and isinstance(args.exc_value, UnicodeDecodeError):
+        return
+    (_previous_hook or sys.__unraisablehook__)(args)
+
+
+def _quiet_undecodable_rows() -> None:
+    global _previous_hook
+    current = sys.unraisablehook
+    if current is not _unraisable:  # (re)installed when someone (pytest) replaced it meanwhile
+        _previous_hook = current
+        sys.unraisablehook = _unraisable
 
 
 def _parse_fast(block: Block, layout: _Layout, columns: Sequence[str]) -> _Block | None:
@@ -344,6 +379,8 @@ def _parse_fast(block: Block, layout: _Layout, columns: Sequence[str]) -> _Block
     wanted = set(columns_needed(fields, columns))
     include = [names[i] for i, f in enumerate(fields) if f in wanted or i == 0]
     slow = _SlowLines(out, fields, layout.headerless, layout.realtime)
+    _quiet_undecodable_rows()
+    _QUIET.on = True
     try:
         table = pacsv.read_csv(
             pa.py_buffer(block),
@@ -355,26 +392,36 @@ def _parse_fast(block: Block, layout: _Layout, columns: Sequence[str]) -> _Block
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in include}, include_columns=include,
                 null_values=["-"], strings_can_be_null=True, quoted_strings_can_be_null=False,
-                check_utf8=False,  # the whole block was validated (or made valid) before
             ),
         )
-    except pa.ArrowInvalid:  # e.g. an empty block: the exact path says what it holds
+    except pa.ArrowInvalid:  # invalid UTF-8 (in a column read, or a refused row), an empty block…
         return None
+    finally:
+        _QUIET.on = False
     # A lone \r always makes Arrow split a line into a refused row (the handler ran) or an empty
     # row, so clean blocks never pay for this check.
     first = table.column(0)
-    odd = pc.or_(pc.equal(first, _EMPTY), pc.starts_with(first, pattern="#"))
-    if pc.any(pc.fill_null(odd, _FALSE)).as_py():  # an empty line, or a '#' line with N fields
+    if pc.any(pc.fill_null(pc.starts_with(first, pattern="#"), _FALSE)).as_py():  # a '#' line with N fields
         return None
-    if slow.handled and _lone_cr(block):
+    empty = pc.fill_null(pc.equal(first, _EMPTY), _FALSE)
+    blanks = pc.sum(empty).as_py() or 0
+    if blanks and blanks != _empty_lines(block):  # a row with an empty first field is not always an empty line
+        return None
+    if (slow.handled or blanks) and _lone_cr(block):
         return None
     out.lines = table.num_rows + len(slow.handled)
+    out.blank_lines += blanks
     if slow.relayout is not None:  # a new #Fields header: what follows it uses the new layout
         line, new = slow.relayout
         cut = _line_start(block, line)
         head = _parse_block(block[:cut], layout, columns) if cut else _Block()
         tail = _parse_block(block[cut:], _Layout(new, False, False), columns)
         return _joined(head, tail, line - 1, tail.new_layout or _Layout(new, False, False))
+    rows = None  # the row index (among accepted rows) of each row kept, when empty lines were dropped
+    if blanks:
+        keep = pc.invert(empty)
+        rows = np.nonzero(to_numpy(keep))[0]
+        table = table.filter(keep)
     col_of = {names[i]: field_column(fields[i]) for i in range(len(fields))}
     raw: dict[str, pa.Array] = {}
     for name in table.schema.names:
@@ -383,7 +430,8 @@ def _parse_fast(block: Block, layout: _Layout, columns: Sequence[str]) -> _Block
             raw[col] = table.column(name).combine_chunks()
     done = convert(raw, table.num_rows, columns)
     for idx in done.bad_rows:
-        out.bad.append((slow.line_of(int(idx)), done.reasons.get(int(idx), "bad value")))
+        orig = int(idx) if rows is None else int(rows[int(idx)])
+        out.bad.append((slow.line_of(orig), done.reasons.get(int(idx), "bad value")))
     if done.batch.num_rows:
         out.batches.append(done.batch)
     slow.drain(columns)

@@ -325,3 +325,37 @@ def test_real_samples_keep_their_counts_and_balance(samples_dir: Path, name: str
     stats, got = _read(samples_dir / name)
     assert (stats.format, stats.fields, stats.requests, got, stats.bad_lines) == (fmt, fields, rows, rows, bad)
     assert stats.errors == [] and stats.lines == rows + bad
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    spots=st.lists(st.tuples(st.integers(0, 199), st.sampled_from((*_KINDS, "header", "tab-first"))),
+                   max_size=6, unique_by=lambda s: s[0]),
+    seed=st.integers(0, 1000),
+    crlf=st.booleans(),
+)
+def test_the_fast_path_agrees_with_the_line_by_line_model(spots: list[tuple[int, str]], seed: int, crlf: bool) -> None:
+    """Differential: Arrow's path (with its fallbacks) against the plain per-line model, block by block."""
+    from analytics.reader_w3c import _Layout, _parse_block, _parse_exact
+
+    rng = random.Random(seed)
+    lines = list(GOOD[:200])
+    for at, kind in spots:
+        if kind == "header":
+            lines[at] = b"#Version: 1.0"
+        elif kind == "tab-first":
+            lines[at] = b"\t" + lines[at].split(b"\t", 1)[1]  # an empty date, 33 fields
+        else:
+            lines[at] = _damage(kind, lines[at], rng)
+    block = b"".join(line + (b"\r\n" if crlf else b"\n") for line in lines)
+    layout = _Layout(LEGACY_FIELDS_33, False, False)
+    columns = ["timestamp", "x_edge_request_id", "cs_user_agent", "sc_bytes"]
+    fast, model = _parse_block(block, layout, columns), _parse_exact(block, layout, columns)
+    assert (fast.lines, fast.header_lines, fast.blank_lines) == (model.lines, model.header_lines, model.blank_lines)
+    assert sorted(fast.bad) == sorted(model.bad)
+    assert fast.balanced and model.balanced
+
+    def rows(b):
+        return sorted(r for batch in b.batches for r in zip(*(batch.column(c).to_pylist() for c in columns), strict=True))
+
+    assert rows(fast) == rows(model)
