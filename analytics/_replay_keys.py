@@ -253,8 +253,15 @@ class KeyIndex:
         self._kp, self._ks, self._vp, self._vs = _Ids(), _Ids(), _Ids(), _Ids()
         self.p_key = np.zeros(1024, dtype=np.int64)
         self.p_var = np.zeros(1024, dtype=np.int64)
-        self.q_key = np.zeros(64, dtype=np.int64)
-        self.q_var = np.zeros(64, dtype=np.int64)
+        # per global (query, Accept) id: suffix ids (int32: one per distinct query a log has, for every run)
+        self.q_key = np.zeros(64, dtype=np.int32)
+        self.q_var = np.zeros(64, dtype=np.int32)
+        # canonical mode: the variant suffix *is* the key suffix (query_part gives (ops, ops) or (None,
+        # None); apply gives variant == cache_key), so one dict and one array serve both
+        self._shared_suffix = self.canonical_mode and not self.reference
+        if self._shared_suffix:
+            self._vs = self._ks
+            self.q_var = self.q_key
         self.n_paths = 0
         self.n_queries = 0
         self._special: dict[tuple[int, int], tuple[int, int, int, int]] = {}
@@ -294,7 +301,10 @@ class KeyIndex:
     def add_queries(self, queries: list[tuple[str, str]]) -> None:
         """Parts for newly seen global (query, accept) ids."""
         n0, n = self.n_queries, self.n_queries + len(queries)
-        self.q_key, self.q_var = _grow(self.q_key, n), _grow(self.q_var, n)
+        if n >= _SHIFT:
+            raise OverflowError("more than 2**31 distinct (query, Accept) pairs")
+        self.q_key = _grow(self.q_key, n)
+        self.q_var = self.q_key if self._shared_suffix else _grow(self.q_var, n)
         if self.reference:
             for i, (query, accept) in enumerate(queries, n0):
                 key_suffix, variant_suffix, _err = self.strategy.query_part(query, accept)
@@ -312,15 +322,15 @@ class KeyIndex:
         ks_of, vs_of = self._ks.of, self._vs.of
         keys: list[int] = []
         variants: list[int] = []
-        if self.canonical_mode:  # both suffixes a function of (token, Accept)
+        if self._shared_suffix:  # canonical mode: the suffix a function of (token, Accept)
             for (_query, accept), tid in zip(queries, tids, strict=True):
                 slot = (tid, accept)
                 hit = memo.get(slot)
                 if hit is None:
-                    key_suffix, variant_suffix, _err = strategy.query_part_of((None, tokens[tid]), accept)  # type: ignore[arg-type]
-                    hit = memo[slot] = (ks_of(key_suffix), vs_of(variant_suffix))
-                keys.append(hit[0])
-                variants.append(hit[1])
+                    key_suffix, _variant, _err = strategy.query_part_of((None, tokens[tid]), accept)  # type: ignore[arg-type]
+                    hit = memo[slot] = ks_of(key_suffix)
+                keys.append(hit)
+            self.q_key[n0:n] = keys
         else:  # the key suffix from the query alone; the variant a function of (token, Accept)
             for (_query, accept), tid, suffix in zip(queries, tids, suffixes, strict=True):
                 slot = (tid, accept)
@@ -329,8 +339,8 @@ class KeyIndex:
                     hit = memo[slot] = vs_of(strategy.variant_suffix_of(tokens[tid], accept))  # type: ignore[arg-type]
                 variants.append(hit)
                 keys.append(ks_of(suffix))
-        self.q_key[n0:n] = keys
-        self.q_var[n0:n] = variants
+            self.q_key[n0:n] = keys
+            self.q_var[n0:n] = variants
         self.n_queries = n
 
     def ids(self, path_ids: np.ndarray, query_ids: np.ndarray, paths: list[str],
