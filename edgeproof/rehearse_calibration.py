@@ -282,8 +282,7 @@ def calibration_lines(what_if: dict[str, Any], *, dropped: int = 0, evictions: i
     if excluded and scored:
         lines.append(f"{excluded:,} requests of this run were errors or hung-up viewers (neither hit nor miss), not "
                      f"replayed: under another strategy the ones that succeed would be scored, so a prediction can "
-                     f"differ from a rehearsal under it by up to {excluded / (scored + excluded):.2%} "
-                     f"({excluded / (scored + excluded) * 100:.2f} pp).")
+                     f"differ from a rehearsal under it by up to {excluded / (scored + excluded) * 100:.2f} pp.")
     if dropped and scored:
         lines.append(f"{dropped:,} arrivals were dropped by the load generator (never sent, so not in the logs): a "
                      f"rehearsal under another strategy may send them (up to {dropped / (scored + dropped) * 100:.2f} "

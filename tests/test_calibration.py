@@ -137,3 +137,24 @@ def test_a_rehearsal_pair_predicts_what_the_other_strategy_measures(tmp_path: Pa
     scored = runs["aggressive"]["what_if"]["self_calibration"]["scored"]
     assert predicted is not None and observed is not None
     assert abs(predicted - observed) <= 1 / scored + 1e-9, (predicted, observed, scored)
+
+
+def test_calibration_notes_name_each_cause_that_remains() -> None:
+    from edgeproof.rehearse_calibration import calibration_lines
+
+    what_if = {"self_calibration": {"strategy": "allowlist", "predicted_hit_rate": 0.8, "observed_hit_rate": 0.8,
+                                    "difference": 0.0, "scored": 970},
+               "settings": {"tier": "regional", "ttl_seconds": 2592000.0, "capacity_bytes": 256 * 2**20},
+               "logs": "realtime", "excluded": {"error": 30, "method": 0}, "input": {"order": "arrival (…)"}}
+    lines = calibration_lines(what_if, dropped=5, evictions=3, edge_spike_hit_rate=0.79)
+    assert lines[0].startswith("Calibration:") and "exactly what the edge logged" in lines[0]
+    assert "TTL 30 d" in lines[0] and "Accept the viewers sent" in lines[0]
+    assert any("79.00%" in line and "80.00%" in line for line in lines)
+    assert any(line.startswith("30 requests") and "3.00 pp" in line for line in lines)  # 30 / (970 + 30)
+    assert any(line.startswith("5 arrivals") for line in lines)
+    assert any("arrival at the edge" in line for line in lines)
+    assert any("evicted 3 objects" in line for line in lines)
+    off = calibration_lines({**what_if, "self_calibration": {**what_if["self_calibration"],
+                                                            "predicted_hit_rate": 0.81, "difference": 0.01},
+                             "excluded": {}, "input": {}})
+    assert "+1.00 pp" in off[0] and len(off) == 1
