@@ -165,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return EXIT_INTERNAL
         r = runs[name]
-        print(f"  {r.seconds:.0f}s, gate hit rate {pct(r.gate_hit_rate)} %, "
-              f"self-calibration {((r.summary.get('what_if') or {}).get('self_calibration') or {})}",
-              file=sys.stderr)
+        cal = ((r.summary.get("what_if") or {}).get("self_calibration") or {}).get("difference")
+        print(f"  {r.seconds:.0f}s, gate hit rate {pct(r.gate_hit_rate)} %, self-calibration "
+              f"{'–' if cal is None else f'{cal * 100:+.3f} pp'}", file=sys.stderr)
 
     # the same seed must give the same requests: the schedule and what the edge received
     sequences = {name: request_sequence(run) for name, run in runs.items()}
