@@ -6,7 +6,8 @@
    ``.edgeproof-cache/``);
 2. the embedded stack on loopback, each part through its own CLI: origin tasks (``edgeproof origin
    serve``, with a shared derivative-store folder or, in local-cache mode, private ones), the edge
-   emulator (``edgeproof edge serve``: several POPs, the chosen strategy, logs in ``OUT/logs``);
+   emulator (``edgeproof edge serve``: several POPs, the chosen strategy, standard logs in ``OUT/logs``
+   and real-time logs in ``OUT/realtime-logs``, its flags from one ``EdgeConfig``);
    with ``--target URL`` no stack is started and the load goes to that distribution;
 3. the load (``edgeproof loadtest run``, its own process since Locust must be), while this process
    polls the edge's and origins' counters once a second, plays the scenario's events (origin
