@@ -170,6 +170,15 @@ def format_compare(result: dict[str, Any]) -> str:
         f"predicted {_pct(cal['predicted_hit_rate'])} (passthrough replay)"
         + ("" if diff is None else f", difference {100 * diff:+.2f} pp")
     )
+    inf = result["accept_inference"]
+    guessed = result["replayed"] - inf.get("from_log", 0)
+    if guessed > 0:
+        lines.append(
+            f"calibration: the Accept of {guessed:,} of {result['replayed']:,} requests is inferred (no cs-accept "
+            "logged). Under a deployed key without Accept (passthrough, allowlist) the origin serves one format "
+            "to every viewer, so the content-type end of the range over-predicts normalizing strategies "
+            "(rehearsal: +1.7 pp); with real-time logs' cs-accept the prediction matched rehearsals exactly "
+            "(benchmarks/calibration_bench.py)")
     if result.get("bad_lines"):
         lines.append(f"bad log lines skipped: {result['bad_lines']:,} (e.g. {result['bad_line_examples'][:1]})")
     header = ("strategy", "hit_rate", "range", "target", "refresh", "origin_req", "transforms", "keys", "keys/var",
