@@ -109,11 +109,27 @@ def _summarize(args: argparse.Namespace) -> int:
     if args.jobs < 0:
         raise UsageError("--jobs must be 0 (all cores) or more")
     result = summarize(args.paths, by=args.by, jobs=args.jobs or None, **_read_kwargs(args))
+    if args.by in ("hour", "day") and result.get("groups") is not None:
+        result["coverage"] = _coverage(result, args)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(format_summary(result))
     return _exit_status(result["accounting"])
+
+
+def _coverage(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Which hours (or days) of the window have no request: the window is --from/--to, else the data's
+    own first to last hour, so a gap inside the logs is named (analytics.coverage)."""
+    from analytics.coverage import DAY, HOUR, coverage, parse_stamp
+
+    step = HOUR if args.by == "hour" else DAY
+    have = [parse_stamp(k) for k in result["groups"]]
+    start = parse_stamp(args.start) if args.start else (min(have) if have else None)
+    end = parse_stamp(args.end) if args.end else (max(have) + step if have else None)
+    if start is None or end is None:
+        return {"complete": False, "missing": [], "note": "no request in the window"}
+    return coverage(have, start, end, step).to_dict()
 
 
 def _exit_status(acc: AccountingJSON) -> int:
@@ -167,6 +183,13 @@ def format_summary(r: dict[str, Any]) -> str:
                 f"{key[:24]:<24}{g['requests']:>10}{_pct(g['hit_rate']):>10}{sum(g['excluded'].values()):>10}"
                 f"{_ms(q['p50']):>9}{_ms(q['p99']):>9}"
             )
+    if "coverage" in r:
+        cov = r["coverage"]
+        if cov.get("missing"):
+            lines += ["", f"coverage       {cov['hours_with_data']} of {cov['hours_expected']} hours have log data; "
+                      "no data:"] + [f"  {g['label']}" for g in cov["missing"]]
+        elif "hours_expected" in cov:
+            lines += ["", f"coverage       every hour of the window has log data ({cov['hours_expected']} h)"]
     if "accounting" in r:
         lines += ["", *format_accounting(r["accounting"])]
     else:

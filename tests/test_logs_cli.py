@@ -164,3 +164,23 @@ def test_nothing_readable_exits_2(damaged: Path, tmp_path: Path) -> None:
     assert converted.returncode == 0, converted.stderr
     assert "wrote 1499 rows" in converted.stdout and "1 bad line" in converted.stderr
     assert run("logs", "convert", str(junk), "--out", str(tmp_path / "none")).returncode == 2
+
+
+def test_summarize_by_hour_names_the_hours_without_data(week: Path, tmp_path: Path) -> None:
+    """A gap inside the logs is named (console and --json); --from/--to widen the window to check."""
+    import shutil
+
+    gap = tmp_path / "gap"
+    gap.mkdir()
+    for f in sorted(week.iterdir()):
+        if ".2024-05-02-1" not in f.name:  # drop 10:00–19:59 on the second day
+            shutil.copy(f, gap / f.name)
+    out = run("logs", "summarize", str(gap), "--by", "hour", "--json")
+    assert out.returncode == 0, out.stderr
+    cov = json.loads(out.stdout)["coverage"]
+    assert not cov["complete"] and cov["hours_missing"] == 10
+    assert [g["label"] for g in cov["missing"]] == ["2024-05-02 10:00–19:59 UTC (10 h)"]
+    text = run("logs", "summarize", str(gap), "--by", "day", "--from", "2024-04-30", "--to", "2024-05-02")
+    assert "2024-04-30 00:00–23:59 UTC (24 h)" in text.stdout  # a day before the logs start
+    full = json.loads(run("logs", "summarize", str(week), "--by", "hour", "--json").stdout)["coverage"]
+    assert full["complete"] and full["missing"] == []
