@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test imports lint bench venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python -m pip install -q -e '.[all,test,bench]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -17,9 +17,16 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/edgeproof rehearse
 
-test: $(STAMP)
+test: $(STAMP) imports
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# The import contracts (pyproject.toml [tool.importlinter]) checked on the package as a wheel installs it:
+# the folders map into edgeproof.* only there (setuptools package-dir)
+imports: $(STAMP)
+	rm -rf build
+	$(BIN)/python -m pip install -q --no-deps --target build/wheel-tree .
+	cd build/wheel-tree && PYTHONPATH=. ../../$(BIN)/lint-imports ../../pyproject.toml
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/logs_bench.py

@@ -1,6 +1,6 @@
 """edgeproof analytics: CloudFront log readers, metrics, strategies, replay and reports.
 
-The public API is listed in ``__all__``; names are imported lazily so that ``import analytics``
+The public API is listed in ``__all__``; names are imported lazily so that ``import edgeproof.analytics``
 stays cheap (no pandas, no boto3) until a name is used.
 """
 
@@ -18,12 +18,12 @@ __all__ = [
 ]
 
 _LAZY = {
-    "LOG_SCHEMA": "analytics.schema",
-    "read_logs": "analytics.reader",
-    "summarize": "analytics.metrics",
-    "get_strategy": "analytics.strategies",
-    "list_strategies": "analytics.strategies",
-    "compare_strategies": "analytics.replay",
+    "LOG_SCHEMA": "edgeproof.analytics.schema",
+    "read_logs": "edgeproof.analytics.reader",
+    "summarize": "edgeproof.analytics.summary",
+    "get_strategy": "edgeproof.analytics.strategies",
+    "list_strategies": "edgeproof.analytics.strategies",
+    "compare_strategies": "edgeproof.analytics.replay",
 }
 
 

@@ -1,6 +1,6 @@
-"""The replay's cache model, compiled: the rules of :mod:`analytics._cachesim_ref` over integer arrays.
+"""The replay's cache model, compiled: the rules of :mod:`edgeproof.analytics._cachesim_ref` over integer arrays.
 
-:mod:`analytics._cachesim_ref` states the rules (CloudFront's: POP → regional edge cache → Origin
+:mod:`edgeproof.analytics._cachesim_ref` states the rules (CloudFront's: POP → regional edge cache → Origin
 Shield → origin, TTL with revalidation, byte-bounded LRU, result types, miss anatomy) in plain Python;
 this module must give exactly its counters on every trace (``tests/test_cachesim_differential.py``,
 hypothesis). Change a rule there first, then here.

@@ -1,6 +1,6 @@
 """The reference cache model: plain Python, one request at a time, the oracle for the fast model.
 
-:mod:`analytics._cachesim` (compiled, dense arrays, POP-by-POP grouping, index switching) must give
+:mod:`edgeproof.analytics._cachesim` (compiled, dense arrays, POP-by-POP grouping, index switching) must give
 exactly these counters on any trace; ``tests/test_cachesim_differential.py`` checks it with hypothesis.
 Keep this file short and obvious; never optimise it.
 
@@ -76,7 +76,7 @@ class _Cache:
 
 
 class ReferenceModel:
-    """Same ``run``/``result`` interface as :class:`analytics._cachesim.CacheModel`."""
+    """Same ``run``/``result`` interface as :class:`edgeproof.analytics._cachesim.CacheModel`."""
 
     def __init__(self, *, ttl_ms: int, capacity: int, revalidate: bool = True) -> None:
         self.ttl = int(ttl_ms)

@@ -2,7 +2,7 @@
 
 A strategy's result is ``key_prefix + key_suffix`` (and ``variant_prefix + variant_suffix``), where the
 prefix depends only on the path and the suffix only on the query and Accept header
-(:meth:`analytics.strategies.Strategy.path_part` / ``query_part``). So the strategy is applied once per
+(:meth:`edgeproof.analytics.strategies.Strategy.path_part` / ``query_part``). So the strategy is applied once per
 distinct path and once per distinct (query, accept) — never per distinct URL — and a (prefix id, suffix
 id) pair is mapped to a dense key id by a compiled hash table. Canonical-form paths
 (``/{key}/{ops}``), which have no such split, go through :meth:`Strategy.apply` per distinct URL.
@@ -23,10 +23,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from edgeproof.analytics._cachesim import _probe, grow_table, new_table
+from edgeproof.analytics.strategies import Strategy
 from numba import njit
 
-from analytics._cachesim import _probe, grow_table, new_table
-from analytics.strategies import Strategy
 from edgeproof.errors import BadRequest
 
 if TYPE_CHECKING:

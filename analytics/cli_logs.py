@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from edgeproof.errors import UsageError
 
 if TYPE_CHECKING:
-    from analytics.reader_accounting import AccountingJSON, FileErrorJSON
+    from edgeproof.analytics.reader_accounting import AccountingJSON, FileErrorJSON
 
 __all__ = ["register"]
 
@@ -102,8 +102,8 @@ def _read_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    from analytics.inputs import keep_freed_buffers
-    from analytics.summary import summarize
+    from edgeproof.analytics.inputs import keep_freed_buffers
+    from edgeproof.analytics.summary import summarize
 
     keep_freed_buffers()
     if args.jobs < 0:
@@ -120,8 +120,8 @@ def _summarize(args: argparse.Namespace) -> int:
 
 def _coverage(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Which hours (or days) of the window have no request: the window is --from/--to, else the data's
-    own first to last hour, so a gap inside the logs is named (analytics.coverage)."""
-    from analytics.coverage import DAY, HOUR, coverage, parse_stamp
+    own first to last hour, so a gap inside the logs is named (edgeproof.analytics.coverage)."""
+    from edgeproof.analytics.coverage import DAY, HOUR, coverage, parse_stamp
 
     step = HOUR if args.by == "hour" else DAY
     have = [parse_stamp(k) for k in result["groups"]]
@@ -241,10 +241,9 @@ def _convert(args: argparse.Namespace) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
-
-    from analytics.inputs import keep_freed_buffers
-    from analytics.reader import read_logs
-    from analytics.reader_accounting import accounting
+    from edgeproof.analytics.inputs import keep_freed_buffers
+    from edgeproof.analytics.reader import read_logs
+    from edgeproof.analytics.reader_accounting import accounting
 
     keep_freed_buffers()
     stream = read_logs(args.paths, **_read_kwargs(args))
@@ -275,8 +274,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from analytics.reader import parse_time
-    from analytics.synthetic import generate_logs
+    from edgeproof.analytics.reader import parse_time
+    from edgeproof.analytics.synthetic import generate_logs
 
     try:
         rates = [float(x) for x in str(args.hit_rate).split(",") if x.strip()]

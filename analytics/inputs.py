@@ -28,7 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from analytics.reader_accounting import FileError
+from edgeproof.analytics.reader_accounting import FileError
+
 from edgeproof.errors import LogFormatError, UsageError
 
 try:  # ISA-L: about twice as fast as zlib at gunzip; same API

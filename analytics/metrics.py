@@ -13,9 +13,10 @@
   accuracy 1 % (bucket ratio γ = 1.01/0.99, DDSketch-style), mergeable across files, processes and
   days by adding counts. Values are milliseconds; 0 ms (CloudFront logs ``0.000``) has its own bucket.
 - **Exact percentiles over recorder rows** (:func:`exact_quantiles`).
-- :func:`summarize` (implemented in :mod:`analytics.summary`) turns logs into the summary JSON.
+(:func:`edgeproof.analytics.summary.summarize` turns logs into the summary JSON with these definitions;
+this module imports nothing of the package, so everything can build on it.)
 
-Importing this module is cheap: numpy only; pyarrow/boto3 are imported by :func:`summarize`'s module.
+Importing this module is cheap: numpy only.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ __all__ = [
     "exact_quantiles",
     "hit_rate",
     "quantile_label",
-    "summarize",
     "xcache_result",
 ]
 
@@ -246,10 +246,3 @@ class LatencySketch:
 
     def __repr__(self) -> str:
         return f"LatencySketch(n={self.n}, p50={self.quantile(0.5)}, p99={self.quantile(0.99)})"
-
-
-def summarize(source: Any, *, by: str | None = None, start: Any = None, end: Any = None, **kwargs: Any) -> dict:
-    """Summarize CloudFront logs into the summary dict (see :func:`analytics.summary.summarize`)."""
-    from analytics.summary import summarize as _summarize
-
-    return _summarize(source, by=by, start=start, end=end, **kwargs)

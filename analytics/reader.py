@@ -1,7 +1,7 @@
 """Read CloudFront logs, any format, any input, into Arrow record batches of one schema.
 
 >>> stream = read_logs(["logs/", "s3://my-log-bucket/cf/"], start="2024-05-01", end="2024-05-02")
->>> for batch in stream:          # pyarrow.RecordBatch in analytics.schema.LOG_SCHEMA
+>>> for batch in stream:          # pyarrow.RecordBatch in edgeproof.analytics.schema.LOG_SCHEMA
 ...     ...
 >>> stream.lines, stream.requests, stream.bad_lines, stream.file_errors, stream.files
 
@@ -10,7 +10,7 @@ Formats (``fmt="auto"`` detects per file): ``w3c`` (standard/legacy logs, any hi
 ``json`` (standard logging v2 JSON lines) and ``parquet`` (v2 Parquet). Memory is bounded by one
 batch per file: nothing is materialised.
 
-Every line is accounted for (:mod:`analytics.reader_accounting`): per file, ``requests + bad_lines ==
+Every line is accounted for (:mod:`edgeproof.analytics.reader_accounting`): per file, ``requests + bad_lines ==
 lines`` (data lines; ``#`` headers and blank lines are not data). A bad line costs exactly that line
 and is kept as ``file:line: reason`` with an escaped excerpt; damage that is not a line (not gzip,
 truncated or corrupt gzip, checksum error, a file in no supported format) is a *file error* with the
@@ -28,9 +28,8 @@ from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from analytics._arrow import scalar
-from analytics.inputs import (
+from edgeproof.analytics._arrow import scalar
+from edgeproof.analytics.inputs import (
     Block,
     CutLine,
     GzipTail,
@@ -40,10 +39,11 @@ from analytics.inputs import (
     open_input,
     plain_blocks,
 )
-from analytics.reader_accounting import BadLine, FileStats
-from analytics.reader_v2 import read_json_lines, read_parquet
-from analytics.reader_w3c import REALTIME_FIELDS, parse_header, read_tsv
-from analytics.schema import LOG_SCHEMA
+from edgeproof.analytics.reader_accounting import BadLine, FileStats
+from edgeproof.analytics.reader_v2 import read_json_lines, read_parquet
+from edgeproof.analytics.reader_w3c import REALTIME_FIELDS, parse_header, read_tsv
+from edgeproof.analytics.schema import LOG_SCHEMA
+
 from edgeproof.errors import LogFormatError, StrictModeError, UsageError
 
 __all__ = [

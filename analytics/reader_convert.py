@@ -1,4 +1,4 @@
-"""Raw string columns (as logged) → typed columns of :data:`analytics.schema.LOG_SCHEMA`.
+"""Raw string columns (as logged) → typed columns of :data:`edgeproof.analytics.schema.LOG_SCHEMA`.
 
 Every reader (W3C, real-time, v2 JSON/Parquet) ends here, so the typing rules live in one place:
 
@@ -19,9 +19,8 @@ from urllib.parse import unquote
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from analytics._arrow import scalar, to_numpy
-from analytics.schema import LOG_SCHEMA, column_name
+from edgeproof.analytics._arrow import scalar, to_numpy
+from edgeproof.analytics.schema import LOG_SCHEMA, column_name
 
 __all__ = ["Converted", "columns_needed", "convert", "field_column"]
 

@@ -3,9 +3,9 @@
 In v2 JSON every value is a string and a missing number is ``"-"``; field names are the W3C names
 (``x-edge-location``, ``cs(Host)``…) plus ``timestamp(ms)``, ``DistributionId``, ``c-country``,
 ``asn`` and others (unknown names are ignored). Parquet columns may be typed or strings; both are
-cast to strings and typed by :mod:`analytics.reader_convert`, so the rules are the same everywhere.
+cast to strings and typed by :mod:`edgeproof.analytics.reader_convert`, so the rules are the same everywhere.
 
-Accounting (:mod:`analytics.reader_accounting`): a JSON line is a data line unless it is blank; a
+Accounting (:mod:`edgeproof.analytics.reader_accounting`): a JSON line is a data line unless it is blank; a
 Parquet row is a data line. Bytes that are not UTF-8 in a JSON line are kept as the text ``\\xNN``
 (as in tab-separated logs), so the rest of the record still counts.
 """
@@ -19,11 +19,10 @@ from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from analytics.inputs import CutLine
-from analytics.reader_accounting import FileStats
-from analytics.reader_convert import convert, field_column
-from analytics.reader_w3c import _strings
+from edgeproof.analytics.inputs import CutLine
+from edgeproof.analytics.reader_accounting import FileStats
+from edgeproof.analytics.reader_convert import convert, field_column
+from edgeproof.analytics.reader_w3c import _strings
 
 __all__ = ["read_json_lines", "read_parquet"]
 

@@ -13,7 +13,7 @@ wrong field count) go through a small Python path that knows CloudFront's odditi
 - a line with no tab at all is split on runs of whitespace when that gives the right count;
 - anything else is a bad line, reported as ``file:line: reason``.
 
-Every line is accounted for (:mod:`analytics.reader_accounting`): each data line becomes a request or
+Every line is accounted for (:mod:`edgeproof.analytics.reader_accounting`): each data line becomes a request or
 a bad line, and one bad line costs exactly that line. Arrow's parser is fast but not exact on damaged
 input (it stops at invalid UTF-8, splits lines at a lone ``\\r``, and cannot tell an empty line from a
 row of empty fields), so a block it cannot parse exactly is parsed again by :func:`_parse_exact`, a
@@ -38,12 +38,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-
-from analytics._arrow import scalar, to_numpy
-from analytics.inputs import Block, CutLine
-from analytics.reader_accounting import FileStats
-from analytics.reader_convert import columns_needed, convert, field_column
-from analytics.schema import LEGACY_FIELDS_33
+from edgeproof.analytics._arrow import scalar, to_numpy
+from edgeproof.analytics.inputs import Block, CutLine
+from edgeproof.analytics.reader_accounting import FileStats
+from edgeproof.analytics.reader_convert import columns_needed, convert, field_column
+from edgeproof.analytics.schema import LEGACY_FIELDS_33
 
 __all__ = [
     "HISTORICAL_COUNTS",

@@ -3,9 +3,9 @@
 >>> result = compare_strategies(["logs/"], ["passthrough", "aggressive"], ttl=30 * 86400, warmup=6 * 3600)
 >>> result["strategies"]["aggressive"]["hit_rate"], result["calibration"]
 
-Every GET/HEAD request that the log itself counts as a hit or a miss (:func:`analytics.metrics.classify`)
+Every GET/HEAD request that the log itself counts as a hit or a miss (:func:`edgeproof.analytics.metrics.classify`)
 is re-keyed by each strategy and run, in time order, through one cache per edge location (as in the
-log), optionally a regional cache per region and one Origin Shield (:mod:`analytics._cachesim`). The
+log), optionally a regional cache per region and one Origin Shield (:mod:`edgeproof.analytics._cachesim`). The
 warm-up period fills the caches but is not scored. Logs carry no ``Accept`` header, so the format a
 browser accepted is *inferred* from the served ``sc-content-type`` (AVIF served → AVIF and WebP
 accepted; WebP → WebP; JPEG/PNG → neither) and, when that is missing, from the user agent.
@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from edgeproof.analytics._cachesim import CacheModel, PopCacheModel
+from edgeproof.analytics._cachesim_ref import ReferenceModel
+from edgeproof.analytics._replay_keys import KeyIndex
+from edgeproof.analytics.metrics import EXCLUDED_REASONS, classify, hit_rate
+from edgeproof.analytics.strategies import Strategy, get_strategy
 
-from analytics._cachesim import CacheModel, PopCacheModel
-from analytics._cachesim_ref import ReferenceModel
-from analytics._replay_keys import KeyIndex
-from analytics.metrics import EXCLUDED_REASONS, classify, hit_rate
-from analytics.strategies import Strategy, get_strategy
 from edgeproof.canonical import PARAM_ALIASES, format_for_content_type
 from edgeproof.cloudfront import DEFAULT_TIER, TIERS, known_region, region_of
 from edgeproof.errors import UsageError
@@ -155,7 +155,7 @@ def _classes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     """Per row: 0 hit, 1 miss, 2.. excluded reason (index into _CLASS_NAMES), by metrics.classify.
 
     Exact ``Hit``/``RefreshHit``/``Miss``/``OriginShieldHit`` with ``GET``/``HEAD`` (nearly every row) are
-    looked up directly; any other combination goes through :func:`analytics.metrics.classify`."""
+    looked up directly; any other combination goes through :func:`edgeproof.analytics.metrics.classify`."""
     rt, method = _string_column(batch, "x_edge_result_type"), _string_column(batch, "cs_method")
     rt0, m0 = _uniform(rt), _uniform(method)
     if rt0 is not None and m0 is not None:  # one result type and one method in the whole batch
@@ -213,7 +213,7 @@ def _batches(source: Any) -> tuple[Iterable[pa.RecordBatch | pa.Table], Any]:
             return _prepend(head, it), source if hasattr(source, "bad_lines") else None
         source = [head, *it]
     if source and all(isinstance(i, str | Path) for i in source):
-        from analytics.reader import read_logs
+        from edgeproof.analytics.reader import read_logs
 
         stream = read_logs([str(i) for i in source], columns=list(COLUMNS), batch_rows=1 << 18)
         return stream, stream
@@ -236,8 +236,8 @@ def compare_strategies(
 ) -> dict[str, Any]:
     """Replay logs under each strategy; see the module docstring and docs/strategies.md for the fields.
 
-    ``batches_or_paths``: record batches / tables in :data:`analytics.schema.LOG_SCHEMA`, or log paths
-    (files, folders, globs, ``s3://``) read with :func:`analytics.reader.read_logs`. ``ttl`` and
+    ``batches_or_paths``: record batches / tables in :data:`edgeproof.analytics.schema.LOG_SCHEMA`, or log paths
+    (files, folders, globs, ``s3://``) read with :func:`edgeproof.analytics.reader.read_logs`. ``ttl`` and
     ``warmup`` are seconds (or ``"30d"``, ``"6h"``; a ``ttl`` of 0 means no expiry); ``capacity`` is bytes
     per cache (None: unbounded). ``tier``: ``pop``, ``regional`` (the default: every CloudFront
     distribution has regional edge caches) or ``shield``. ``revalidate``: an expired copy is revalidated
@@ -381,7 +381,7 @@ def _replay_batch(batch: pa.RecordBatch | pa.Table, runs: list[_Run], state: _St
 def _scored_rows(batch: pa.RecordBatch | pa.Table, state: _State, warmup_ms: int) -> Any:
     """The replayed rows in time order: (rows, times, scored mask, observed-hit mask), or None.
 
-    Only GET/HEAD rows the log counts as a hit or a miss are replayed (:func:`analytics.metrics.classify`);
+    Only GET/HEAD rows the log counts as a hit or a miss are replayed (:func:`edgeproof.analytics.metrics.classify`);
     the warm-up fills the caches but is not scored."""
     totals = state.totals
     n = batch.num_rows

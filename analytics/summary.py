@@ -1,6 +1,6 @@
 """Summaries of CloudFront logs: requests, hit rate, excluded-by-reason, bytes, latency percentiles.
 
-Built on :mod:`analytics.metrics` (the one definition of result classes, hit rate and the latency
+Built on :mod:`edgeproof.analytics.metrics` (the one definition of result classes, hit rate and the latency
 sketch). A :class:`Partial` is the mergeable state: per-file partials are computed independently
 (in worker processes with ``jobs > 1``) and merged, so the result does not depend on how files are
 split across processes, and memory is bounded (counts and fixed-size sketches only).
@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from edgeproof.analytics._arrow import scalar, string_array, to_numpy
+from edgeproof.analytics.inputs import LogInput
+from edgeproof.analytics.metrics import EXCLUDED_REASONS, LatencySketch, classify, hit_rate
+from edgeproof.analytics.reader import LogStream, read_logs
+from edgeproof.analytics.reader_accounting import FileStats, accounting
 
-from analytics._arrow import scalar, string_array, to_numpy
-from analytics.inputs import LogInput
-from analytics.metrics import EXCLUDED_REASONS, LatencySketch, classify, hit_rate
-from analytics.reader import LogStream, read_logs
-from analytics.reader_accounting import FileStats, accounting
 from edgeproof.errors import UsageError
 
 __all__ = ["BY_CHOICES", "SUMMARY_COLUMNS", "Partial", "summarize"]
@@ -230,9 +230,9 @@ def _summarize_one(inp: LogInput, by: str | None, opts: dict[str, Any], threads:
 
 def _warm_up(by: str | None) -> None:
     """Summarize one in-memory line, so that lazy imports and kernels load once, before forking."""
-    from analytics.reader_w3c import _Layout, _parse_block
-    from analytics.schema import LEGACY_FIELDS_33
-    from analytics.writer import encode_line
+    from edgeproof.analytics.reader_w3c import _Layout, _parse_block
+    from edgeproof.analytics.schema import LEGACY_FIELDS_33
+    from edgeproof.analytics.writer import encode_line
 
     line = encode_line({"timestamp": 0, "x_edge_location": "IAD1", "cs_method": "GET", "sc_status": 200,
                         "x_edge_result_type": "Hit", "time_taken": 0.001, "sc_bytes": 1})
@@ -262,15 +262,15 @@ def summarize(
 ) -> dict[str, Any]:
     """Summarize logs into one JSON-able dict.
 
-    ``source``: paths (files, folders, globs, ``s3://``), a :class:`~analytics.reader.LogStream`,
-    a ``pyarrow.Table`` or an iterable of record batches (in :data:`~analytics.schema.LOG_SCHEMA`).
+    ``source``: paths (files, folders, globs, ``s3://``), a :class:`~edgeproof.analytics.reader.LogStream`,
+    a ``pyarrow.Table`` or an iterable of record batches (in :data:`~edgeproof.analytics.schema.LOG_SCHEMA`).
     ``by``: one of :data:`BY_CHOICES` adds ``groups``. ``jobs``: how many cores to use (None: all):
     with several files, that many worker processes (each file is read by one process); with one file,
     gunzip runs in its own thread and ``jobs`` threads parse blocks. ``jobs=1`` is strictly sequential. Keys: ``requests``, ``cacheable``, ``hits``,
     ``misses``, ``hit_rate``, ``excluded`` (by reason), ``bad_lines``, ``bad_line_examples``,
     ``bytes``, ``latency_ms`` ({time_taken, ttfb} × {overall, hit, miss} × {p50, p90, p99, p999}),
     plus ``first``/``last``, ``files``, ``file_errors``, ``lines`` (data lines read), ``accounting``
-    (:func:`analytics.reader_accounting.accounting`: every line counted, per file) and ``groups``
+    (:func:`edgeproof.analytics.reader_accounting.accounting`: every line counted, per file) and ``groups``
     (with ``by``).
     """
     if by is not None and by not in BY_CHOICES:

@@ -5,7 +5,7 @@ Requests follow a Zipf popularity over SKUs and their images, with the noisy URL
 per day, hit/miss latencies that look like CloudFront's (hits: a few ms; misses: origin time with a
 long tail), content types from the negotiated format, and a sprinkle of excluded requests (errors,
 redirects, function-generated responses, POSTs). Files are hourly gzip files named like
-CloudFront's, ``DIST.YYYY-MM-DD-HH.UNIQUE.gz``, written through :mod:`analytics.writer`.
+CloudFront's, ``DIST.YYYY-MM-DD-HH.UNIQUE.gz``, written through :mod:`edgeproof.analytics.writer`.
 
 The same ``seed`` gives byte-identical files; each hour has its own random stream, so any hour can
 be regenerated alone.
@@ -22,9 +22,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-
-from analytics.schema import LEGACY_FIELDS_33
-from analytics.writer import encode_columns, w3c_header
+from edgeproof.analytics.schema import LEGACY_FIELDS_33
+from edgeproof.analytics.writer import encode_columns, w3c_header
 
 __all__ = ["DEFAULT_POPS", "generate_hour", "generate_logs"]
 

@@ -1,7 +1,7 @@
 """Write CloudFront standard (legacy, W3C) log lines and real-time log records, exactly as CloudFront does.
 
 Used by the edge emulator (``origin/edge``), the synthetic log generator and the tests. A row is a
-mapping keyed by :data:`analytics.schema.LOG_SCHEMA` column names (``cs_uri_stem``,
+mapping keyed by :data:`edgeproof.analytics.schema.LOG_SCHEMA` column names (``cs_uri_stem``,
 ``x_edge_result_type``, ``time_taken`` in seconds …) plus ``timestamp`` (an aware or naive-UTC
 ``datetime``, or epoch milliseconds). AWS's rules:
 
@@ -16,7 +16,7 @@ mapping keyed by :data:`analytics.schema.LOG_SCHEMA` column names (``cs_uri_stem
 
 Real-time log records ("Real-time logs", real-time-logs.html) are the same tab-separated values with
 no header, in AWS's canonical field order (:data:`REALTIME_LOG_FIELDS`, the 40 fields a real-time
-log configuration can hold, from :data:`analytics.reader_w3c.REALTIME_FIELDS`); their ``timestamp``
+log configuration can hold, from :data:`edgeproof.analytics.reader_w3c.REALTIME_FIELDS`); their ``timestamp``
 field is epoch seconds with milliseconds (``1591111111.123``), written from ``row["timestamp"]``.
 Real-time names map to the same columns (``cs-user-agent`` → ``cs_user_agent``, ``cs-accept`` →
 ``cs_accept``); fields with no column (``c-ip-version``, ``cs-headers`` …) are read from a column of
@@ -32,15 +32,14 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-
-from analytics.reader_w3c import realtime_fields_for_count
-from analytics.schema import LEGACY_FIELDS_33, column_name
+from edgeproof.analytics.reader_w3c import realtime_fields_for_count
+from edgeproof.analytics.schema import LEGACY_FIELDS_33, column_name
 
 __all__ = ["REALTIME_LOG_FIELDS", "encode_columns", "encode_line", "encode_value", "w3c_header"]
 
 #: the real-time fields the writers emit: the 40 a real-time log configuration can hold (AWS: "Each
 #: log record can contain up to 40 fields"), in AWS's order; headerless files of 40 fields are read
-#: back by :func:`analytics.reader.read_logs` without naming them
+#: back by :func:`edgeproof.analytics.reader.read_logs` without naming them
 REALTIME_LOG_FIELDS: tuple[str, ...] = realtime_fields_for_count(40) or ()
 
 _UNSAFE = frozenset(b'"#%<>[\\]^`{|}~ ') | frozenset(range(0x00, 0x20)) | frozenset(range(0x7F, 0x100))

@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/calibration_bench.py --scenario ephemeral --pairs allowlist:aggressive
 
 A pair ``SOURCE:OTHER`` runs a rehearsal under SOURCE, takes its what-if prediction for OTHER (the replay
-of SOURCE's edge logs, :func:`analytics.replay.compare_strategies`), runs a rehearsal under OTHER on the
+of SOURCE's edge logs, :func:`edgeproof.analytics.replay.compare_strategies`), runs a rehearsal under OTHER on the
 same traffic (same scenario, same seed: the bench checks the request sequences are identical) and
 compares the prediction with the hit rate OTHER's rehearsal measured: its hit-rate gate, over the
 spike's recorder rows. One rehearsal per distinct strategy serves every pair it is in. Each line also
@@ -61,7 +61,7 @@ class Run:
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:
-    from analytics.strategies import list_strategies
+    from edgeproof.analytics.strategies import list_strategies
 
     known = set(list_strategies())
     pairs = []
@@ -77,7 +77,7 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
 
 
 def rehearse(strategy: str, args: argparse.Namespace, work: Path) -> Run:
-    from edgeproof.rehearse import RehearsalOptions, run_rehearsal
+    from edgeproof.rehearsal.run import RehearsalOptions, run_rehearsal
 
     out = work / strategy
     began = time.monotonic()
@@ -89,8 +89,8 @@ def rehearse(strategy: str, args: argparse.Namespace, work: Path) -> Run:
 
 def request_sequence(run: Run) -> tuple[list[tuple[int, str]], Counter[tuple[str, str, str]]]:
     """The load's schedule (intended offset in ms, URL) and what the edge received ((URL, POP, Accept) counts)."""
-    from analytics.reader import read_logs
-    from loadtest.recorder import read_records
+    from edgeproof.analytics.reader import read_logs
+    from edgeproof.loadtest.recorder import read_records
 
     rows = read_records(run.out / "loadtest").to_pydict()
     t0 = min(rows["intended_start"])

@@ -285,8 +285,8 @@ def latency(url: str, rate: float, duration: float, connections: int) -> dict[st
 def edge_log_latency(log_dir: Path) -> dict[str, object]:
     """Server-side view: the edge's logged time-taken of its hits (request head in → last byte out)."""
     sys.path.insert(0, str(REPO))
-    from analytics.metrics import exact_quantiles
-    from analytics.reader import read_logs
+    from edgeproof.analytics.metrics import exact_quantiles
+    from edgeproof.analytics.reader import read_logs
 
     table = read_logs(str(log_dir), columns=["x_edge_result_type", "time_taken"]).read_all()
     rows = table.to_pydict()

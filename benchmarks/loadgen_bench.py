@@ -7,7 +7,7 @@ pinned to CPU 0 and the server to CPU 1.
 
 - plain Locust: a ``FastHttpUser`` with ``wait_time = constant(0)`` and ``--users`` users (closed loop),
   GETting one fixed URL;
-- edgeproof: ``edgeproof loadtest run`` machinery (``loadtest.runner.run``), one lane, the built-in
+- edgeproof: ``edgeproof loadtest run`` machinery (``edgeproof.loadtest.runner.run``), one lane, the built-in
   spike scenario's workload (Zipf catalog, clients, URL noise, POP hints) on a flat shape whose target
   rate is far above what one process can send, ``pool`` = ``--users`` and no dropping, so the lane runs
   saturated (the same ``python -m locust`` command ``edgeproof loadtest run`` starts).
@@ -41,9 +41,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from loadtest.config import RunConfig  # noqa: E402
-from loadtest.runner import judge, locust_command  # noqa: E402
-from loadtest.scenario import load_scenario, scenario_from_dict  # noqa: E402
+from edgeproof.loadtest.config import RunConfig  # noqa: E402
+from edgeproof.loadtest.runner import judge, locust_command  # noqa: E402
+from edgeproof.loadtest.scenario import load_scenario, scenario_from_dict  # noqa: E402
 
 BODY = "x" * 1000
 

@@ -35,9 +35,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from analytics.schema import LEGACY_FIELDS_33  # noqa: E402
-from analytics.synthetic import generate_hour, generate_logs  # noqa: E402
-from analytics.writer import encode_columns, w3c_header  # noqa: E402
+from edgeproof.analytics.schema import LEGACY_FIELDS_33  # noqa: E402
+from edgeproof.analytics.synthetic import generate_hour, generate_logs  # noqa: E402
+from edgeproof.analytics.writer import encode_columns, w3c_header  # noqa: E402
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
 PY = sys.executable

@@ -259,7 +259,7 @@ def wrk_rps(base: str, paths_file: Path, seconds: float, connections: int) -> tu
 
 
 def p99_ms(lat: list[float]) -> float | None:
-    from analytics.metrics import exact_quantiles
+    from edgeproof.analytics.metrics import exact_quantiles
 
     value = exact_quantiles(lat, (0.99,))["p99"]
     return None if value is None else value * 1000
@@ -281,7 +281,7 @@ def p99_at(name: str, base: str, paths: MissPaths, rate: float, args: argparse.N
 
 
 def reference(name: str, base: str, paths: MissPaths) -> None:
-    from analytics.metrics import exact_quantiles
+    from edgeproof.analytics.metrics import exact_quantiles
 
     ok, _err, lat = asyncio.run(open_loop(base, paths, 2.0, 5.0))
     q = exact_quantiles(lat, (0.5, 0.99))

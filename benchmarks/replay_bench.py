@@ -13,7 +13,7 @@ distinct URL, the compiled cache model) and of libCacheSim's C LRU (``process_tr
 oracleGeneral binary trace of the same keys, one cache per POP, trace-file writing not timed), and both
 hit rates at the same per-POP byte capacity with no expiry (``tier="pop", ttl=0``: libCacheSim's LRU has
 no TTL and no tiers). Then requests/s with the replay's default settings (regional edge caches, TTL 30
-days, revalidation on). Then the reference model (:class:`analytics._cachesim_ref.ReferenceModel`, plain
+days, revalidation on). Then the reference model (:class:`edgeproof.analytics._cachesim_ref.ReferenceModel`, plain
 Python) on the first ``--reference-requests`` of the trace, both settings: every counter must equal the
 fast model's. Targets: >= 2M requests/s per strategy on one core (both settings); hit rates within 0.1
 percentage points of libCacheSim; the reference exactly equal. Exit 0 when all are met, 1 otherwise.
@@ -45,8 +45,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from analytics.replay import compare_strategies  # noqa: E402
-from analytics.strategies import get_strategy, list_strategies  # noqa: E402
+from edgeproof.analytics.replay import compare_strategies  # noqa: E402
+from edgeproof.analytics.strategies import get_strategy, list_strategies  # noqa: E402
 
 WIDTHS = (320, 360, 400, 480, 600, 640, 750, 828)
 SPELLINGS = ("w={w}&f=webp", "f=webp&w={w}", "width={w}&format=webp", "w={w}&f=webp&utm_source=mail")
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
               f"refresh hits {r['refresh_hits']:,}  regional hits {r['regional_hits']:,}  "
               f"fragmented {r['fragmented']:,}  unique keys {r['unique_keys']:,}", flush=True)
     if args.reference_requests > 0:
-        print(f"\nthe reference model (analytics._cachesim_ref.ReferenceModel) on the first "
+        print(f"\nthe reference model (edgeproof.analytics._cachesim_ref.ReferenceModel) on the first "
               f"{min(args.reference_requests, args.requests):,} requests:")
         ok = reference_check(_head(batches, args.reference_requests), names, args.capacity) and ok
     print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -72,7 +72,7 @@ def make_source() -> bytes:
     """The benchmark image: a synthetic product photo, 2725×2225, JPEG q90 (made once)."""
     if SOURCE.exists():
         return SOURCE.read_bytes()
-    from origin.catalog import make_product_image
+    from edgeproof.origin.catalog import make_product_image
 
     WORK.mkdir(parents=True, exist_ok=True)
     image = make_product_image(2725, 2225, kind="bottle", seed=7)
@@ -114,8 +114,9 @@ def run_sharp(script: Path, name: str, seconds: float) -> dict[str, float]:
 
 
 def run_edgeproof(data: bytes, name: str, seconds: float) -> dict[str, float]:
+    from edgeproof.origin.transform import transform
+
     from edgeproof.canonical import Variant
-    from origin.transform import transform
 
     fmt, effort = _split(name)
     variant = Variant(w=W, h=H, fit="cover", q=QUALITY[fmt], f=fmt)
@@ -139,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import pyvips
-
-    from origin.transform import configure_vips
+    from edgeproof.origin.transform import configure_vips
 
     configure_vips(concurrency=1)
     data = make_source()
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if fmt in results and results[fmt]["ratio_cpu"] is not None:
             ok = results[fmt]["ratio_cpu"] >= 1.0  # type: ignore[operator]
             verdicts.append(f"{fmt} ≥ 1.0x sharp: {'yes' if ok else 'NO'}")
-    from origin.transform import DEFAULT_AVIF_EFFORT
+    from edgeproof.origin.transform import DEFAULT_AVIF_EFFORT
 
     for name in (f"avif@{DEFAULT_AVIF_EFFORT}", "avif"):
         if name in results:

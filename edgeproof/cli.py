@@ -31,20 +31,27 @@ from edgeproof.errors import (
     EXIT_STATUSES,
     EXIT_USAGE,
     EdgeproofError,
+    UsageError,
 )
 
-__all__ = ["EXIT_STATUS_EPILOG", "GROUPS", "build_parser", "describe_internal_error", "iter_parsers", "main"]
+__all__ = ["EXIT_STATUS_EPILOG", "EXTRAS", "GROUPS", "build_parser", "describe_internal_error", "iter_parsers", "main", "missing_extra"]
 
 #: (command, module exposing register(parser), one-line help)
 GROUPS: tuple[tuple[str, str, str], ...] = (
-    ("logs", "analytics.cli_logs", "read CloudFront logs: summarize hit rate and latency, convert to Parquet"),
-    ("strategies", "analytics.strategies.cli", "cache-key strategies: list, show, apply, compare by replay, export"),
-    ("origin", "origin.cli", "the reference origin: serve, sample catalog, prescale variants"),
-    ("edge", "origin.edge.cli", "the local CloudFront stand-in (edge emulator)"),
-    ("loadtest", "loadtest.cli", "Locust spike scenarios with an open-model arrival rate and gates"),
-    ("rehearse", "edgeproof.rehearse_cli", "run a spike rehearsal end to end and write its report"),
-    ("report", "analytics.report.cli", "reports over CloudFront logs (weekly hit-rate report)"),
+    ("logs", "edgeproof.analytics.cli_logs", "read CloudFront logs: summarize hit rate and latency, convert to Parquet"),
+    ("strategies", "edgeproof.analytics.cli_strategies", "cache-key strategies: list, show, apply, compare by replay, export"),
+    ("origin", "edgeproof.origin.cli", "the reference origin: serve, sample catalog, prescale variants"),
+    ("edge", "edgeproof.edge.cli", "the local CloudFront stand-in (edge emulator)"),
+    ("loadtest", "edgeproof.loadtest.cli", "Locust spike scenarios with an open-model arrival rate and gates"),
+    ("rehearse", "edgeproof.rehearsal.cli", "run a spike rehearsal end to end and write its report"),
+    ("report", "edgeproof.analytics.report.cli", "reports over CloudFront logs (weekly hit-rate report)"),
 )
+
+#: the optional dependencies (pyproject extras) each command needs beyond the core
+EXTRAS: dict[str, str] = {"origin": "origin", "edge": "origin", "loadtest": "load", "rehearse": "origin,load"}
+#: the distributions those extras bring, by import name
+_EXTRA_MODULES = {"aiohttp": "origin", "pyvips": "origin", "prometheus_client": "origin", "locust": "load",
+                  "gevent": "load", "pandas": "notebooks"}
 
 #: the block every ``--help`` ends with; kept line for line by :class:`_KeepExitStatus`
 EXIT_STATUS_EPILOG = "exit status:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_STATUSES.items())
@@ -188,6 +195,18 @@ def describe_internal_error(err: BaseException, *, debug: bool = False) -> str:
     return f"edgeproof: internal error: {kind}{': ' + text if text else ''} ({where}{hint})"
 
 
+def missing_extra(err: ModuleNotFoundError, command: str | None) -> UsageError | None:
+    """The usage error for a command run without its extra installed (``pip install 'edgeproof[origin]'``)."""
+    top = (err.name or "").split(".")[0]
+    extra = _EXTRA_MODULES.get(top)
+    if extra is None:
+        return None
+    needs = EXTRAS.get(command or "", extra)
+    what = f"'edgeproof {command}'" if command else "this command"
+    return UsageError(f"{what} needs the optional dependency {top!r}, which is not installed",
+                      detail=f"install the extra: pip install 'edgeproof[{needs}]'")
+
+
 def _run(argv: list[str]) -> int:
     names = {g[0] for g in GROUPS}
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -209,7 +228,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
     debug = debug or _debug_from_env()
     try:
-        return _run(argv)
+        try:
+            return _run(argv)
+        except ModuleNotFoundError as err:
+            command = next((a for a in argv if not a.startswith("-")), None)
+            usage = missing_extra(err, command)
+            if usage is None:
+                raise
+            raise usage from err
     except EdgeproofError as err:
         if debug:
             traceback.print_exception(err, file=sys.stderr)

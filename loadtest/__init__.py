@@ -1,7 +1,7 @@
 """Locust spike scenarios: workload model, open-model arrival shapes, recorder, gates.
 
 The only package that may import Locust, and only inside the Locust process
-(:mod:`loadtest.locustfile` and :mod:`loadtest.engine`). Everything listed here is importable
+(:mod:`edgeproof.loadtest.locustfile` and :mod:`edgeproof.loadtest.engine`). Everything listed here is importable
 without Locust (and without boto3): the CLI and other processes run Locust as a subprocess through
 :func:`run`.
 """
@@ -32,24 +32,24 @@ __all__ = [
 ]
 
 _LAZY = {
-    "RECORD_SCHEMA": "loadtest.recorder",
-    "Recorder": "loadtest.recorder",
-    "read_records": "loadtest.recorder",
-    "Gate": "loadtest.gates",
-    "GateResult": "loadtest.gates",
-    "Verdict": "loadtest.gates",
-    "evaluate": "loadtest.gates",
-    "parse_gate": "loadtest.gates",
-    "RunConfig": "loadtest.config",
-    "Scenario": "loadtest.scenario",
-    "load_scenario": "loadtest.scenario",
-    "list_builtin_scenarios": "loadtest.scenario",
-    "Shape": "loadtest.shapes",
-    "build_shape": "loadtest.shapes",
-    "Workload": "loadtest.workload",
-    "prepare_replay": "loadtest.replay",
-    "judge": "loadtest.runner",
-    "run": "loadtest.runner",
+    "RECORD_SCHEMA": "edgeproof.loadtest.recorder",
+    "Recorder": "edgeproof.loadtest.recorder",
+    "read_records": "edgeproof.loadtest.recorder",
+    "Gate": "edgeproof.loadtest.gates",
+    "GateResult": "edgeproof.loadtest.gates",
+    "Verdict": "edgeproof.loadtest.gates",
+    "evaluate": "edgeproof.loadtest.gates",
+    "parse_gate": "edgeproof.loadtest.gates",
+    "RunConfig": "edgeproof.loadtest.config",
+    "Scenario": "edgeproof.loadtest.scenario",
+    "load_scenario": "edgeproof.loadtest.scenario",
+    "list_builtin_scenarios": "edgeproof.loadtest.scenario",
+    "Shape": "edgeproof.loadtest.shapes",
+    "build_shape": "edgeproof.loadtest.shapes",
+    "Workload": "edgeproof.loadtest.workload",
+    "prepare_replay": "edgeproof.loadtest.traffic",
+    "judge": "edgeproof.loadtest.runner",
+    "run": "edgeproof.loadtest.runner",
 }
 
 

@@ -1,6 +1,6 @@
 """``edgeproof loadtest …``: run scenarios under Locust (in a subprocess) and judge them by gates.
 
-Never imports Locust: the run happens in ``python -m locust`` started by :mod:`loadtest.runner`.
+Never imports Locust: the run happens in ``python -m locust`` started by :mod:`edgeproof.loadtest.runner`.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _print_verdict(verdict, as_json: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from loadtest.runner import run
+    from edgeproof.loadtest.runner import run
 
     if args.processes < -1:
         raise UsageError("--processes must be -1, 0 or a positive count")
@@ -89,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _scenarios(args: argparse.Namespace) -> int:
-    from loadtest.scenario import list_builtin_scenarios, load_scenario
+    from edgeproof.loadtest.scenario import list_builtin_scenarios, load_scenario
 
     for name in list_builtin_scenarios():
         sc = load_scenario(name)
@@ -100,9 +100,9 @@ def _scenarios(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from loadtest.scenario import load_scenario
-    from loadtest.shapes import build_shape
-    from loadtest.workload import Workload
+    from edgeproof.loadtest.scenario import load_scenario
+    from edgeproof.loadtest.shapes import build_shape
+    from edgeproof.loadtest.workload import Workload
 
     sc = load_scenario(args.scenario)
     if args.keys_file:
@@ -123,8 +123,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _verdict(args: argparse.Namespace) -> int:
-    from loadtest.config import RunConfig
-    from loadtest.runner import judge
+    from edgeproof.loadtest.config import RunConfig
+    from edgeproof.loadtest.runner import judge
 
     first = Path(args.paths[0])
     out = Path(args.out) if args.out else (first if first.is_dir() else first.parent)
@@ -137,7 +137,7 @@ def _verdict(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from loadtest.replay import prepare_replay
+    from edgeproof.loadtest.traffic import prepare_replay
 
     n = prepare_replay(args.logs, args.out, max_requests=args.max_requests)
     print(f"wrote {n} requests to {args.out}", file=sys.stderr)

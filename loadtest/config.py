@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeproof.loadtest.scenario import Scenario, load_scenario, scenario_from_dict
+from edgeproof.loadtest.shapes import Shape, build_shape
+
 from edgeproof.errors import ConfigError
-from loadtest.scenario import Scenario, load_scenario, scenario_from_dict
-from loadtest.shapes import Shape, build_shape
 
 __all__ = ["LEAD_S", "RunConfig", "config_from_env"]
 

@@ -29,11 +29,10 @@ from typing import Any
 
 import gevent
 import gevent.pool
-
-from loadtest.config import RunConfig
-from loadtest.recorder import Recorder
-from loadtest.replay import ReplayPlan
-from loadtest.workload import Request, Workload
+from edgeproof.loadtest.config import RunConfig
+from edgeproof.loadtest.recorder import Recorder
+from edgeproof.loadtest.traffic import ReplayPlan
+from edgeproof.loadtest.workload import Request, Workload
 
 __all__ = ["Lane"]
 

@@ -2,13 +2,13 @@
 
 A gate is ``METRIC[(FILTER,...)] OP NUMBER``, e.g. ``hit_rate >= 0.96``, ``p99_ms(miss) <= 500``.
 
-Metrics (definitions from :mod:`analytics.metrics` where one exists):
+Metrics (definitions from :mod:`edgeproof.analytics.metrics` where one exists):
 
 - ``hit_rate``: hits / (hits + misses) from each response's ``X-Cache`` header
-  (:func:`analytics.metrics.xcache_result` + :func:`~analytics.metrics.classify`; Error, generated and
+  (:func:`edgeproof.analytics.metrics.xcache_result` + :func:`~edgeproof.analytics.metrics.classify`; Error, generated and
   missing ``X-Cache`` are excluded, as in the logs);
 - ``pNN_ms`` (``p50_ms``, ``p90_ms``, ``p99_ms``, ``p999_ms``, any ``pNN``): exact percentile
-  (:func:`analytics.metrics.exact_quantiles`) of the coordinated-omission-corrected latency (from the
+  (:func:`edgeproof.analytics.metrics.exact_quantiles`) of the coordinated-omission-corrected latency (from the
   intended start) over sent requests; ``pNN_raw_ms`` uses the latency from the actual start;
 - ``mean_ms``; ``error_rate``: sent requests with no response or status >= 400 / sent requests;
 - ``dropped_rate`` / ``late_rate``: dropped / late arrivals over all scheduled arrivals;
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from edgeproof.analytics.metrics import classify, exact_quantiles, hit_rate, xcache_result
 
-from analytics.metrics import classify, exact_quantiles, hit_rate, xcache_result
 from edgeproof.errors import ConfigError
 
 __all__ = ["GATE_COLUMNS", "Gate", "GateResult", "Verdict", "evaluate", "parse_gate", "row_classes"]
@@ -127,7 +127,7 @@ def parse_gate(expr: str) -> Gate:
 
 
 def row_classes(x_cache: Iterable[str | None]) -> list[str]:
-    """Each row's X-Cache → ``hit`` / ``miss`` / excluded reason (analytics.metrics definitions)."""
+    """Each row's X-Cache → ``hit`` / ``miss`` / excluded reason (edgeproof.analytics.metrics definitions)."""
     memo: dict[str | None, str] = {}
     out = []
     for xc in x_cache:
@@ -147,7 +147,7 @@ def _quantile(metric: str) -> tuple[float, bool]:
 
 def evaluate(table: pa.Table, gates: Sequence[str | Gate], *, scored_phases: Sequence[str] | None = None,
              scope: str = "spike") -> Verdict:
-    """Evaluate ``gates`` over recorder rows (:data:`loadtest.recorder.RECORD_SCHEMA`)."""
+    """Evaluate ``gates`` over recorder rows (:data:`edgeproof.loadtest.recorder.RECORD_SCHEMA`)."""
     parsed = [g if isinstance(g, Gate) else parse_gate(g) for g in gates]
     phase, phases = _strings(table.column("phase"))
     role, roles = _strings(table.column("role"))

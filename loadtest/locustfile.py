@@ -11,11 +11,11 @@ How it maps onto Locust: :class:`EdgeproofShape` (a ``LoadTestShape``) keeps exa
 :class:`EdgeproofUser` per worker process and stops the test when the schedule (plus drain) is over.
 At test start the master numbers the connected workers and sends each its lane, the lane count and a
 common start time ``t0`` (wall clock, a second ahead). The user of each process runs that process's
-:class:`loadtest.engine.Lane`: arrivals at their intended times, sent by ``pool`` sender greenlets
+:class:`edgeproof.loadtest.engine.Lane`: arrivals at their intended times, sent by ``pool`` sender greenlets
 (sharing the user's ``FastHttpSession``), one recorder row per arrival (``OUT/records/part-*.parquet``).
 The user count in the web UI is ignored: the rate comes from the scenario's shape.
 
-This is the only module (with :mod:`loadtest.engine`) that runs under Locust's gevent monkey-patching.
+This is the only module (with :mod:`edgeproof.loadtest.engine`) that runs under Locust's gevent monkey-patching.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ import time
 from typing import Any
 
 import gevent
+from edgeproof.loadtest.config import LEAD_S, RunConfig, config_from_env
+from edgeproof.loadtest.engine import Lane
+from edgeproof.loadtest.recorder import Recorder, warm_up
+from edgeproof.loadtest.traffic import ReplayPlan
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 from edgeproof.errors import EdgeproofError
-from loadtest.config import LEAD_S, RunConfig, config_from_env
-from loadtest.engine import Lane
-from loadtest.recorder import Recorder, warm_up
-from loadtest.replay import ReplayPlan
 
 log = logging.getLogger("edgeproof.loadtest")
 

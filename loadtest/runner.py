@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
+from edgeproof.loadtest.config import LEAD_S, RunConfig
+from edgeproof.loadtest.gates import GATE_COLUMNS, Verdict, evaluate, parse_gate
+from edgeproof.loadtest.recorder import read_records
+from edgeproof.loadtest.scenario import Scenario, load_scenario
+from edgeproof.loadtest.traffic import ReplayPlan, prepare_replay
 
 from edgeproof.errors import ConfigError, EdgeproofError, UsageError
-from loadtest.config import LEAD_S, RunConfig
-from loadtest.gates import GATE_COLUMNS, Verdict, evaluate, parse_gate
-from loadtest.recorder import read_records
-from loadtest.replay import ReplayPlan, prepare_replay
-from loadtest.scenario import Scenario, load_scenario
 
 __all__ = ["LOCUSTFILE", "EventsCallback", "judge", "locust_command", "run"]
 

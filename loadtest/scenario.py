@@ -34,7 +34,7 @@ A scenario has these tables (every key optional; the defaults below are the docu
     new_skus = 20                 # the last N SKUs of the catalog: never requested before the spike
     share = 0.3                   # share of requests going to them from the spike start on
 
-    [shape]                       # see loadtest.shapes: kind = spike | waves | step | soak | stages
+    [shape]                       # see edgeproof.loadtest.shapes: kind = spike | waves | step | soak | stages
     kind = "spike"
     duration = 120
     peak_rps = 50
@@ -208,7 +208,7 @@ class RunSettings:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """A parsed scenario. ``shape`` stays a plain table; :func:`loadtest.shapes.build_shape` reads it."""
+    """A parsed scenario. ``shape`` stays a plain table; :func:`edgeproof.loadtest.shapes.build_shape` reads it."""
 
     name: str = "spike"
     description: str = ""
@@ -408,7 +408,7 @@ def scenario_from_dict(data: dict[str, Any], where: str = "<scenario>", base_dir
     top.check_unknown()
     if promotion.new_skus >= catalog.skus and not catalog.keys_file:
         raise ConfigError(f"{where}: promotion.new_skus ({promotion.new_skus}) must be below catalog.skus")
-    from loadtest.shapes import build_shape  # validates the shape table
+    from edgeproof.loadtest.shapes import build_shape  # validates the shape table
 
     build_shape(scenario.shape, where=where)
     return scenario

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from edgeproof.loadtest.scenario import Browser, Device, Role, Scenario
+
 from edgeproof.errors import ConfigError
-from loadtest.scenario import Browser, Device, Role, Scenario
 
 __all__ = ["Catalog", "Request", "Workload", "load_keys"]
 

@@ -1,7 +1,7 @@
 """The reference origin: aiohttp + pyvips transformer, derivative/source stores, prescale.
 
 The package import is light (no pyvips, no aiohttp): names below load their module on first use,
-so ``origin.edge`` and ``origin.stores`` can be used without the transformer.
+so ``edgeproof.edge`` and ``edgeproof.origin.stores`` can be used without the transformer.
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ __all__ = [
 ]
 
 _HOME = {
-    "FolderStore": "origin.stores",
-    "ObjectInfo": "origin.stores",
-    "S3Store": "origin.stores",
-    "Store": "origin.stores",
-    "open_store": "origin.stores",
-    "Limits": "origin.limits",
-    "OriginConfig": "origin.config",
-    "Rendition": "origin.transform",
-    "transform": "origin.transform",
-    "catalog_keys": "origin.catalog",
-    "generate_catalog": "origin.catalog",
-    "run_prescale": "origin.prescale",
+    "FolderStore": "edgeproof.origin.stores",
+    "ObjectInfo": "edgeproof.origin.stores",
+    "S3Store": "edgeproof.origin.stores",
+    "Store": "edgeproof.origin.stores",
+    "open_store": "edgeproof.origin.stores",
+    "Limits": "edgeproof.origin.limits",
+    "OriginConfig": "edgeproof.origin.config",
+    "Rendition": "edgeproof.origin.transform",
+    "transform": "edgeproof.origin.transform",
+    "catalog_keys": "edgeproof.origin.catalog",
+    "generate_catalog": "edgeproof.origin.catalog",
+    "run_prescale": "edgeproof.origin.prescale",
 }
 
 

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import pyvips
+from edgeproof.origin.stores import FolderStore, Store, open_store
 
 from edgeproof.errors import UsageError
-from origin.stores import FolderStore, Store, open_store
 
 __all__ = ["CatalogResult", "catalog_keys", "generate_catalog", "iter_catalog", "make_product_image"]
 

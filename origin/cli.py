@@ -9,14 +9,14 @@ __all__ = ["register"]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from origin.config import from_args
-    from origin.workers import serve
+    from edgeproof.origin.config import from_args
+    from edgeproof.origin.workers import serve
 
     return serve(from_args(args))
 
 
 def _catalog(args: argparse.Namespace) -> int:
-    from origin.catalog import generate_catalog
+    from edgeproof.origin.catalog import generate_catalog
 
     result = generate_catalog(args.out, count=args.count, images_per_sku=args.images_per_sku, seed=args.seed,
                               progress=not args.quiet)
@@ -26,7 +26,7 @@ def _catalog(args: argparse.Namespace) -> int:
 
 
 def _prescale(args: argparse.Namespace) -> int:
-    from origin.prescale import run_prescale
+    from edgeproof.origin.prescale import run_prescale
 
     summary = run_prescale(
         sources=args.sources, derivatives=args.derivatives, variants=args.variants, keys_file=args.keys,
@@ -39,8 +39,9 @@ def _prescale(args: argparse.Namespace) -> int:
 def _sign(args: argparse.Namespace) -> int:
     import urllib.parse
 
+    from edgeproof.origin.signing import format_negotiated, sign, signed_message
+
     from edgeproof.canonical import load_presets, parse_request
-    from origin.signing import format_negotiated, sign, signed_message
 
     url = urllib.parse.urlsplit(args.url)
     params = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
@@ -57,7 +58,7 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from origin.config import add_arguments
+    from edgeproof.origin.config import add_arguments
 
     sub = parser.add_subparsers(dest="origin_command", metavar="SUBCOMMAND")
 

@@ -12,8 +12,9 @@ import os
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from edgeproof.origin.limits import Limits
+
 from edgeproof.errors import UsageError
-from origin.limits import Limits
 
 __all__ = ["DEFAULT_CACHE_CONTROL", "OriginConfig", "add_arguments", "from_args"]
 

@@ -24,10 +24,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeproof.origin.limits import DEFAULT_LIMITS, Limits
+from edgeproof.origin.stores import Store, open_store
+
 from edgeproof.canonical import Variant, load_presets, parse_ops
 from edgeproof.errors import EdgeproofError, UsageError
-from origin.limits import DEFAULT_LIMITS, Limits
-from origin.stores import Store, open_store
 
 __all__ = ["PrescaleSummary", "parse_variants", "run_prescale", "source_keys"]
 
@@ -119,7 +120,7 @@ class _Progress:
 def _one_source(key: str, variants: list[Variant], sources: Store, derivatives: Store,
                 limits: Limits) -> tuple[int, int, int, list[tuple[str, str]]]:
     """(made, skipped, bytes, errors) for one source."""
-    from origin.transform import transform
+    from edgeproof.origin.transform import transform
 
     missing = [v for v in variants if not derivatives.exists(v.path(key)[1:])]
     skipped = len(variants) - len(missing)
@@ -157,7 +158,7 @@ def run_prescale(
     progress: bool = False,
 ) -> PrescaleSummary:
     """Make every missing (source, variant) pair; see the module docstring."""
-    from origin.transform import configure_vips
+    from edgeproof.origin.transform import configure_vips
 
     configure_vips(concurrency=1)
     presets = load_presets(presets_file)

@@ -30,15 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from aiohttp import web
+from edgeproof.origin.config import OriginConfig
+from edgeproof.origin.flow import Admission, CachedObject, LocalCache, SingleFlight
+from edgeproof.origin.signing import format_negotiated, signed_message, verify
+from edgeproof.origin.stores import etag_for, open_store
+from edgeproof.origin.telemetry import Metrics
+from edgeproof.origin.transform import Deadline, configure_vips, transform
 
 from edgeproof.canonical import Variant, load_presets, parse_request
 from edgeproof.errors import EdgeproofError, NotFound, Overloaded, StoreError, Unprocessable
-from origin.config import OriginConfig
-from origin.flow import Admission, CachedObject, LocalCache, SingleFlight
-from origin.metrics import Metrics
-from origin.signing import format_negotiated, signed_message, verify
-from origin.stores import etag_for, open_store
-from origin.transform import Deadline, configure_vips, transform
 
 __all__ = ["Origin", "error_response"]
 
@@ -261,7 +261,7 @@ class Origin:
         return web.json_response(body, status=200 if ok else 503)
 
     async def handle_metrics(self, _request: web.Request) -> web.Response:
-        from origin.metrics import CONTENT_TYPE
+        from edgeproof.origin.telemetry import CONTENT_TYPE
 
         return web.Response(body=self.metrics.render().encode(),
                             headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
@@ -271,7 +271,7 @@ class Origin:
                                  status=404, headers={"Cache-Control": "no-store"})
 
     def app(self) -> web.Application:
-        from origin.connections import url_limit_middleware
+        from edgeproof.origin.connections import url_limit_middleware
 
         app = web.Application(client_max_size=1024, middlewares=[url_limit_middleware(self.config.max_url_bytes)])
         app.router.add_get("/healthz", self.handle_healthz)
@@ -310,7 +310,7 @@ class Origin:
 
     async def warm_up(self) -> None:
         """Ready once the stores answer and one tiny transform per format has run (codecs loaded)."""
-        from origin.transform import warmup_image
+        from edgeproof.origin.transform import warmup_image
 
         if self.metrics.worker == 0:
             self._spawn(self.remove_orphans())

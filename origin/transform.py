@@ -45,10 +45,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pyvips
+from edgeproof.origin.limits import DEFAULT_LIMITS, Limits
 
 from edgeproof.canonical import CONTENT_TYPES, Variant
 from edgeproof.errors import Overloaded, Unprocessable
-from origin.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["DEFAULT_AVIF_EFFORT", "FAIL_ON", "Deadline", "Plan", "Rendition", "SourceInfo", "configure_vips", "transform", "vips_errors",
            "warmup_image"]

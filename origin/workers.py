@@ -24,8 +24,8 @@ import socket
 import sys
 import time
 
-from origin.config import OriginConfig
-from origin.metrics import Metrics
+from edgeproof.origin.config import OriginConfig
+from edgeproof.origin.telemetry import Metrics
 
 __all__ = ["serve", "make_socket"]
 
@@ -47,9 +47,8 @@ def make_socket(host: str, port: int) -> socket.socket:
 
 async def _worker_main(config: OriginConfig, metrics: Metrics) -> None:
     from aiohttp import web
-
-    from origin.connections import GuardedSite
-    from origin.server import Origin
+    from edgeproof.origin.connections import GuardedSite
+    from edgeproof.origin.server import Origin
 
     origin = Origin(config, metrics)
     runner = web.AppRunner(origin.app(), handle_signals=False, access_log=None,
@@ -120,7 +119,7 @@ def serve(config: OriginConfig) -> int:
             raise UsageError("--metrics-bind with port 0 needs --workers 1",
                              detail="several workers must share one known port")
         make_socket(*config.metrics_address).close()
-    from origin.stores import open_store
+    from edgeproof.origin.stores import open_store
 
     open_store(config.sources, create=False)
     open_store(config.derivatives)

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from edgeproof.analytics._cachesim import CacheModel, PopCacheModel
+from edgeproof.analytics._cachesim_ref import COUNTERS, ReferenceModel
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from analytics._cachesim import CacheModel, PopCacheModel
-from analytics._cachesim_ref import COUNTERS, ReferenceModel
 
 
 @dataclass

@@ -13,21 +13,21 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from _rehearsal_helpers import BAD_SCENARIO, small_rehearsal
+from edgeproof.analytics.replay import compare_strategies
+from edgeproof.edge.cache import TtlPolicy
+from edgeproof.edge.logsink import ROW_COLUMNS, LogSink
+from edgeproof.edge.pops import pop_ids
+from edgeproof.rehearsal.calibration import edge_config, edge_serve_args, replay_input, replay_settings
+from edgeproof.rehearsal.config import rehearsal_from_dict
 
-from analytics.replay import compare_strategies
 from edgeproof.cloudfront import region_of
-from edgeproof.rehearse_calibration import edge_config, edge_serve_args, replay_input, replay_settings
-from edgeproof.rehearse_config import rehearsal_from_dict
-from origin.edge.cache import TtlPolicy
-from origin.edge.logsink import ROW_COLUMNS, LogSink
-from origin.edge.pops import pop_ids
 
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 T0_MS = int(T0.timestamp() * 1000)
 
 
 def test_the_edge_flags_and_the_replay_settings_come_from_one_config(tmp_path: Path) -> None:
-    from origin.edge.cli import register
+    from edgeproof.edge.cli import register
 
     scenario = rehearsal_from_dict({"strategy": "allowlist", "stack": {"pops": 5}})
     config = edge_config(scenario, tmp_path)
@@ -140,7 +140,7 @@ def test_a_rehearsal_pair_predicts_what_the_other_strategy_measures(tmp_path: Pa
 
 
 def test_calibration_notes_name_each_cause_that_remains() -> None:
-    from edgeproof.rehearse_calibration import calibration_lines
+    from edgeproof.rehearsal.calibration import calibration_lines
 
     what_if = {"self_calibration": {"strategy": "allowlist", "predicted_hit_rate": 0.8, "observed_hit_rate": 0.8,
                                     "difference": 0.0, "scored": 970},

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 from _edge_helpers import EdgeProc, HungServer, ScriptedOrigin, get, start_edge
-
-from analytics.reader import read_logs
+from edgeproof.analytics.reader import read_logs
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 from _edge_helpers import ScriptedOrigin, get, start_edge
+from edgeproof.analytics.reader import read_logs
 from prometheus_client.parser import text_string_to_metric_families
-
-from analytics.reader import read_logs
 
 
 @pytest.fixture(scope="module")
@@ -272,8 +271,9 @@ def test_metrics_is_prometheus_text_with_help_type_and_escaped_labels(origin: Sc
 
 
 def test_drain_timeout_and_viewer_timeouts_are_options(tmp_path: Path) -> None:
+    from edgeproof.edge import EdgeConfig
+
     from edgeproof.errors import ConfigError
-    from origin.edge import EdgeConfig
 
     config = EdgeConfig()
     assert (config.header_timeout, config.idle_timeout, config.drain_timeout) == (10.0, 75.0, 5.0)

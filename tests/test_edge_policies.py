@@ -11,9 +11,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from _edge_helpers import EdgeProc, ScriptedOrigin, get, start_edge
-
-from analytics.reader import read_logs
-from origin.edge import ROW_COLUMNS, LogSink
+from edgeproof.analytics.reader import read_logs
+from edgeproof.edge import ROW_COLUMNS, LogSink
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from _edge_helpers import ETAG, EdgeProc, ScriptedOrigin, get, raw_request, start_edge
-
-from analytics.reader import read_logs
+from edgeproof.analytics.reader import read_logs
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +245,7 @@ def test_shield_hit_is_a_miss_detailed_origin_shield_hit(origin: ScriptedOrigin,
         assert origin.counts[target] == 1
         stats = edge.stats()
         assert stats["results"] == {"Miss": 2} and stats["detailed"] == {"Miss": 1, "OriginShieldHit": 1}
-        assert stats["hits"] == 0 and stats["misses"] == 2  # analytics.metrics.classify: both misses
+        assert stats["hits"] == 0 and stats["misses"] == 2  # edgeproof.analytics.metrics.classify: both misses
     finally:
         edge.stop()
     rows = _rows(read_logs(str(edge.log_dir)))

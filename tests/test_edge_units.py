@@ -6,11 +6,11 @@ import email.utils
 import time
 
 import pytest
+from edgeproof.edge import BackendPool, Entry, LruCache, PopSelector, TtlPolicy, parse_origin_group, pop_ids
+from edgeproof.edge.config import EdgeConfig
 
 from edgeproof.cloudfront import region_of
 from edgeproof.errors import ConfigError, UsageError
-from origin.edge import BackendPool, Entry, LruCache, PopSelector, TtlPolicy, parse_origin_group, pop_ids
-from origin.edge.config import EdgeConfig
 
 
 def _entry(size: int) -> Entry:
@@ -142,7 +142,7 @@ def test_docs_cover_every_edge_serve_flag_and_its_default() -> None:
     import argparse
     from pathlib import Path
 
-    from origin.edge.cli import register
+    from edgeproof.edge.cli import register
 
     parser = argparse.ArgumentParser()
     register(parser)

@@ -47,7 +47,7 @@ def test_group(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the error classes -------------------------------------------------------------------------
 
 def _all_error_classes() -> Iterator[type[errors.EdgeproofError]]:
-    import edgeproof.rehearse_stack  # noqa: F401 - defines RehearsalError, a subclass outside errors.py
+    import edgeproof.rehearsal.stack  # noqa: F401 - defines RehearsalError, a subclass outside errors.py
 
     todo: list[type[errors.EdgeproofError]] = [errors.EdgeproofError]
     while todo:

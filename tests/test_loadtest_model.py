@@ -10,13 +10,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from edgeproof.loadtest.gates import evaluate, parse_gate
+from edgeproof.loadtest.recorder import RECORD_SCHEMA, Recorder, merge_parts, read_records
+from edgeproof.loadtest.scenario import list_builtin_scenarios, load_scenario, scenario_from_dict
+from edgeproof.loadtest.shapes import build_shape
+from edgeproof.loadtest.workload import Workload
 
 from edgeproof.errors import ConfigError
-from loadtest.gates import evaluate, parse_gate
-from loadtest.recorder import RECORD_SCHEMA, Recorder, merge_parts, read_records
-from loadtest.scenario import list_builtin_scenarios, load_scenario, scenario_from_dict
-from loadtest.shapes import build_shape
-from loadtest.workload import Workload
 
 
 def test_builtin_scenarios_load_and_spike_scales() -> None:
@@ -125,7 +125,7 @@ def test_keys_file_catalog(tmp_path: Path) -> None:
 
 
 def test_url_noise_is_folded_back_by_the_aggressive_strategy() -> None:
-    strategies = pytest.importorskip("analytics.strategies")
+    strategies = pytest.importorskip("edgeproof.analytics.strategies")
     aggressive = strategies.get_strategy("aggressive")
     sc = load_scenario("spike")
     wl = Workload(sc, spike_start=0.0)
@@ -243,8 +243,9 @@ def test_gate_parsing_errors_and_no_data() -> None:
 def test_shared_modules_import_without_locust_or_boto3() -> None:
     code = (
         "import sys\n"
-        "import loadtest, loadtest.cli, loadtest.runner, loadtest.gates, loadtest.recorder, loadtest.replay\n"
-        "import loadtest.scenario, loadtest.shapes, loadtest.workload, loadtest.config\n"
+        "import edgeproof.loadtest, edgeproof.loadtest.cli, edgeproof.loadtest.runner, edgeproof.loadtest.gates\n"
+        "import edgeproof.loadtest.recorder, edgeproof.loadtest.traffic\n"
+        "import edgeproof.loadtest.scenario, edgeproof.loadtest.shapes, edgeproof.loadtest.workload, edgeproof.loadtest.config\n"
         "from edgeproof.cli import build_parser; build_parser(only='loadtest')\n"
         "bad = [m for m in ('locust', 'gevent', 'boto3', 'botocore') if m in sys.modules]\n"
         "assert not bad, bad\n"

@@ -16,9 +16,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 from conftest import free_port, wait_http
-
-from loadtest.recorder import read_records
-from loadtest.shapes import build_shape
+from edgeproof.loadtest.recorder import read_records
+from edgeproof.loadtest.shapes import build_shape
 
 TARGET = Path(__file__).resolve().parent / "loadtest_target.py"
 EDGEPROOF = [sys.executable, "-m", "edgeproof.cli"]
@@ -160,10 +159,10 @@ def test_bad_cli_input_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_replay_reproduces_the_log_url_sequence(tmp_path: Path, target: Callable[..., str]) -> None:
-    pytest.importorskip("analytics.reader")
+    pytest.importorskip("edgeproof.analytics.reader")
     from datetime import UTC, datetime, timedelta
 
-    from analytics.writer import encode_line, w3c_header
+    from edgeproof.analytics.writer import encode_line, w3c_header
 
     start = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
     rows, expected = [], []

@@ -1,6 +1,6 @@
 """Damaged inputs: the reader accounts for every line, and one bad line costs exactly that line.
 
-Every damaged input is made here, in tmp_path, from good lines written by analytics.synthetic (binary
+Every damaged input is made here, in tmp_path, from good lines written by edgeproof.analytics.synthetic (binary
 lines, latin-1 lines, NULs, CRC damage, bit flips, truncation, bzip2 or random bytes named .gz, empty
 files, a #Fields change). The expected counts come from how the input was built, and for gzip damage
 from a plain reference: a byte-at-a-time zlib inflate (what zcat keeps), read back as a plain file.
@@ -15,15 +15,15 @@ import zlib
 from pathlib import Path
 
 import pytest
+from edgeproof.analytics import read_logs
+from edgeproof.analytics.reader_accounting import FileStats, excerpt
+from edgeproof.analytics.schema import LEGACY_FIELDS_33
+from edgeproof.analytics.synthetic import generate_hour
+from edgeproof.analytics.writer import encode_columns, w3c_header
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_logs_samples import EXPECTED
 
-from analytics import read_logs
-from analytics.reader_accounting import FileStats, excerpt
-from analytics.schema import LEGACY_FIELDS_33
-from analytics.synthetic import generate_hour
-from analytics.writer import encode_columns, w3c_header
 from edgeproof.errors import StrictModeError
 
 UA = LEGACY_FIELDS_33.index("cs(User-Agent)")
@@ -336,7 +336,7 @@ def test_real_samples_keep_their_counts_and_balance(samples_dir: Path, name: str
 )
 def test_the_fast_path_agrees_with_the_line_by_line_model(spots: list[tuple[int, str]], seed: int, crlf: bool) -> None:
     """Differential: Arrow's path (with its fallbacks) against the plain per-line model, block by block."""
-    from analytics.reader_w3c import _Layout, _parse_block, _parse_exact
+    from edgeproof.analytics.reader_w3c import _Layout, _parse_block, _parse_exact
 
     rng = random.Random(seed)
     lines = list(GOOD[:200])

@@ -12,10 +12,10 @@ import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from edgeproof.analytics import read_logs, summarize
+from edgeproof.analytics.synthetic import generate_logs
+from edgeproof.analytics.writer import encode_line, w3c_header
 
-from analytics import read_logs, summarize
-from analytics.synthetic import generate_logs
-from analytics.writer import encode_line, w3c_header
 from edgeproof.errors import StrictModeError, UsageError
 
 ROW = {
@@ -151,7 +151,7 @@ def test_gzip_of_many_members(tmp_path: Path) -> None:
 def test_many_small_blocks_keep_exact_line_numbers_and_header_switches(
     tmp_path: Path, threads: int, compress: bool
 ) -> None:
-    from analytics.schema import LEGACY_FIELDS_33
+    from edgeproof.analytics.schema import LEGACY_FIELDS_33
 
     old = LEGACY_FIELDS_33[:26]
     lines = w3c_header(old).rstrip("\n").split("\n")  # physical lines 1-2; lines[k] is line k + 1

@@ -9,11 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from analytics import read_logs
-from analytics.metrics import (
+from edgeproof.analytics import read_logs
+from edgeproof.analytics.metrics import (
     LatencySketch,
     classify,
     exact_quantiles,
@@ -21,8 +18,10 @@ from analytics.metrics import (
     quantile_label,
     xcache_result,
 )
-from analytics.schema import LEGACY_FIELDS_33
-from analytics.writer import encode_columns, encode_line, encode_value, w3c_header
+from edgeproof.analytics.schema import LEGACY_FIELDS_33
+from edgeproof.analytics.writer import encode_columns, encode_line, encode_value, w3c_header
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 _text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40).filter(lambda s: s != "-")
 _ident = st.from_regex(r"[A-Za-z0-9_=-]{8,56}", fullmatch=True).filter(lambda s: s != "-")

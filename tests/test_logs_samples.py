@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
-
-from analytics import read_logs, summarize
+from edgeproof.analytics import read_logs, summarize
 
 # file → (format, field count, rows read, bad lines)
 EXPECTED = {
@@ -143,7 +142,7 @@ def test_realtime_records(samples_dir: Path) -> None:
 
 
 def test_realtime_fields_named_by_the_caller(samples_dir: Path) -> None:
-    from analytics.reader_w3c import REALTIME_FIELDS
+    from edgeproof.analytics.reader_w3c import REALTIME_FIELDS
 
     fields = [f for f in REALTIME_FIELDS[:41] if f != "s-ip"]
     stream = read_logs(samples_dir / "datadog-pipeline-via-shashoul-Getting-Started-Terraform__realtime.log",

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pyvips
 from _origin_helpers import decode
-
-from origin.catalog import _encode, _spec, catalog_keys
-from origin.config import add_arguments
+from edgeproof.origin.catalog import _encode, _spec, catalog_keys
+from edgeproof.origin.config import add_arguments
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -138,7 +137,7 @@ def test_docs_cover_every_flag() -> None:
 
 def test_stores_import_light() -> None:
     """The stores (reused by the edge emulator) do not pull in pyvips or aiohttp."""
-    code = "import sys, origin, origin.stores; print('pyvips' in sys.modules, 'aiohttp.web' in sys.modules)"
+    code = "import sys, origin, edgeproof.origin.stores; print('pyvips' in sys.modules, 'aiohttp.web' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -149,9 +148,9 @@ def test_serve_refuses_missing_source_folder(tmp_path: Path) -> None:
 
 
 def test_catalog_to_s3_then_prescale_from_s3(s3_bucket: str, tmp_path: Path) -> None:
-    from origin.catalog import generate_catalog
-    from origin.prescale import run_prescale
-    from origin.stores import open_store
+    from edgeproof.origin.catalog import generate_catalog
+    from edgeproof.origin.prescale import run_prescale
+    from edgeproof.origin.stores import open_store
 
     result = generate_catalog(f"s3://{s3_bucket}/cat", count=2, images_per_sku=2, seed=3)
     assert result.generated == 2 and result.manifest.endswith("/cat/catalog.txt")

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from _origin_helpers import OriginProc, damaged_jpeg, damaged_png, jpeg, metric, request
 from conftest import free_port
+from edgeproof.origin.limits import DEFAULT_LIMITS
+from edgeproof.origin.transform import FAIL_ON, probe, transform
 
 from edgeproof.canonical import parse_ops
 from edgeproof.errors import Unprocessable
-from origin.limits import DEFAULT_LIMITS
-from origin.transform import FAIL_ON, probe, transform
 
 KINDS = ("flipped", "zeroed", "short")
 # shrink-on-load (1/8 at w=100) and a full-size decode both meet the damaged rows

@@ -7,12 +7,12 @@ import multiprocessing
 import time
 
 import pytest
+from edgeproof.origin.flow import Admission, CachedObject, LocalCache, SingleFlight
+from edgeproof.origin.signing import sign, signed_message, verify
+from edgeproof.origin.telemetry import Metrics
 
 from edgeproof.canonical import Variant
 from edgeproof.errors import Forbidden, Overloaded
-from origin.flow import Admission, CachedObject, LocalCache, SingleFlight
-from origin.metrics import Metrics
-from origin.signing import sign, signed_message, verify
 
 
 def test_admission_fifo_queue_limit_and_deadline() -> None:

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from _origin_helpers import OriginProc, jpeg, metric, request, samples
 from conftest import free_port
+from edgeproof.origin.telemetry import LATENCY_BUCKETS, Metrics
 from prometheus_client.parser import text_string_to_metric_families
-
-from origin.metrics import LATENCY_BUCKETS, Metrics
 
 P = "edgeproof_origin_"
 

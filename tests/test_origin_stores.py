@@ -6,9 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from edgeproof.origin.stores import FolderStore, S3Store, Store, content_type_for_key, open_store
 
 from edgeproof.errors import BadRequest, PayloadTooLarge, StoreError
-from origin.stores import FolderStore, S3Store, Store, content_type_for_key, open_store
 
 DERIVED = "images/sku-00001-1.jpg/w=640,h=0,fit=cover,q=80,f=webp"
 
@@ -78,7 +78,7 @@ def _orphans(root: Path, pid: int = 999_999_999) -> dict[str, Path]:
     import os
     import time
 
-    from origin.stores import ORPHAN_AGE
+    from edgeproof.origin.stores import ORPHAN_AGE
 
     folder = root / "images" / "a.jpg"
     folder.mkdir(parents=True, exist_ok=True)
@@ -145,8 +145,7 @@ def test_origin_start_removes_orphans(tmp_path: Path) -> None:
 
 def test_prescale_removes_orphans(tmp_path: Path) -> None:
     from _origin_helpers import jpeg
-
-    from origin.prescale import run_prescale
+    from edgeproof.origin.prescale import run_prescale
 
     (tmp_path / "src" / "images").mkdir(parents=True)
     (tmp_path / "src" / "images" / "a.jpg").write_bytes(jpeg(200, 100))

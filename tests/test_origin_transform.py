@@ -19,11 +19,11 @@ from _origin_helpers import (
     oriented_jpeg,
     pixel,
 )
+from edgeproof.origin.limits import Limits
+from edgeproof.origin.transform import Deadline, transform
 
 from edgeproof.canonical import parse_ops
 from edgeproof.errors import BadRequest, Overloaded, PayloadTooLarge, Unprocessable
-from origin.limits import Limits
-from origin.transform import Deadline, transform
 
 SRC = jpeg(800, 600)
 
@@ -155,9 +155,8 @@ def _header_cases() -> dict[str, bytes]:
 def test_jpeg_header_read_in_python_matches_libvips(name: str) -> None:
     """The probe reads JPEG markers itself; libvips's own header load is the reference."""
     import pyvips
-
-    from origin.limits import DEFAULT_LIMITS
-    from origin.transform import _SWAPS_AXES, _jpeg_header, probe
+    from edgeproof.origin.limits import DEFAULT_LIMITS
+    from edgeproof.origin.transform import _SWAPS_AXES, _jpeg_header, probe
 
     data = _header_cases()[name]
     info = _jpeg_header(data)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from _rehearsal_helpers import small_rehearsal
+from edgeproof.analytics.metrics import classify, xcache_result
+from edgeproof.analytics.reader import read_logs
+from edgeproof.loadtest.recorder import read_records
+from edgeproof.rehearsal.config import dump_toml, load_rehearsal, rehearsal_from_dict
 
-from analytics.metrics import classify, xcache_result
-from analytics.reader import read_logs
 from edgeproof.errors import ConfigError
-from edgeproof.rehearse_config import dump_toml, load_rehearsal, rehearsal_from_dict
-from loadtest.recorder import read_records
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +117,7 @@ def test_rehearsal_scenarios_validate(tmp_path: Path) -> None:
 
 
 def test_prescale_plan_is_the_launch_and_the_hottest(tmp_path: Path) -> None:
-    from edgeproof.rehearse import _loadtest_table, prescale_plan
+    from edgeproof.rehearsal.run import _loadtest_table, prescale_plan
 
     keys = tmp_path / "catalog.txt"
     keys.write_text("".join(f"images/sku-{s:05d}-{i}.jpg\n" for s in range(1, 9) for i in (1, 2)))

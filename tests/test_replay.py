@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,12 +10,12 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from edgeproof.analytics.replay import compare_strategies, parse_bytes, parse_duration
+from edgeproof.analytics.schema import LOG_SCHEMA
+from edgeproof.analytics.strategies import Strategy, get_strategy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.replay import compare_strategies, parse_bytes, parse_duration
-from analytics.schema import LOG_SCHEMA
-from analytics.strategies import Strategy, get_strategy
 from edgeproof.cloudfront import region_of
 from edgeproof.errors import UsageError
 
@@ -199,7 +198,7 @@ def test_lru_equals_libcachesim() -> None:
 
 
 def test_streams_any_iterable_of_batches(samples_dir: Path) -> None:
-    from analytics.reader import read_logs
+    from edgeproof.analytics.reader import read_logs
 
     rows = [{"t": i, "uri": f"/a{i % 3}.jpg"} for i in range(9)]
     batches = (b for b in log(rows).to_batches(max_chunksize=2))  # a generator: consumed lazily

@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from edgeproof.analytics.replay import COLUMNS, compare_strategies
+from edgeproof.analytics.schema import LOG_SCHEMA
+from edgeproof.analytics.synthetic import generate_hour
 
-from analytics.replay import COLUMNS, compare_strategies
-from analytics.schema import LOG_SCHEMA
-from analytics.synthetic import generate_hour
 from edgeproof.cloudfront import region_of, regions
 
 pytestmark = pytest.mark.slow

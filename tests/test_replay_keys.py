@@ -1,12 +1,12 @@
 """The replay's fast keying gives exactly the ids of the plain one: a differential property test.
 
-Why: :class:`analytics._replay_keys.KeyIndex` reduces each query string to a *token* (the known image
+Why: :class:`edgeproof.analytics._replay_keys.KeyIndex` reduces each query string to a *token* (the known image
 parameters in canonical mode; the normalised key suffix and friendly parameters in query mode) and
 computes a variant once per distinct (token, Accept), sharing tokens and path parts between runs. That is
 what makes a replay of real logs (a cache buster or a tracking parameter in nearly every query string)
 fast, and it is only worth having if no prediction moves. So the reference here is the plainest one
 there is: :meth:`Strategy.apply` on every row, and dense ids given to the cache-key and variant strings in
-the order rows first show them. The fast index is driven the way ``analytics.replay`` drives it (global
+the order rows first show them. The fast index is driven the way ``edgeproof.analytics.replay`` drives it (global
 path and (query, Accept) ids handed to every run as a batch brings them; two runs per strategy, one per
 Accept inference, with different Accept values), on generated requests: parameter order, case, every
 alias, repeated names, empty values and segments, percent-encoded names and values, whitespace, tracking
@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from edgeproof.analytics import _replay_keys
+from edgeproof.analytics._replay_keys import KeyIndex
+from edgeproof.analytics.replay import ACCEPT_BY_CLASS
+from edgeproof.analytics.strategies import Strategy, get_strategy, list_strategies
+from edgeproof.analytics.strategies._query import pct_decode, split_query
+from edgeproof.analytics.strategies._strategy import canonical_params, friendly_params
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from analytics import _replay_keys
-from analytics._replay_keys import KeyIndex
-from analytics.replay import ACCEPT_BY_CLASS
-from analytics.strategies import Strategy, get_strategy, list_strategies
-from analytics.strategies._query import pct_decode, split_query
-from analytics.strategies._strategy import canonical_params, friendly_params
 from edgeproof.canonical import DEFAULT_PRESETS, PARAM_ALIASES, variant_from_params
 from edgeproof.errors import BadRequest
 
@@ -171,7 +171,7 @@ def reference(strategy: Strategy, requests: list[tuple[str, str, str]]) -> dict[
 
 # ---------------------------------------------------------------- the replay's way of driving KeyIndex
 class Replay:
-    """Drives indexes as ``analytics.replay`` does: new global paths and (query, Accept) pairs go to every
+    """Drives indexes as ``edgeproof.analytics.replay`` does: new global paths and (query, Accept) pairs go to every
     index as each batch brings them (the same list objects), index ``2k`` reads a row's first Accept,
     ``2k+1`` its second. The order new pairs get their global ids is shuffled: ids must not depend on it."""
 

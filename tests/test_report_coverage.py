@@ -1,4 +1,4 @@
-"""analytics.coverage: hour stamps and a window → the missing hours as compact ranges.
+"""edgeproof.analytics.coverage: hour stamps and a window → the missing hours as compact ranges.
 
 The reference model is the plain one: walk every hour of the window and ask whether it is in the set.
 hypothesis draws random windows and random hour sets; the ranges must cover exactly the missing hours,
@@ -10,10 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from edgeproof.analytics.coverage import DAY, HOUR, Gap, coverage, missing_ranges, parse_stamp, slots
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from analytics.coverage import DAY, HOUR, Gap, coverage, missing_ranges, parse_stamp, slots
 
 BASE = datetime(2026, 11, 16, tzinfo=UTC)  # Monday of 2026-W47
 

@@ -7,9 +7,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from analytics.report import charts
-from analytics.report.document import Document, fmt_bytes, fmt_pct
-from analytics.report.store import list_json, publish_dir, read_json, write_json
+from edgeproof.analytics.report import charts
+from edgeproof.analytics.report.document import Document, fmt_bytes, fmt_pct
+from edgeproof.analytics.report.store import list_json, publish_dir, read_json, write_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -15,9 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from analytics.reader import FileStats
-from analytics.writer import encode_line, w3c_header
+from edgeproof.analytics.reader import FileStats
+from edgeproof.analytics.writer import encode_line, w3c_header
 
 WEEK = "2026-W47"  # Monday 2026-11-16
 MONDAY = datetime(2026, 11, 16, tzinfo=UTC)
@@ -177,9 +176,9 @@ def test_weekly_on_s3_with_history_and_publish(tmp_path: Path, s3_env: dict[str,
 
 
 def test_aggregate_agrees_with_summarize_and_merges(tmp_path: Path) -> None:
-    from analytics import read_logs, summarize
-    from analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
-    from analytics.synthetic import generate_logs
+    from edgeproof.analytics import read_logs, summarize
+    from edgeproof.analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
+    from edgeproof.analytics.synthetic import generate_logs
 
     files = generate_logs(tmp_path, "2026-11-16T00:00:00Z", hours=6, requests_per_hour=800, hit_rate=0.93, seed=4)
     whole = LogAggregate()
@@ -233,7 +232,7 @@ def _without_day(src: Path, dst: Path, day: str) -> Path:
 
 def _reference_rate(logs: Path) -> float:
     """The hit rate of what is on disk, by analytics.summarize (the one definition), to judge the CLI by."""
-    from analytics import summarize
+    from edgeproof.analytics import summarize
 
     ref = summarize([str(logs)])
     return ref["hits"] / (ref["hits"] + ref["misses"])

@@ -6,18 +6,18 @@ import string
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from analytics.strategies import (
+from edgeproof.analytics.strategies import (
     KeyResult,
     StrategyConfig,
     get_strategy,
     list_strategies,
     register_strategy,
 )
-from analytics.strategies._query import pct_decode, pct_encode, split_query, strip_ws
-from analytics.strategies._strategy import parse_dpr_milli
+from edgeproof.analytics.strategies._query import pct_decode, pct_encode, split_query, strip_ws
+from edgeproof.analytics.strategies._strategy import parse_dpr_milli
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edgeproof.errors import BadRequest, ConfigError
 
 WEBP = {"accept": "image/webp,*/*"}
@@ -220,7 +220,7 @@ def test_unknown_strategy() -> None:
 
 def test_max_dpr_with_three_decimals_is_accepted_and_bools_are_not_numbers() -> None:
     """1.001 has three decimals although 1.001 * 1000 != 1001 in binary floating point."""
-    from analytics.strategies._config import StrategyConfig
+    from edgeproof.analytics.strategies._config import StrategyConfig
 
     def load(value: object) -> StrategyConfig:
         return StrategyConfig.from_dict({"name": "t", "mode": "canonical", "canonical": {"max_dpr": value}})

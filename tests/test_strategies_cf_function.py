@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from edgeproof.analytics.strategies import StrategyConfig, get_strategy
+from edgeproof.analytics.strategies.cf_function import CF_FUNCTION_MAX_BYTES, export_cf_function
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.strategies import StrategyConfig, get_strategy
-from analytics.strategies.cf_function import CF_FUNCTION_MAX_BYTES, export_cf_function
 from edgeproof.errors import BadRequest, ConfigError
 
 NODE = shutil.which("node")

@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from edgeproof.analytics.strategies import Strategy, get_strategy, list_strategies
+from edgeproof.analytics.strategies._registry import BUILTIN_ORDER
+from edgeproof.analytics.strategies.cf_function import CF_FUNCTION_MAX_BYTES, export_cf_function
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from analytics.strategies import Strategy, get_strategy, list_strategies
-from analytics.strategies._registry import BUILTIN_ORDER
-from analytics.strategies.cf_function import CF_FUNCTION_MAX_BYTES, export_cf_function
 from edgeproof.canonical import FORMATS, PARAM_ALIASES
 from edgeproof.errors import BadRequest, ConfigError
 

@@ -68,10 +68,10 @@ def test_any_table_roundtrips(table: dict[str, Any]) -> None:
 
 def test_rehearsal_with_stages_writes_its_loadtest_scenario(tmp_path: Path) -> None:
     """The documented stages shape through the rehearsal's loadtest-scenario file (it failed at start)."""
-    from edgeproof.rehearse import _loadtest_table
-    from edgeproof.rehearse_config import rehearsal_from_dict
-    from loadtest.scenario import load_scenario
-    from loadtest.shapes import build_shape
+    from edgeproof.loadtest.scenario import load_scenario
+    from edgeproof.loadtest.shapes import build_shape
+    from edgeproof.rehearsal.config import rehearsal_from_dict
+    from edgeproof.rehearsal.run import _loadtest_table
 
     scenario = rehearsal_from_dict({"loadtest": {"shape": {"kind": "stages", "stages": STAGES}}})
     table = _loadtest_table(scenario, None)
@@ -84,7 +84,8 @@ def test_rehearsal_with_stages_writes_its_loadtest_scenario(tmp_path: Path) -> N
 
 def test_one_writer() -> None:
     """The rehearsal's writer is the kernel's (the hand-written copy is gone)."""
-    import edgeproof.rehearse_config as rc
+    import edgeproof.rehearsal.config as rc
+
     import edgeproof.tomlfile as tf
 
     assert rc.dump_toml is tf.dump_toml
@@ -128,7 +129,7 @@ def test_expect_accepts_and_names_everything() -> None:
     ],
 )
 def test_strategy_toml_refuses_booleans(tmp_path: Path, canonical: dict[str, Any], message: str) -> None:
-    from analytics.strategies import get_strategy
+    from edgeproof.analytics.strategies import get_strategy
 
     file = tmp_path / "mine.toml"
     file.write_text(dump_toml({"mode": "canonical", "canonical": canonical}))
@@ -138,7 +139,7 @@ def test_strategy_toml_refuses_booleans(tmp_path: Path, canonical: dict[str, Any
 
 
 def test_strategy_toml_numbers_still_accepted(tmp_path: Path) -> None:
-    from analytics.strategies import get_strategy
+    from edgeproof.analytics.strategies import get_strategy
 
     file = tmp_path / "mine.toml"
     file.write_text(dump_toml({"mode": "canonical", "canonical": {"breakpoints": [320, 640], "max_dpr": 2}}))

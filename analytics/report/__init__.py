@@ -10,11 +10,11 @@ from edgeproof.lazy import lazy_getattr
 __all__ = ["Document", "LogAggregate", "WeeklyResult", "build_weekly", "path_family"]
 
 _LAZY = {
-    "Document": "analytics.report.document",
-    "LogAggregate": "analytics.report.aggregate",
-    "path_family": "analytics.report.aggregate",
-    "WeeklyResult": "analytics.report.weekly",
-    "build_weekly": "analytics.report.weekly",
+    "Document": "edgeproof.analytics.report.document",
+    "LogAggregate": "edgeproof.analytics.report.aggregate",
+    "path_family": "edgeproof.analytics.report.aggregate",
+    "WeeklyResult": "edgeproof.analytics.report.weekly",
+    "build_weekly": "edgeproof.analytics.report.weekly",
 }
 
 

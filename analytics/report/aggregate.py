@@ -1,14 +1,14 @@
 """Mergeable aggregates over a stream of log record batches (one pass, bounded memory).
 
-:class:`LogAggregate` is fed record batches in :data:`analytics.schema.LOG_SCHEMA` and keeps only
+:class:`LogAggregate` is fed record batches in :data:`edgeproof.analytics.schema.LOG_SCHEMA` and keeps only
 counters and latency sketches: per day, hour, POP, content type and path family (requests, hits,
 misses, excluded, bytes from cache / from origin), status and exclusion counts, latency sketches for
 hits and misses (``time-taken`` and ``time-to-first-byte``) and a capped table of missed URLs. Its
 memory depends on the number of distinct groups, never on the number of lines; two aggregates
 :meth:`~LogAggregate.merge` by addition (per file, per process or per day).
 
-Every request is classified by :func:`analytics.metrics.classify` and every rate comes from
-:func:`analytics.metrics.hit_rate`: this module only counts.
+Every request is classified by :func:`edgeproof.analytics.metrics.classify` and every rate comes from
+:func:`edgeproof.analytics.metrics.hit_rate`: this module only counts.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from edgeproof.analytics.metrics import LatencySketch, classify, hit_rate
 
-from analytics.metrics import LatencySketch, classify, hit_rate
 from edgeproof.canonical import split_canonical
 
 __all__ = ["AGGREGATE_COLUMNS", "DIMENSIONS", "Counts", "LogAggregate", "path_family"]

@@ -88,8 +88,8 @@ def _coverage_lines(s: dict[str, Any]) -> list[str]:
 
 
 def _weekly(args: argparse.Namespace) -> int:
-    from analytics.report.document import fmt_delta_pp, fmt_pct
-    from analytics.report.weekly import build_weekly
+    from edgeproof.analytics.report.document import fmt_delta_pp, fmt_pct
+    from edgeproof.analytics.report.weekly import build_weekly
 
     result = build_weekly(
         args.logs, week=args.week, start=args.start, end=args.end, allow_gaps=args.allow_gaps, out=args.out,

@@ -1,17 +1,17 @@
 """The weekly hit-rate report: one ISO week of CloudFront logs against the hit-rate target.
 
 :func:`build_weekly` streams the week's logs once (record batches from :func:`analytics.read_logs`
-into a :class:`~analytics.report.aggregate.LogAggregate`, bounded memory, with a progress line), runs
-the replay what-if (:func:`analytics.replay.compare_strategies`) for the miss anatomy and the best
+into a :class:`~edgeproof.analytics.report.aggregate.LogAggregate`, bounded memory, with a progress line), runs
+the replay what-if (:func:`edgeproof.analytics.replay.compare_strategies`) for the miss anatomy and the best
 strategy, compares with last week's summary from the history store, and writes ``summary.json``,
 ``report.html`` (self-contained), ``report.md`` and the PNG charts into ``out``.
 
 The window is an ISO week or any ``start``/``end`` range. Before judging it, the report works out
-its coverage (:mod:`analytics.coverage`): which hours of the window have no request at all, plus the
+its coverage (:mod:`edgeproof.analytics.coverage`): which hours of the window have no request at all, plus the
 damaged files and lost lines the log stream reported. A missing day is indistinguishable from a quiet
 one, and when it was the bad day a verdict on the rest would say MET for a week that missed, so:
 
-* every hour covered: MET when the hit rate (DESIGN.md's definition, :mod:`analytics.metrics`) is at
+* every hour covered: MET when the hit rate (DESIGN.md's definition, :mod:`edgeproof.analytics.metrics`) is at
   least ``target``, MISSED otherwise (exit 0 / 1);
 * hours missing or a file damaged: INCOMPLETE (exit 4), unless ``allow_gaps`` accepts a known outage, and then MET /
   MISSED on the data there is; the gaps are listed in every output either way;
@@ -27,11 +27,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from analytics.coverage import coverage, parse_stamp
-from analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
-from analytics.report.progress import Progress
-from analytics.report.store import publish_dir, read_json, write_json
-from analytics.report.weekly_render import render_weekly
+from edgeproof.analytics.coverage import coverage, parse_stamp
+from edgeproof.analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
+from edgeproof.analytics.report.progress import Progress
+from edgeproof.analytics.report.store import publish_dir, read_json, write_json
+from edgeproof.analytics.report.weekly_render import render_weekly
+
 from edgeproof.errors import EXIT_INCOMPLETE, EXIT_MISSED, EXIT_OK, UsageError
 
 __all__ = ["EXIT_CODES", "VERDICTS", "WeeklyResult", "build_weekly", "iso_week_bounds", "previous_week",
@@ -80,7 +81,7 @@ def report_window(week: str | None, start: str | datetime | None,
         raise UsageError("give --week or --from/--to, not both")
     if start is None or end is None:
         raise UsageError("--from and --to go together", detail="e.g. --from 2026-11-16 --to 2026-11-23")
-    from analytics.reader import parse_time
+    from edgeproof.analytics.reader import parse_time
 
     t0, t1 = parse_time(start), parse_time(end)
     if t0 is None or t1 is None:
@@ -147,7 +148,7 @@ def _merge_damage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def _aggregate_files(names: list[str], start: datetime, end: datetime,
                      reader_options: dict[str, Any]) -> tuple[LogAggregate, dict[str, Any]]:
     """One worker's share: its files into one aggregate (run in a child process with --jobs)."""
-    from analytics.reader import read_logs
+    from edgeproof.analytics.reader import read_logs
 
     agg = LogAggregate(start=start, end=end)
     stream = read_logs(names, start=start, end=end, columns=list(AGGREGATE_COLUMNS), **reader_options)
@@ -165,7 +166,7 @@ def _stream(logs: list[str], start: datetime, end: datetime, progress: bool,
     With ``jobs > 1`` the week's files are spread over that many processes, each building its own
     aggregate, merged here as they finish (aggregates merge by addition).
     """
-    from analytics.reader import read_logs
+    from edgeproof.analytics.reader import read_logs
 
     agg = LogAggregate(start=start, end=end)
     stream = read_logs(logs, start=start, end=end, columns=list(AGGREGATE_COLUMNS), **reader_options)
@@ -205,8 +206,9 @@ def _variants_of_missed(agg: LogAggregate) -> tuple[list[dict[str, Any]], list[d
     Each distinct missed URL is mapped to its true canonical request by a strategy's ``variant``
     (strategy-independent by contract); the served content type stands in for ``Accept``.
     """
-    from analytics.report.aggregate import path_family
-    from analytics.strategies import get_strategy
+    from edgeproof.analytics.report.aggregate import path_family
+    from edgeproof.analytics.strategies import get_strategy
+
     from edgeproof.errors import EdgeproofError
 
     strategy = get_strategy("aggressive")
@@ -247,13 +249,13 @@ def _variants_of_missed(agg: LogAggregate) -> tuple[list[dict[str, Any]], list[d
 
 
 def _what_if(week_inputs: list[str], target: float, observed: float | None) -> dict[str, Any]:
-    """Replay the week under each strategy (analytics.replay); the best one and its predicted gain.
+    """Replay the week under each strategy (edgeproof.analytics.replay); the best one and its predicted gain.
 
     ``week_inputs`` are the log objects whose names place them in the week (``expand_inputs``), so the
     replay streams exactly the week's files (a second pass over them).
     """
-    from analytics.replay import compare_strategies
-    from analytics.strategies import list_strategies
+    from edgeproof.analytics.replay import compare_strategies
+    from edgeproof.analytics.strategies import list_strategies
 
     names = [s for s in WHAT_IF_STRATEGIES if s in set(list_strategies())]
     result = compare_strategies(week_inputs, names, target=target)
@@ -442,20 +444,20 @@ def build_weekly(
         top_variants, families = _variants_of_missed(agg)
     except ImportError:
         top_variants, families = [], []
-        notes.append("top missed variants skipped: analytics.strategies is not available")
+        notes.append("top missed variants skipped: edgeproof.analytics.strategies is not available")
     if agg.missed_urls_truncated:
         notes.append("more distinct missed URLs than the report keeps; the rarest were dropped")
     summary["top_missed_variants"] = top_variants
     summary["top_fragmenting_families"] = families
     if what_if:
         try:
-            from analytics.inputs import expand_inputs
+            from edgeproof.analytics.inputs import expand_inputs
 
             week_inputs = [i.name for i in expand_inputs(logs, start=t0, end=t1)]
             summary["what_if"] = _what_if(week_inputs, target, overall)
         except ImportError:
             summary["what_if"] = None
-            notes.append("replay what-if skipped: analytics.replay is not available")
+            notes.append("replay what-if skipped: edgeproof.analytics.replay is not available")
     else:
         summary["what_if"] = None
     summary["miss_anatomy"] = (summary["what_if"] or {}).get("miss_anatomy")

@@ -1,4 +1,4 @@
-"""Render a weekly summary dict (from :mod:`analytics.report.weekly`) into charts, HTML and Markdown.
+"""Render a weekly summary dict (from :mod:`edgeproof.analytics.report.weekly`) into charts, HTML and Markdown.
 
 Hours without log data are shown wherever time is: the verdict banner names them, a coverage
 section lists them as ranges with the damaged files and skipped lines, the daily table and chart keep
@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from analytics.report import charts
-from analytics.report.document import Document, fmt_bytes, fmt_count, fmt_delta_pp, fmt_ms, fmt_pct
+from edgeproof.analytics.report import charts
+from edgeproof.analytics.report.document import Document, fmt_bytes, fmt_count, fmt_delta_pp, fmt_ms, fmt_pct
 
 __all__ = ["render_weekly"]
 

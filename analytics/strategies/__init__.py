@@ -1,6 +1,6 @@
 """Cache-key strategies: one declaration (TOML or Python) → a pure request → cache-key function.
 
-Used by the edge emulator on every request, by the replay (:mod:`analytics.replay`) and by the
+Used by the edge emulator on every request, by the replay (:mod:`edgeproof.analytics.replay`) and by the
 CloudFront Function exporter. See docs/strategies.md.
 """
 

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from analytics.report import charts
-from analytics.report.document import Document, fmt_count, fmt_ms, fmt_pct
+from edgeproof.analytics.report import charts
+from edgeproof.analytics.report.document import Document, fmt_count, fmt_ms, fmt_pct
 
 __all__ = ["print_verdict", "write_report"]
 

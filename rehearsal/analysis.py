@@ -1,8 +1,8 @@
 """Analyse a finished rehearsal: the edge's CloudFront logs together with the load recorder's rows.
 
 Every definition comes from its one home: hit rate, result classes and percentiles from
-:mod:`analytics.metrics` (through :func:`analytics.summarize` over the logs, :func:`exact_quantiles` over
-rows), gates from :mod:`loadtest.gates`, the what-if from :func:`analytics.replay.compare_strategies`.
+:mod:`edgeproof.analytics.metrics` (through :func:`analytics.summarize` over the logs, :func:`exact_quantiles` over
+rows), gates from :mod:`edgeproof.loadtest.gates`, the what-if from :func:`edgeproof.analytics.replay.compare_strategies`.
 The result is the ``summary.json`` dict; its ``timeline`` (per-bin series) feeds the charts.
 """
 
@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow.compute as pc
-
-from analytics.metrics import exact_quantiles, hit_rate
-from edgeproof.rehearse_calibration import (
+from edgeproof.analytics.metrics import exact_quantiles, hit_rate
+from edgeproof.rehearsal.calibration import (
     ReplaySettings,
     calibration_lines,
     replay_input,
@@ -24,10 +23,10 @@ from edgeproof.rehearse_calibration import (
     self_calibration,
     what_if_logs,
 )
-from edgeproof.rehearse_config import RehearsalScenario
+from edgeproof.rehearsal.config import RehearsalScenario
 
 if TYPE_CHECKING:
-    from origin.edge.config import EdgeConfig
+    from edgeproof.edge.config import EdgeConfig
 
 __all__ = ["analyse", "explain"]
 
@@ -41,8 +40,8 @@ def _bin_seconds(duration: float) -> float:
 
 def _client(out: Path, t0: datetime | None) -> tuple[dict[str, Any], Any, datetime | None]:
     """Client-side numbers from the recorder rows (exact percentiles)."""
-    from loadtest.gates import row_classes
-    from loadtest.recorder import read_records
+    from edgeproof.loadtest.gates import row_classes
+    from edgeproof.loadtest.recorder import read_records
 
     table = read_records(out / "loadtest")
     classes = np.array(row_classes(table.column("x_cache").to_pylist()), dtype=object)
@@ -76,7 +75,7 @@ def _client(out: Path, t0: datetime | None) -> tuple[dict[str, Any], Any, dateti
 
 
 def _client_timeline(table: Any, t0: datetime, bin_s: float) -> dict[str, dict[str, Any]]:
-    from loadtest.gates import row_classes
+    from edgeproof.loadtest.gates import row_classes
 
     start = table.column("intended_start").to_numpy(zero_copy_only=False).astype("datetime64[ms]").astype(np.int64)
     t0_ms = int(t0.timestamp() * 1000)
@@ -102,9 +101,9 @@ def _edge(logs: list[str], t0: datetime | None, bin_s: float, spike: tuple[float
           window: tuple[datetime, datetime] | None = None
           ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Edge-log numbers: summarize() overall and over the spike, per-POP groups, and per-bin series."""
-    from analytics.metrics import summarize
-    from analytics.reader import read_logs
-    from analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
+    from edgeproof.analytics.reader import read_logs
+    from edgeproof.analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
+    from edgeproof.analytics.summary import summarize
 
     start, end = window if window is not None else (None, None)
     overall = summarize(logs, by="pop", start=start, end=end)
@@ -189,8 +188,8 @@ def _what_if(source: Any, strategy: str, target: float, warmup: float, settings:
              log_kind: str = "standard", prepared: dict[str, Any] | None = None) -> dict[str, Any]:
     """The replay of ``source`` (log paths, or the prepared rows of :func:`replay_input`) under every
     built-in strategy and the run's own; the warm-up fills the caches but is not scored, as the gates."""
-    from analytics.replay import compare_strategies
-    from analytics.strategies import list_strategies
+    from edgeproof.analytics.replay import compare_strategies
+    from edgeproof.analytics.strategies import list_strategies
 
     known = set(list_strategies())
     names = [s for s in WHAT_IF if s in known]
@@ -222,15 +221,15 @@ def _replay(out: Path, logs: list[str], scenario: RehearsalScenario, scope: str,
     """The what-if, its input prepared for the run it replays.
 
     Embedded stack: the edge's real-time logs, keyed by each request's intended start and cut at the
-    spike's end (:func:`edgeproof.rehearse_calibration.replay_input`), through a cache model with the
+    spike's end (:func:`edgeproof.rehearsal.calibration.replay_input`), through a cache model with the
     edge config's tier, TTL and capacity: it scores exactly the requests the gates score. A real
     distribution: its standard logs over the run's window, the warm-up counted from its first line."""
     warmup = spike[0] if scope == "spike" else 0.0
     if window is not None or edge_config is None or t0 is None:
         source: Any = logs
         if window is not None:  # only the run's window of a real distribution's logs (small: a list is fine)
-            from analytics.reader import read_logs
-            from analytics.replay import COLUMNS
+            from edgeproof.analytics.reader import read_logs
+            from edgeproof.analytics.replay import COLUMNS
 
             source = list(read_logs(logs, start=window[0], end=window[1], columns=list(COLUMNS)))
         return _what_if(source, scenario.strategy, target, warmup)
@@ -265,8 +264,8 @@ def _origin_work(out: Path, totals: dict[str, float], since: float) -> dict[str,
 def _origin_gates(rules: tuple[str, ...], values: dict[str, float | None]) -> list[Any]:
     import operator
 
-    from edgeproof.rehearse_config import parse_origin_gate
-    from loadtest.gates import GateResult
+    from edgeproof.loadtest.gates import GateResult
+    from edgeproof.rehearsal.config import parse_origin_gate
 
     ops = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
     out = []
@@ -338,7 +337,7 @@ def explain(s: dict[str, Any]) -> list[str]:
 
 
 def _hit_rate_target(rules: tuple[str, ...]) -> float:
-    from loadtest.gates import parse_gate
+    from edgeproof.loadtest.gates import parse_gate
 
     for rule in rules:
         g = parse_gate(rule)
@@ -351,9 +350,9 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
             samples: list[dict[str, Any]], events: list[dict[str, Any]], real_logs: str | None, what_if: bool,
             started: float, finished: float, target_url: str | None, prescaled: dict[str, Any] | None = None,
             load_began: float | None = None, edge_config: EdgeConfig | None = None) -> dict[str, Any]:
-    from loadtest.gates import evaluate
-    from loadtest.scenario import load_scenario
-    from loadtest.shapes import SPIKE_PHASES
+    from edgeproof.loadtest.gates import evaluate
+    from edgeproof.loadtest.scenario import load_scenario
+    from edgeproof.loadtest.shapes import SPIKE_PHASES
 
     sc = load_scenario(out / "loadtest-scenario.toml")
     bin_s = _bin_seconds(scenario.duration)

@@ -1,6 +1,6 @@
 """The edge's ``/metrics``: its counters in Prometheus text format, written by ``prometheus_client``.
 
-The counters stay where the request path keeps them (plain ints on :class:`~origin.edge.edge.Pop`,
+The counters stay where the request path keeps them (plain ints on :class:`~edgeproof.edge.edge.Pop`,
 the origin group, the connections); :class:`EdgeCollector` reads them at scrape time through
 :meth:`Edge.stats` and yields metric families, the pattern of ``origin/metrics.py``. Written by hand,
 the text had ``# TYPE`` on its first family only, no ``# HELP``, and label values pasted in raw, so
@@ -60,9 +60,9 @@ class EdgeCollector(Collector):
         stats = edge.stats()
         origin = stats["origin"]
         yield _counter("requests_total", "Viewer requests answered (one log line each).", stats["requests"])
-        yield _counter("hits_total", "Hit and RefreshHit results (GET/HEAD), as analytics.metrics counts them.",
+        yield _counter("hits_total", "Hit and RefreshHit results (GET/HEAD), as edgeproof.analytics.metrics counts them.",
                        stats["hits"])
-        yield _counter("misses_total", "Miss results (GET/HEAD), as analytics.metrics counts them.", stats["misses"])
+        yield _counter("misses_total", "Miss results (GET/HEAD), as edgeproof.analytics.metrics counts them.", stats["misses"])
         yield _counter("collapsed_total", "Requests that waited for another request's fetch (request collapsing).",
                        stats["collapsed"])
         results = _counter("pop_results_total", "Requests by POP and x-edge-result-type.", labels=("pop", "result"))

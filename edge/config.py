@@ -13,7 +13,7 @@ timeouts); they follow nginx's, the peer the edge is benchmarked against: ``head
 packet; a slowloris connection should not hold a slot for a minute), ``idle_timeout`` 75 s is
 nginx's ``keepalive_timeout``. ``drain_timeout`` (5 s) is how long a
 SIGTERM waits for requests still in flight: below the 10 s grace the rehearsal gives a child before
-SIGKILL (``edgeproof.rehearse_stack``), so the edge still answers the rest and flushes its logs.
+SIGKILL (``edgeproof.rehearsal.stack``), so the edge still answers the rest and flushes its logs.
 """
 
 from __future__ import annotations

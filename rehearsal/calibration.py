@@ -1,6 +1,6 @@
 """The what-if of a rehearsal, set up like the edge it ran: one edge config, the real-time logs, calibration.
 
-The rehearsal builds one :class:`origin.edge.config.EdgeConfig` (:func:`edge_config`); the ``edge
+The rehearsal builds one :class:`edgeproof.edge.config.EdgeConfig` (:func:`edge_config`); the ``edge
 serve`` flags (:func:`edge_serve_args`) and the replay's settings (:func:`replay_settings`: tier,
 TTL, capacity, POP layout) are both read from it, so the prediction models the cache that produced the
 logs rather than a copy of its numbers.
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgeproof.rehearse_config import RehearsalScenario
-    from origin.edge.config import EdgeConfig
+    from edgeproof.edge.config import EdgeConfig
+    from edgeproof.rehearsal.config import RehearsalScenario
 
 __all__ = [
     "DISTRIBUTION_ID",
@@ -42,7 +42,7 @@ REALTIME_DIR = "realtime-logs"
 def edge_config(scenario: RehearsalScenario, out: Path) -> EdgeConfig:
     """The edge emulator the rehearsal runs: the scenario's strategy and POPs, CloudFront's defaults
     for everything else (:mod:`edgeproof.cloudfront`), real-time logs on."""
-    from origin.edge.config import EdgeConfig
+    from edgeproof.edge.config import EdgeConfig
 
     return EdgeConfig(strategy=scenario.strategy, pops=scenario.stack.pops, distribution_id=DISTRIBUTION_ID,
                       realtime_log_dir=str(out / REALTIME_DIR))
@@ -73,7 +73,7 @@ def edge_serve_args(config: EdgeConfig, *, port: int, admin_port: int, origin_gr
 
 @dataclass(frozen=True, slots=True)
 class ReplaySettings:
-    """What :func:`analytics.replay.compare_strategies` needs to model the rehearsal's edge."""
+    """What :func:`edgeproof.analytics.replay.compare_strategies` needs to model the rehearsal's edge."""
 
     tier: str
     #: seconds an origin image response stays fresh at the edge (the origin's Cache-Control under the
@@ -94,11 +94,12 @@ class ReplaySettings:
 
 def replay_settings(config: EdgeConfig, cache_control: str | None = None) -> ReplaySettings:
     """The replay's model of ``config``: its tier, its TTL for the origin's image responses (the
-    origin's ``Cache-Control``, default :data:`origin.config.DEFAULT_CACHE_CONTROL`, clamped by the
+    origin's ``Cache-Control``, default :data:`edgeproof.origin.config.DEFAULT_CACHE_CONTROL`, clamped by the
     cache policy exactly as the emulator does, :meth:`TtlPolicy.ttl`), its POP capacity, its POPs."""
+    from edgeproof.edge.pops import pop_ids
+    from edgeproof.origin.config import DEFAULT_CACHE_CONTROL
+
     from edgeproof.cloudfront import region_of
-    from origin.config import DEFAULT_CACHE_CONTROL
-    from origin.edge.pops import pop_ids
 
     ttl = config.ttl.ttl(200, {"cache-control": cache_control or DEFAULT_CACHE_CONTROL})
     pops = tuple(pop_ids(config.pops))
@@ -197,9 +198,8 @@ def replay_input(logs: list[str], *, load_start: datetime, spike: tuple[float, f
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-
-    from analytics.reader import read_logs
-    from analytics.replay import COLUMNS
+    from edgeproof.analytics.reader import read_logs
+    from edgeproof.analytics.replay import COLUMNS
 
     stream = read_logs(logs, columns=[*COLUMNS, "time_taken"])
     batches = list(stream)
@@ -238,7 +238,7 @@ def self_calibration(result: dict[str, Any], strategy: str) -> dict[str, Any]:
     The replay re-keys the logged requests and runs them through its cache model; under the strategy
     that produced the logs it must find the logged hits and misses. A difference here is a modelling
     error (of the cache, or of the replay's input), and it carries over to every other prediction."""
-    from analytics.strategies import get_strategy
+    from edgeproof.analytics.strategies import get_strategy
 
     name = get_strategy(strategy).name
     row = (result.get("strategies") or {}).get(name) or {}

@@ -12,10 +12,10 @@
 3. the load (``edgeproof loadtest run``, its own process since Locust must be), while this process
    polls the edge's and origins' counters once a second, plays the scenario's events (origin
    scale-out/in through the edge's admin API) and prints a live progress line;
-4. a clean stop of everything (:class:`~edgeproof.rehearse_stack.Processes`), even on Ctrl-C or
+4. a clean stop of everything (:class:`~edgeproof.rehearsal.stack.Processes`), even on Ctrl-C or
    failure;
-5. the analysis (:mod:`edgeproof.rehearse_analysis`) and the report
-   (:mod:`edgeproof.rehearse_report`): ``summary.json``, ``report.html``, PNG charts.
+5. the analysis (:mod:`edgeproof.rehearsal.analysis`) and the report
+   (:mod:`edgeproof.rehearsal.report`): ``summary.json``, ``report.html``, PNG charts.
 """
 
 from __future__ import annotations
@@ -32,10 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeproof.errors import ConfigError, UsageError
-from edgeproof.rehearse_calibration import edge_config, edge_serve_args
-from edgeproof.rehearse_config import RehearsalScenario, dump_toml, load_rehearsal
-from edgeproof.rehearse_stack import (
+from edgeproof.rehearsal.calibration import edge_config, edge_serve_args
+from edgeproof.rehearsal.config import RehearsalScenario, dump_toml, load_rehearsal
+from edgeproof.rehearsal.stack import (
     Child,
     Processes,
     RehearsalError,
@@ -46,8 +45,10 @@ from edgeproof.rehearse_stack import (
     wait_ready,
 )
 
+from edgeproof.errors import ConfigError, UsageError
+
 if TYPE_CHECKING:
-    from origin.edge.config import EdgeConfig
+    from edgeproof.edge.config import EdgeConfig
 
 __all__ = ["RehearsalOptions", "RehearsalResult", "catalog_dir", "run_rehearsal"]
 
@@ -234,9 +235,9 @@ def prescale_plan(scenario: RehearsalScenario, scenario_file: Path) -> tuple[lis
     popular (rank 1 is the hottest); the variants are the ones the edge will ask the store for: each
     role's widths and quality under each browser's ``Accept``, through the run's own strategy.
     """
-    from analytics.strategies import get_strategy
-    from loadtest.scenario import load_scenario
-    from loadtest.workload import load_keys
+    from edgeproof.analytics.strategies import get_strategy
+    from edgeproof.loadtest.scenario import load_scenario
+    from edgeproof.loadtest.workload import load_keys
 
     st = scenario.stack
     if not (st.prescale_launch or st.prescale_hottest):
@@ -317,8 +318,8 @@ def _loadtest_table(scenario: RehearsalScenario, keys_file: Path | None) -> dict
 
 def _phases(table: dict[str, Any], where: Path, duration: float, peak: float) -> list[tuple[str, float, float]]:
     """The load shape's phases (name, start, end) in seconds from the first arrival."""
-    from loadtest.scenario import scenario_from_dict
-    from loadtest.shapes import build_shape
+    from edgeproof.loadtest.scenario import scenario_from_dict
+    from edgeproof.loadtest.shapes import build_shape
 
     sc = scenario_from_dict(table, where=str(where), base_dir=where.parent)
     shape = build_shape({**sc.shape, "duration": duration, "peak_rps": peak}, where=str(where))
@@ -395,8 +396,8 @@ def _run_load(stack: _Stack | None, scenario: RehearsalScenario, host: str, out:
 
 
 def run_rehearsal(options: RehearsalOptions) -> RehearsalResult:
-    from edgeproof.rehearse_analysis import analyse
-    from edgeproof.rehearse_report import print_verdict, write_report
+    from edgeproof.rehearsal.analysis import analyse
+    from edgeproof.rehearsal.report import print_verdict, write_report
 
     scenario = _resolve(options)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

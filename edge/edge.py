@@ -27,7 +27,7 @@ Request flow (see docs/edge.md):
 6. A request head not received whole within the header timeout gets 408, logged ``Error`` with
    detailed type ``ClientHungUpRequest`` ("The viewer stopped prematurely while sending the
    request", standard-logs-reference.html, ``x-edge-detailed-result-type``), and the connection
-   closes (the timeouts themselves are :class:`~origin.edge.http.ViewerConnections`).
+   closes (the timeouts themselves are :class:`~edgeproof.edge.http.ViewerConnections`).
 7. Drain (:meth:`Edge.drain`, on SIGTERM): every request already received is answered and logged.
    Those still waiting on the origin when the drain limit is reached get 503 (JSON, ``Retry-After:
    1``, ``Connection: close``), logged ``Error`` with detailed type ``AbortedOrigin`` ("The server
@@ -49,7 +49,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from analytics.metrics import classify, hit_rate
+from edgeproof.analytics.metrics import classify, hit_rate
+
 from edgeproof.cloudfront import region_of, serves_stale_on, viewer_result
 from edgeproof.errors import BadRequest
 
@@ -162,7 +163,7 @@ class Edge:
     """The whole edge in one process: POPs, tiers, origin group, log sink, counters."""
 
     def __init__(self, config: EdgeConfig, group: OriginGroup, logs: LogSink | None) -> None:
-        from analytics.strategies import get_strategy
+        from edgeproof.analytics.strategies import get_strategy
 
         self.config = config
         self.strategy = get_strategy(config.strategy)

@@ -1,7 +1,7 @@
 """Replay mode: drive the load from a real CloudFront log's request sequence, time-scaled.
 
 :func:`prepare_replay` runs in the *parent* process (``edgeproof loadtest run --replay LOG`` or
-``edgeproof loadtest prepare-replay``): it reads the log with :func:`analytics.reader.read_logs` (any
+``edgeproof loadtest prepare-replay``): it reads the log with :func:`edgeproof.analytics.reader.read_logs` (any
 format, file/folder/``s3://``) and writes a compact Parquet file, :data:`REPLAY_SCHEMA`, sorted by time.
 The Locust process only reads that file (:func:`load_replay`), so it never imports boto3.
 
@@ -49,7 +49,7 @@ def prepare_replay(paths: Sequence[str] | str, dest: str | Path, *, max_requests
     Reads record batches (bounded memory while parsing); the kept columns are small and sorted in
     memory, so the request count is capped at ``max_requests`` (the earliest ones are kept).
     """
-    from analytics.reader import read_logs  # parent process only (may import boto3 for s3://)
+    from edgeproof.analytics.reader import read_logs  # parent process only (may import boto3 for s3://)
 
     inputs = [paths] if isinstance(paths, str) else list(paths)
     cols: dict[str, list] = {"ts": [], "url": [], "accept": [], "user_agent": [], "pop": []}

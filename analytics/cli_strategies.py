@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from edgeproof.analytics.strategies import get_strategy, list_strategies
+
 from edgeproof.cloudfront import DEFAULT_TIER, TIERS
 from edgeproof.errors import EXIT_MISSED, EXIT_OK, EXIT_USAGE, BadRequest, UsageError
-
-from ._registry import get_strategy, list_strategies
 
 __all__ = ["register"]
 
@@ -134,7 +134,7 @@ def _pct(value: float | None) -> str:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from analytics.replay import compare_strategies
+    from edgeproof.analytics.replay import compare_strategies
 
     names = args.strategy or list_strategies()
     result = compare_strategies(args.logs, names, ttl=args.ttl, capacity=args.capacity, warmup=args.warmup,
@@ -208,7 +208,7 @@ def format_compare(result: dict[str, Any]) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .cf_function import export_cf_function
+    from edgeproof.analytics.strategies import export_cf_function
 
     code = export_cf_function(get_strategy(args.name))
     if args.output == "-":

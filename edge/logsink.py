@@ -2,7 +2,7 @@
 
 The request path only appends a tuple of raw values to a list (:meth:`LogSink.add`). A writer thread
 takes the list every ``flush_interval`` seconds, turns it into columns keyed by
-:data:`analytics.schema.LOG_SCHEMA` names, encodes them with :func:`analytics.writer.encode_columns`
+:data:`edgeproof.analytics.schema.LOG_SCHEMA` names, encodes them with :func:`edgeproof.analytics.writer.encode_columns`
 (the one W3C writer, bulk form of ``encode_line``), and appends the batch to the hour's file as one complete gzip member. A file is
 therefore readable (``gzip`` reads concatenated members) after every flush, and nothing buffered is
 lost on shutdown: :meth:`LogSink.close` flushes the rest and uploads.
@@ -13,10 +13,10 @@ headers.
 
 With ``realtime_dir``, the same batches are also written as CloudFront real-time log records ("Real-time
 logs", real-time-logs.html): tab-separated, no header, AWS's canonical field order
-(:data:`analytics.writer.REALTIME_LOG_FIELDS`, 40 fields, with ``cs-accept``, ``c-ip-version`` and
+(:data:`edgeproof.analytics.writer.REALTIME_LOG_FIELDS`, 40 fields, with ``cs-accept``, ``c-ip-version`` and
 ``cs-accept-encoding`` that standard logs lack), one record per line, in hourly gzipped files
 ``DIST.realtime.YYYY-MM-DD-HH.UNIQUE.gz`` — what a Kinesis Data Firehose delivery of the stream to S3
-looks like, and what :func:`analytics.reader.read_logs` detects as real-time by content. With ``log_bucket`` (``s3://bucket/prefix``), each file is uploaded when its hour is over
+looks like, and what :func:`edgeproof.analytics.reader.read_logs` detects as real-time by content. With ``log_bucket`` (``s3://bucket/prefix``), each file is uploaded when its hour is over
 (rotation), on :meth:`LogSink.flush` with ``upload=True`` and on close; boto3 honours
 ``AWS_ENDPOINT_URL``.
 """
@@ -34,8 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from analytics.schema import LEGACY_FIELDS_33
-from analytics.writer import REALTIME_LOG_FIELDS, encode_columns, w3c_header
+from edgeproof.analytics.schema import LEGACY_FIELDS_33
+from edgeproof.analytics.writer import REALTIME_LOG_FIELDS, encode_columns, w3c_header
+
 from edgeproof.errors import ConfigError, StoreError
 
 __all__ = ["ROW_COLUMNS", "LogSink"]

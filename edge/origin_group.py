@@ -1,6 +1,6 @@
 """The origin group: primary = the derivative store, secondary = the transformer backends.
 
-- Primary: a folder or ``s3://bucket/prefix`` (read through :func:`origin.stores.open_store`; the
+- Primary: a folder or ``s3://bucket/prefix`` (read through :func:`edgeproof.origin.stores.open_store`; the
   key is the request path without its leading ``/``, URL-decoded, query ignored as S3 does), or an
   ``http://host:port/bucket[/prefix]`` S3-compatible (or any HTTP) endpoint, fetched with GET.
 - Secondary: one or more transformer base URLs (``http://127.0.0.1:8081``) balanced round-robin
@@ -155,7 +155,7 @@ class OriginGroup:
         if self.primary_spec and self.primary_spec.startswith(("http://", "https://")):
             self._http_primary = self.primary_spec.rstrip("/")
         elif self.primary_spec:
-            from origin.stores import open_store  # the one store implementation
+            from edgeproof.origin.stores import open_store  # the one store implementation
 
             self._store = open_store(self.primary_spec)
         self.attempts = connection_attempts
@@ -241,7 +241,7 @@ class OriginGroup:
             return _error(502, "OriginError", err.message, "primary", None)
         if body is None:
             return _error(404, "Error", "not in the derivative store", "primary", None)
-        from origin.stores import content_type_for_key
+        from edgeproof.origin.stores import content_type_for_key
 
         tag = _store_etag(body)
         headers = {"content-type": content_type_for_key(key), "etag": tag}

@@ -19,7 +19,7 @@ exit status: 0 when every gate passed, 1 when a gate failed, 2 on bad usage.
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from edgeproof.rehearse_config import list_rehearsal_scenarios
+    from edgeproof.rehearsal.config import list_rehearsal_scenarios
 
     parser.description = textwrap.fill(
         "Run a spike rehearsal: start the embedded stack (sample catalog, origin tasks, edge emulator) or "
@@ -45,8 +45,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from edgeproof.rehearsal.run import RehearsalOptions, run_rehearsal
+
     from edgeproof.errors import UsageError
-    from edgeproof.rehearse import RehearsalOptions, run_rehearsal
 
     if args.logs and not args.target:
         raise UsageError("--logs goes with --target", detail="the embedded stack's own logs are always analysed")
