@@ -26,7 +26,7 @@ __all__ = [
     "list_builtin_scenarios",
     "load_scenario",
     "parse_gate",
-    "prepare_replay",
+    "prepare_traffic",
     "read_records",
     "run",
 ]
@@ -47,7 +47,7 @@ _LAZY = {
     "Shape": "edgeproof.loadtest.shapes",
     "build_shape": "edgeproof.loadtest.shapes",
     "Workload": "edgeproof.loadtest.workload",
-    "prepare_replay": "edgeproof.loadtest.traffic",
+    "prepare_traffic": "edgeproof.loadtest.traffic",
     "judge": "edgeproof.loadtest.runner",
     "run": "edgeproof.loadtest.runner",
 }

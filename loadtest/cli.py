@@ -57,7 +57,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_verdict)
 
-    r = sub.add_parser("prepare-replay", help="read CloudFront logs into a compact replay file for the locustfile")
+    r = sub.add_parser("prepare-traffic", aliases=["prepare-replay"],
+                       help="read CloudFront logs into a compact traffic file the locustfile sends again")
     r.add_argument("logs", nargs="+")
     r.add_argument("--out", required=True, help="replay file to write (.parquet)")
     r.add_argument("--max-requests", type=int, default=2_000_000)
@@ -137,8 +138,8 @@ def _verdict(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from edgeproof.loadtest.traffic import prepare_replay
+    from edgeproof.loadtest.traffic import prepare_traffic
 
-    n = prepare_replay(args.logs, args.out, max_requests=args.max_requests)
+    n = prepare_traffic(args.logs, args.out, max_requests=args.max_requests)
     print(f"wrote {n} requests to {args.out}", file=sys.stderr)
     return 0

@@ -9,7 +9,7 @@ The parent writes ``OUT/run.json`` and starts Locust with ``EDGEPROOF_CONFIG=OUT
 ``EDGEPROOF_DURATION``   seconds (default: the scenario's)
 ``EDGEPROOF_PEAK_RPS``   requests/s at the peak (default: the scenario's)
 ``EDGEPROOF_OUT``        output folder for recorder parts (default ``loadtest-out``)
-``EDGEPROOF_REPLAY``     a compact replay file (``edgeproof loadtest prepare-replay``)
+``EDGEPROOF_REPLAY``     a compact replay file (``edgeproof loadtest prepare-traffic``)
 ``EDGEPROOF_KEYS_FILE``  catalog keys file (overrides the scenario's)
 =======================  =====================================================
 

@@ -31,7 +31,7 @@ import gevent
 import gevent.pool
 from edgeproof.loadtest.config import RunConfig
 from edgeproof.loadtest.recorder import Recorder
-from edgeproof.loadtest.traffic import ReplayPlan
+from edgeproof.loadtest.traffic import TrafficPlan
 from edgeproof.loadtest.workload import Request, Workload
 
 __all__ = ["Lane"]
@@ -64,7 +64,7 @@ class Lane:
         """(offset, phase, request-or-factory) for this lane's arrivals, in order."""
         cfg = self.config
         if cfg.is_replay:
-            plan = ReplayPlan(cfg.replay_file, cfg.duration or cfg.shape().duration, cfg.replay_speed)
+            plan = TrafficPlan(cfg.replay_file, cfg.duration or cfg.shape().duration, cfg.replay_speed)
             header = cfg.scenario.clients.pop_header
             for i, (off, url, accept, ua, pop) in enumerate(plan.arrivals()):
                 if i % self.lanes == self.lane:

@@ -31,7 +31,7 @@ import gevent
 from edgeproof.loadtest.config import LEAD_S, RunConfig, config_from_env
 from edgeproof.loadtest.engine import Lane
 from edgeproof.loadtest.recorder import Recorder, warm_up
-from edgeproof.loadtest.traffic import ReplayPlan
+from edgeproof.loadtest.traffic import TrafficPlan
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -42,7 +42,7 @@ log = logging.getLogger("edgeproof.loadtest")
 try:
     CONFIG: RunConfig = config_from_env()
     _SHAPE = CONFIG.shape()
-    _DURATION = (ReplayPlan(CONFIG.replay_file, CONFIG.duration or _SHAPE.duration, CONFIG.replay_speed).duration
+    _DURATION = (TrafficPlan(CONFIG.replay_file, CONFIG.duration or _SHAPE.duration, CONFIG.replay_speed).duration
                  if CONFIG.is_replay else _SHAPE.duration)
 except EdgeproofError as _err:  # a bad scenario or env var: a clear message, not a traceback
     sys.stderr.write(f"edgeproof: error: {_err.message}\n" + (f"  {_err.detail}\n" if _err.detail else ""))

@@ -31,7 +31,7 @@ from edgeproof.loadtest.config import LEAD_S, RunConfig
 from edgeproof.loadtest.gates import GATE_COLUMNS, Verdict, evaluate, parse_gate
 from edgeproof.loadtest.recorder import read_records
 from edgeproof.loadtest.scenario import Scenario, load_scenario
-from edgeproof.loadtest.traffic import ReplayPlan, prepare_replay
+from edgeproof.loadtest.traffic import TrafficPlan, prepare_traffic
 
 from edgeproof.errors import ConfigError, EdgeproofError, UsageError
 
@@ -133,13 +133,13 @@ def run(
     replay_file = sc.replay.file
     if replay:
         replay_file = str(out / "replay.parquet")
-        n = prepare_replay(list(replay), replay_file)
+        n = prepare_traffic(list(replay), replay_file)
         if events_callback:
             events_callback("log", {"line": f"edgeproof: replay of {n} requests from {', '.join(replay)}"})
     config = RunConfig(sc, str(out.resolve()), duration, peak_rps, replay_file,
                        sc.replay.speed if replay_speed is None else replay_speed)
     shape = config.shape()
-    length = (ReplayPlan(replay_file, duration or shape.duration, config.replay_speed).duration
+    length = (TrafficPlan(replay_file, duration or shape.duration, config.replay_speed).duration
               if replay_file else shape.duration)
     config.write(out / "run.json")
     run_time = LEAD_S + length + sc.run.drain_s + 10

@@ -45,7 +45,7 @@ A scenario has these tables (every key optional; the defaults below are the docu
     scope = "spike"               # rows scored: "spike" (the spike phases) or "all"
 
     [replay]                      # replay mode instead of the synthetic workload
-    file = ""                     # a compact replay file (edgeproof loadtest prepare-replay)
+    file = ""                     # a compact replay file (edgeproof loadtest prepare-traffic)
     speed = 0.0                   # log seconds per test second; 0 = fit the log into duration
 
     [run]

@@ -1,9 +1,12 @@
-"""Replay mode: drive the load from a real CloudFront log's request sequence, time-scaled.
+"""Log traffic sent again: drive the load from a real CloudFront log's request sequence, time-scaled.
 
-:func:`prepare_replay` runs in the *parent* process (``edgeproof loadtest run --replay LOG`` or
-``edgeproof loadtest prepare-replay``): it reads the log with :func:`edgeproof.analytics.reader.read_logs` (any
-format, file/folder/``s3://``) and writes a compact Parquet file, :data:`REPLAY_SCHEMA`, sorted by time.
-The Locust process only reads that file (:func:`load_replay`), so it never imports boto3.
+("Traffic" here: the load test sends a logged request sequence again. The "replay" of
+:mod:`edgeproof.analytics.replay` is the cache simulation that predicts a strategy's hit rate.)
+
+:func:`prepare_traffic` runs in the *parent* process (``edgeproof loadtest run --replay LOG`` or
+``edgeproof loadtest prepare-traffic``): it reads the log with :func:`edgeproof.analytics.reader.read_logs` (any
+format, file/folder/``s3://``) and writes a compact Parquet file, :data:`TRAFFIC_SCHEMA`, sorted by time.
+The Locust process only reads that file (:func:`load_traffic`), so it never imports boto3.
 
 Only GET/HEAD requests are kept. ``offset_s`` is seconds from the first kept request; the Locust side
 divides it by the speed (log seconds per test second; 0 = fit the log into the run's duration).
@@ -21,9 +24,9 @@ import pyarrow.parquet as pq
 
 from edgeproof.errors import ConfigError
 
-__all__ = ["REPLAY_SCHEMA", "ReplayPlan", "accept_for", "load_replay", "prepare_replay"]
+__all__ = ["TRAFFIC_SCHEMA", "TrafficPlan", "accept_for", "load_traffic", "prepare_traffic"]
 
-REPLAY_SCHEMA = pa.schema([
+TRAFFIC_SCHEMA = pa.schema([
     pa.field("offset_s", pa.float64()),
     pa.field("url", pa.string()),
     pa.field("accept", pa.string()),
@@ -43,7 +46,7 @@ def accept_for(content_type: str | None) -> str:
     return _ACCEPT.get(ct, "image/jpeg,image/png,image/*;q=0.8,*/*;q=0.5")
 
 
-def prepare_replay(paths: Sequence[str] | str, dest: str | Path, *, max_requests: int = 2_000_000) -> int:
+def prepare_traffic(paths: Sequence[str] | str, dest: str | Path, *, max_requests: int = 2_000_000) -> int:
     """Read CloudFront logs and write the compact replay file; returns the number of requests kept.
 
     Reads record batches (bounded memory while parsing); the kept columns are small and sorted in
@@ -83,7 +86,7 @@ def prepare_replay(paths: Sequence[str] | str, dest: str | Path, *, max_requests
         "accept": cols["accept"],
         "user_agent": cols["user_agent"],
         "pop": [pops[p] for p in cols["pop"]],
-    }, schema=REPLAY_SCHEMA)
+    }, schema=TRAFFIC_SCHEMA)
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, dest, compression="zstd")
     return table.num_rows
@@ -97,11 +100,11 @@ def _trim(cols: dict[str, list], limit: int) -> None:
         cols[k] = [v[i] for i in order]
 
 
-class ReplayPlan:
+class TrafficPlan:
     """The replay file, time-scaled: ``arrivals()`` yields (offset, url, accept, user_agent, pop)."""
 
     def __init__(self, path: str | Path, duration: float | None, speed: float = 0.0) -> None:
-        self.table = load_replay(path)
+        self.table = load_traffic(path)
         offsets = self.table.column("offset_s").to_pylist()
         span = offsets[-1] if offsets else 0.0
         if speed > 0:
@@ -116,16 +119,16 @@ class ReplayPlan:
         return self.table.num_rows
 
     def arrivals(self) -> Iterable[tuple[float, str, str, str, int]]:
-        cols = [self.table.column(n).to_pylist() for n in REPLAY_SCHEMA.names]
+        cols = [self.table.column(n).to_pylist() for n in TRAFFIC_SCHEMA.names]
         for off, url, accept, ua, pop in zip(*cols, strict=True):
             yield off / self.speed, url, accept, ua, pop
 
 
-def load_replay(path: str | Path) -> pa.Table:
+def load_traffic(path: str | Path) -> pa.Table:
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as err:
         raise ConfigError(f"cannot read replay file {path}: {err}") from err
-    if not set(REPLAY_SCHEMA.names) <= set(table.schema.names):
-        raise ConfigError(f"{path} is not a replay file", detail="make one with 'edgeproof loadtest prepare-replay'")
-    return table.select(REPLAY_SCHEMA.names)
+    if not set(TRAFFIC_SCHEMA.names) <= set(table.schema.names):
+        raise ConfigError(f"{path} is not a replay file", detail="make one with 'edgeproof loadtest prepare-traffic'")
+    return table.select(TRAFFIC_SCHEMA.names)
