@@ -17,6 +17,7 @@ is keyed and replayed before the next is read, so memory is bounded by distinct 
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -120,12 +121,22 @@ def parse_bytes(text: str | int) -> int:
 class _Run:
     """One strategy's replay under one Accept inference: its key/variant ids and its cache model."""
 
-    def __init__(self, strategy: Strategy, inference: str, model: Any) -> None:
+    def __init__(self, strategy: Strategy, inference: str, model: Any, *, wants_twin: bool = False) -> None:
         self.strategy = strategy
         self.inference = inference
         self.model = model
         self.index = KeyIndex(strategy)
         self.refused = 0
+        #: the run under the other Accept inference: made (as a copy of this run's state) at the first
+        #: batch where the two inferences key a row differently; until then it would equal this run
+        self.wants_twin = wants_twin
+        self.twin: _Run | None = None
+
+    def fork(self, inference: str) -> _Run:
+        """A run in this run's exact state (caches, ids, counts) that goes on under ``inference``."""
+        twin = copy.deepcopy(self, memo={id(self.strategy): self.strategy})
+        twin.inference, twin.wants_twin, twin.twin = inference, False, None
+        return twin
 
 
 def _model(kind: str, *, tier: str, ttl_ms: int, capacity: int, revalidate: bool) -> Any:
@@ -216,8 +227,30 @@ def _batches(source: Any) -> tuple[Iterable[pa.RecordBatch | pa.Table], Any]:
         from edgeproof.analytics.reader import read_logs
 
         stream = read_logs([str(i) for i in source], columns=list(COLUMNS), batch_rows=1 << 18)
-        return stream, stream
+        return _coalesce(stream), stream
     return source, source if hasattr(source, "bad_lines") else None
+
+
+def _coalesce(batches: Iterable[pa.RecordBatch | pa.Table], rows: int = 1 << 18) -> Iterator[pa.Table]:
+    """The reader's batches joined into tables of about ``rows`` rows (per-batch work is paid per table)."""
+    pending: list[pa.RecordBatch | pa.Table] = []
+    count = 0
+    for batch in batches:
+        if pending and batch.schema != pending[0].schema:
+            yield _concat(pending)
+            pending, count = [], 0
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield _concat(pending)
+            pending, count = [], 0
+    if pending:
+        yield _concat(pending)
+
+
+def _concat(parts: list[pa.RecordBatch | pa.Table]) -> pa.Table:
+    tables = [p if isinstance(p, pa.Table) else pa.Table.from_batches([p]) for p in parts]
+    return pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]
 
 
 def compare_strategies(
@@ -257,9 +290,8 @@ def compare_strategies(
     if len(set(names)) != len(names):
         raise UsageError("a strategy is named twice", detail=", ".join(names))
     opts = {"tier": tier, "ttl_ms": int(ttl_s * 1000), "capacity": cap, "revalidate": revalidate}
-    inferences = INFERENCES if accept_range else INFERENCES[:1]
-    runs = [_Run(s, inf, _model(model, **opts)) for s in chosen for inf in inferences]
-    calibration = next((r for r in runs if r.strategy.name == "passthrough" and r.inference == INFERENCES[0]), None)
+    runs = [_Run(s, INFERENCES[0], _model(model, **opts), wants_twin=accept_range) for s in chosen]
+    calibration = next((r for r in runs if r.strategy.name == "passthrough"), None)
     if calibration is None and calibrate:
         calibration = _Run(get_strategy("passthrough"), INFERENCES[0], _model(model, **opts))
         runs.append(calibration)
@@ -273,9 +305,10 @@ def compare_strategies(
     observed = hit_rate(totals["observed_hits"], totals["observed_misses"])
     locations = {cid: name[4:] for name, cid in state.cache_ids.items() if name.startswith("pop:")}
     results = {}
-    for strategy in chosen:
-        mine = [r for r in runs if r.strategy is strategy]
-        results[strategy.name] = _summary(mine, target, locations, inferred=totals["accept_inferred"] > 0)
+    for run in runs[: len(chosen)]:
+        mine = [run] + ([run.twin] if run.twin is not None else [])
+        results[run.strategy.name] = _summary(mine, target, locations,
+                                              inferred=accept_range and totals["accept_inferred"] > 0)
     cal = _summary([calibration], target, locations, inferred=False) if calibration is not None \
         else {"hit_rate": None}
     out: dict[str, Any] = {
@@ -362,6 +395,11 @@ def _replay_batch(batch: pa.RecordBatch | pa.Table, runs: list[_Run], state: _St
     size = pc.fill_null(sub.column("sc_bytes"), 0).to_numpy(zero_copy_only=False).astype(np.int64) \
         if "sc_bytes" in sub.schema.names else np.zeros(t.size, dtype=np.int64)
     n_caches = len(state.cache_ids)
+    if (row_query[INFERENCES[0]] != row_query[INFERENCES[1]]).any():  # the inferences disagree on a row
+        for run in list(runs):
+            if run.wants_twin and run.twin is None:
+                run.twin = run.fork(INFERENCES[1])
+                runs.append(run.twin)
     for run in runs:
         if new_paths:
             run.index.add_paths(new_paths)
@@ -548,7 +586,7 @@ def _summary(runs: list[_Run], target: float, locations: dict[int, str], *, infe
                 **p, "hit_rate": hit_rate(p["hits"] + p["refresh_hits"], p["misses"])}
     return {
         "hit_rate": rate,
-        "hit_rate_range": [min(known), max(known)] if known and inferred and len(runs) > 1 else None,
+        "hit_rate_range": [min(known), max(known)] if known and inferred else None,
         "meets_target": rate is not None and rate >= target,
         "requests": c["requests"],
         "hits": c["hits"],

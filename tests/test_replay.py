@@ -322,3 +322,35 @@ def test_samples_replay_without_error(samples_dir: Path) -> None:
         assert r["cold"] + r["expired"] + r["evicted"] + r["fragmented"] == r["misses"]
         assert r["unique_keys"] > 0
     assert out["calibration"]["observed_hit_rate"] is not None
+
+
+def test_accept_range_run_forks_where_the_inferences_first_disagree() -> None:
+    """The second Accept inference is replayed from the first batch where it keys a row differently
+    (a copy of the first inference's state then); each end of the range equals a replay of the same
+    log with that inference's Accept written into cs_accept."""
+    from edgeproof.analytics.replay import ACCEPT_BY_CLASS
+
+    chrome = "Mozilla/5.0 Chrome/120.0 Safari/537.36"
+    rows = []
+    for i in range(80):
+        late = i >= 50  # only late rows: a user agent (avif) that disagrees with the served type (jpeg)
+        rows.append({"t": i, "pop": ("IAD89-C1", "FRA2-C1")[i % 2], "uri": f"/p{i % 7}.jpg?w={i % 3}&f=auto",
+                     "ua": chrome if late else None, "ct": "image/jpeg" if late else "image/avif",
+                     "bytes": 500 + i % 4 * 300})
+    table = log(rows)
+    batches = lambda: iter(table.to_batches(max_chunksize=16))  # noqa: E731
+    got = compare_strategies(batches(), ["aggressive", "passthrough"], capacity=20_000)
+
+    def explicit(late_class: int) -> float:
+        accept = [ACCEPT_BY_CLASS[late_class if r["t"] >= 50 else 2] for r in rows]
+        t = table.append_column("cs_accept", pa.array(accept)) if "cs_accept" not in table.schema.names else \
+            table.set_column(table.schema.get_field_index("cs_accept"), "cs_accept", pa.array(accept))
+        return compare_strategies(t, ["aggressive"], capacity=20_000)["strategies"]["aggressive"]["hit_rate"]
+
+    by_ua, by_ct = explicit(2), explicit(0)
+    assert got["strategies"]["aggressive"]["hit_rate"] == pytest.approx(by_ua)
+    assert got["strategies"]["aggressive"]["hit_rate_range"] == pytest.approx(sorted([by_ua, by_ct]))
+    assert by_ua != by_ct
+    # never differing: one run, and the range is a point
+    same = compare_strategies(log(rows[:50]), ["aggressive"])["strategies"]["aggressive"]
+    assert same["hit_rate_range"] == [same["hit_rate"], same["hit_rate"]]
