@@ -1,9 +1,11 @@
 """Log inputs: files, folders, globs and ``s3://bucket/prefix``, opened as (decompressed) byte streams.
 
 - A folder is walked recursively (hidden files and ``.md`` files skipped); a glob is expanded.
-- ``s3://bucket/prefix`` is listed with boto3 (``AWS_ENDPOINT_URL`` is honoured, so S3-compatible
-  servers work). With a time range, keys whose name carries CloudFront's ``DIST.YYYY-MM-DD-HH.``
-  are filtered *before* download, so objects outside the range are never fetched. Local files whose
+- ``s3://bucket/prefix`` is listed through :mod:`edgeproof.s3` (one client per thread,
+  ``AWS_ENDPOINT_URL`` honoured, so S3-compatible servers work; a prefix that cannot be listed is a
+  :class:`~edgeproof.errors.StoreError`, exit 2; an object that cannot be fetched is a file error of
+  that input). With a time range, keys whose name carries CloudFront's ``DIST.YYYY-MM-DD-HH.`` are
+  filtered *before* download, so objects outside the range are never fetched. Local files whose
   names carry the same stamp are filtered the same way.
 - Compression is detected by content (gzip magic), not by name. A damaged gzip stream keeps every
   byte that inflates, like ``zcat``; :class:`GzipTail` records the damage so the reader can report
@@ -30,7 +32,8 @@ from typing import IO, Any
 
 from edgeproof.analytics.reader_accounting import FileError
 
-from edgeproof.errors import LogFormatError, UsageError
+from edgeproof import s3
+from edgeproof.errors import LogFormatError, StoreError, UsageError
 
 try:  # ISA-L: about twice as fast as zlib at gunzip; same API
     from isal import isal_zlib as _zlib
@@ -100,30 +103,14 @@ def _in_range(name: str, start: datetime | None, end: datetime | None) -> bool:
     return not (end is not None and hour >= end)
 
 
-def _s3_client() -> Any:
-    import boto3  # lazily: analytics never imports boto3 at module import time
-
-    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
-
-
 def _expand_s3(url: str, start: datetime | None, end: datetime | None) -> list[LogInput]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    bucket, _, prefix = url[len("s3://"):].partition("/")
-    if not bucket:
-        raise UsageError(f"bad S3 URL {url!r}", detail="expected s3://bucket/prefix")
-    client = _s3_client()
-    found: list[LogInput] = []
-    try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                key = obj["Key"]
-                if key.endswith("/") or not _in_range(key, start, end):
-                    continue
-                found.append(LogInput(f"s3://{bucket}/{key}", bucket=bucket, key=key, size=obj.get("Size")))
-    except (BotoCoreError, ClientError) as err:
-        raise LogFormatError(f"cannot list {url}", detail=str(err)) from err
-    return found
+    """The objects under an ``s3://bucket/prefix`` (the prefix verbatim), filtered by name before download."""
+    where = s3.parse_s3_url(url)
+    return [
+        LogInput(f"s3://{where.bucket}/{obj.key}", bucket=where.bucket, key=obj.key, size=obj.size)
+        for obj in s3.list_objects(where.bucket, where.key)
+        if not obj.key.endswith("/") and _in_range(obj.key, start, end)
+    ]
 
 
 def _wanted_file(p: Path) -> bool:
@@ -452,15 +439,19 @@ def _stream_size(raw: IO[bytes]) -> int | None:
 
 
 def _download(inp: LogInput) -> IO[bytes]:
-    from botocore.exceptions import BotoCoreError, ClientError
+    """The object spooled to memory (or disk past 64 MiB): the reader seeks, an S3 body cannot.
 
+    An object that cannot be fetched (gone since the listing, access denied, endpoint down) is a
+    file-level error of this one input, so the reader accounts it and reads the others.
+    """
+    assert inp.bucket is not None and inp.key is not None
     tmp = tempfile.SpooledTemporaryFile(max_size=64 << 20)  # noqa: SIM115 - returned to the caller
     try:
-        body = _s3_client().get_object(Bucket=inp.bucket, Key=inp.key)["Body"]
-        shutil.copyfileobj(body, tmp, 1 << 20)
-    except (BotoCoreError, ClientError) as err:
+        with s3.open_object(inp.bucket, inp.key) as body:
+            shutil.copyfileobj(body, tmp, 1 << 20)
+    except StoreError as err:
         tmp.close()
-        raise LogFormatError(f"cannot download {inp.name}", detail=str(err)) from err
+        raise LogFormatError(err.message, detail=err.detail) from err
     tmp.seek(0)
     return tmp  # type: ignore[return-value]
 

@@ -17,8 +17,10 @@ logs", real-time-logs.html): tab-separated, no header, AWS's canonical field ord
 ``cs-accept-encoding`` that standard logs lack), one record per line, in hourly gzipped files
 ``DIST.realtime.YYYY-MM-DD-HH.UNIQUE.gz`` — what a Kinesis Data Firehose delivery of the stream to S3
 looks like, and what :func:`edgeproof.analytics.reader.read_logs` detects as real-time by content. With ``log_bucket`` (``s3://bucket/prefix``), each file is uploaded when its hour is over
-(rotation), on :meth:`LogSink.flush` with ``upload=True`` and on close; boto3 honours
-``AWS_ENDPOINT_URL``.
+(rotation), on :meth:`LogSink.flush` with ``upload=True`` and on close, through :mod:`edgeproof.s3`
+(``AWS_ENDPOINT_URL`` honoured; one client per thread, so the writer thread reuses its own). A failed
+upload is kept in ``upload_errors`` and tried again at the next flush; on close it is a
+:class:`~edgeproof.errors.StoreError` naming the bucket and key.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any
 from edgeproof.analytics.schema import LEGACY_FIELDS_33
 from edgeproof.analytics.writer import REALTIME_LOG_FIELDS, encode_columns, w3c_header
 
+from edgeproof import s3
 from edgeproof.errors import ConfigError, StoreError
 
 __all__ = ["ROW_COLUMNS", "LogSink"]
@@ -90,14 +93,15 @@ class LogSink:
         self.distribution_id = distribution_id
         self.flush_interval = flush_interval
         self.compresslevel = compresslevel
-        self.bucket, self.prefix = _parse_bucket(log_bucket) if log_bucket else (None, "")
+        self._log_url = s3.parse_s3_url(log_bucket) if log_bucket else None
+        self.bucket = self._log_url.bucket if self._log_url else None
+        self.prefix = self._log_url.prefix if self._log_url else ""
         self._buf: list[tuple[Any, ...]] = []
         self._files: dict[str, _HourFile] = {}
         self._lock = threading.Lock()  # one flush at a time
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._s3: Any = None
         self.lines_written = 0
         self.upload_errors: list[str] = []
 
@@ -205,25 +209,12 @@ class LogSink:
         return sorted(self._realtime_files.values())
 
     def _upload(self, hf: _HourFile) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        assert self._log_url is not None
+        key = self._log_url.join(hf.path.name)
         try:
-            if self._s3 is None:
-                import boto3
-
-                self._s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
-            key = f"{self.prefix}/{hf.path.name}" if self.prefix else hf.path.name
-            self._s3.upload_file(str(hf.path), self.bucket, key)
+            s3.upload_file(hf.path, self._log_url.bucket, key)
             hf.uploaded_lines = hf.lines
-        except (BotoCoreError, ClientError, OSError) as err:
-            msg = f"upload of {hf.path.name} to s3://{self.bucket} failed: {err}"
-            self.upload_errors.append(msg)
+        except StoreError as err:
+            self.upload_errors.append(err.message)
             if self._stop.is_set():
-                raise StoreError(msg) from err
-
-
-def _parse_bucket(spec: str) -> tuple[str, str]:
-    if not spec.startswith("s3://") or len(spec) <= 5:
-        raise ConfigError(f"bad log bucket {spec!r}", detail="expected s3://bucket[/prefix]")
-    bucket, _, prefix = spec[5:].partition("/")
-    return bucket, prefix.strip("/")
+                raise

@@ -18,12 +18,14 @@ Keys are relative ``/``-separated paths (``images/sku-00001-1.jpg`` or a derivat
 ``images/sku-00001-1.jpg/w=640,h=0,fit=cover,q=80,f=webp``). A key that is absolute, contains
 ``..``/``.``/empty segments or control characters raises :class:`~edgeproof.errors.BadRequest`.
 Every I/O failure (permissions, disk full, S3 unreachable) raises
-:class:`~edgeproof.errors.StoreError` — the one place such library errors are translated.
+:class:`~edgeproof.errors.StoreError`: OS errors are translated here, botocore's in
+:mod:`edgeproof.s3` (the one S3 boundary).
 
-Both stores are thread-safe and may be shared by a thread pool. The S3 store creates its boto3
-client lazily (after ``fork``), honours ``AWS_ENDPOINT_URL`` (and the usual AWS_* variables), and
-pools up to ``max_pool_connections`` HTTP connections. For folders, the derivative store and the
-source store must be different folders: a derivative key uses its source key as a directory.
+Both stores are thread-safe and may be shared by a thread pool. The S3 store goes through
+:mod:`edgeproof.s3`: one client per thread and process (made on first use, so after ``fork``),
+``AWS_ENDPOINT_URL`` and the usual AWS_* variables honoured, retries and timeouts, and the one place
+botocore errors become StoreErrors. For folders, the derivative store and the source store must be
+different folders: a derivative key uses its source key as a directory.
 
 A folder write goes to ``.NAME.PID-RANDOM.tmp`` beside its object and is renamed into place; a
 process killed (``kill -9``, OOM) between the two leaves that file behind for good. The origin and
@@ -41,14 +43,13 @@ import hashlib
 import mimetypes
 import os
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from edgeproof import s3
 from edgeproof.canonical import CONTENT_TYPES, split_canonical, validate_source_key
 from edgeproof.errors import PayloadTooLarge, StoreError
 
@@ -223,112 +224,44 @@ class FolderStore(Store):
 
 
 class S3Store(Store):
-    """Objects in ``s3://bucket/prefix`` through one pooled, lazily created boto3 client."""
+    """Objects in ``s3://bucket/prefix`` through :mod:`edgeproof.s3` (this thread's client, its retries,
+    timeouts and error boundary: every S3 failure is a StoreError naming the bucket and key)."""
 
-    def __init__(self, bucket: str, prefix: str = "", *, max_pool_connections: int = 32) -> None:
-        if not bucket:
-            raise StoreError("an S3 store needs a bucket: s3://bucket/prefix")
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self.max_pool_connections = max_pool_connections
-        self._client: Any = None
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-
-    @property
-    def client(self) -> Any:
-        """The boto3 S3 client, made on first use (and again in a forked child)."""
-        if self._client is None or self._pid != os.getpid():
-            with self._lock:
-                if self._client is None or self._pid != os.getpid():
-                    import boto3
-                    from botocore.config import Config
-
-                    config = Config(
-                        max_pool_connections=self.max_pool_connections,
-                        retries={"max_attempts": 3, "mode": "standard"},
-                        connect_timeout=5,
-                        read_timeout=30,
-                    )
-                    self._client = boto3.client(
-                        "s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None, config=config
-                    )
-                    self._pid = os.getpid()
-        return self._client
+    def __init__(self, bucket: str, prefix: str = "") -> None:
+        where = s3.parse_s3_url(f"s3://{bucket}/{prefix.strip('/')}")
+        self.bucket = where.bucket
+        self.prefix = where.prefix
 
     def _key(self, key: str) -> str:
         key = validate_source_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _fail(self, action: str, key: str, err: Exception) -> StoreError:
-        return StoreError(f"cannot {action} {key} in {self.describe()}", detail=type(err).__name__ + ": " + str(err))
-
-    @staticmethod
-    def _is_missing(err: Exception) -> bool:
-        code = getattr(err, "response", {}).get("Error", {}).get("Code", "")
-        return code in ("NoSuchKey", "404", "NotFound")
-
     def get(self, key: str, max_bytes: int | None = None) -> bytes | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-            size = int(obj.get("ContentLength", 0))
-            body = obj["Body"]
-            try:
-                if max_bytes is not None and size > max_bytes:
-                    raise _too_large(key, size, max_bytes)
-                data: bytes = body.read() if max_bytes is None else body.read(max_bytes + 1)
-            finally:
-                body.close()
-        except ClientError as err:
-            if self._is_missing(err):
-                return None
-            raise self._fail("read", key, err) from err
-        except BotoCoreError as err:
-            raise self._fail("read", key, err) from err
+        body = s3.open_object(self.bucket, self._key(key), missing_ok=True)
+        if body is None:
+            return None
+        with body:
+            if max_bytes is not None and body.size > max_bytes:
+                raise _too_large(key, body.size, max_bytes)
+            data = body.read() if max_bytes is None else body.read(max_bytes + 1)
         if max_bytes is not None and len(data) > max_bytes:
-            raise _too_large(key, size, max_bytes)
+            raise _too_large(key, body.size, max_bytes)
         return data
 
     def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.put_object(
-                Bucket=self.bucket,
-                Key=self._key(key),
-                Body=data,
-                ContentType=content_type or content_type_for_key(key),
-            )
-        except (ClientError, BotoCoreError) as err:
-            raise self._fail("write", key, err) from err
+        s3.put_object(self.bucket, self._key(key), data, content_type=content_type or content_type_for_key(key))
 
     def head(self, key: str) -> ObjectInfo | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            obj = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as err:
-            if self._is_missing(err):
-                return None
-            raise self._fail("stat", key, err) from err
-        except BotoCoreError as err:
-            raise self._fail("stat", key, err) from err
-        return ObjectInfo(key, int(obj.get("ContentLength", 0)), obj.get("ContentType") or content_type_for_key(key))
+        obj = s3.head_object(self.bucket, self._key(key))
+        if obj is None:
+            return None
+        return ObjectInfo(key, obj.size, obj.content_type or content_type_for_key(key))
 
     def iter_keys(self, prefix: str = "") -> Iterator[str]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full)
-            for page in pages:
-                for item in page.get("Contents", []):
-                    yield item["Key"][strip:]
-        except (ClientError, BotoCoreError) as err:
-            raise self._fail("list", prefix or "/", err) from err
+        for obj in s3.list_objects(self.bucket, full):
+            yield obj.key[strip:]
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
@@ -337,9 +270,9 @@ class S3Store(Store):
 def open_store(spec: str | Path, *, create: bool = True) -> Store:
     """``s3://bucket[/prefix]`` → :class:`S3Store`; anything else is a folder path (created if missing)."""
     text = str(spec)
-    if text.startswith("s3://"):
-        bucket, _, prefix = text[5:].partition("/")
-        return S3Store(bucket, prefix)
+    if s3.is_s3_url(text):
+        where = s3.parse_s3_url(text)
+        return S3Store(where.bucket, where.key)
     if "://" in text:
         raise StoreError(f"unsupported store {text!r}", detail="use a folder path or s3://bucket/prefix")
     return FolderStore(text, create=create)
