@@ -1,30 +1,61 @@
-"""Matplotlib chart helpers (Agg backend, PNG files) shared by the weekly and rehearsal reports.
+"""Matplotlib charts shared by the weekly and rehearsal reports and the analyst notebooks.
 
-Every helper takes plain sequences, writes one PNG and returns its path, or returns ``None`` when
-there is nothing to draw (so a report can skip an empty chart instead of showing a blank frame).
-Rates are given as fractions (0..1) and drawn as percentages.
+Why no pyplot: pyplot is process-wide state (the backend, the registry of open figures) and so are
+``rcParams``; all three belong to the host (a notebook's inline backend, an analyst's script, a GUI). This
+module used to call ``matplotlib.use("Agg")`` and ``rcParams.update(...)`` when imported, which switched the
+host for good: a notebook that imported it showed no chart. So every chart is a plain
+:class:`matplotlib.figure.Figure` (never registered with pyplot, nothing left open) whose drawing, layout
+and rendering run inside :func:`matplotlib.rc_context` with matplotlib's defaults plus the report style.
+Importing or calling this module leaves the host's rcParams, backend and open figures as they were, and a
+chart looks the same whatever the host's style: a report PNG written from a notebook is the CLI's PNG.
+
+Each chart kind comes in two forms with the same arguments:
+
+- ``time_series(path, ...)``, ``bars(path, ...)``, ``grouped_bars(path, ...)``, ``stacked_bars(path, ...)``
+  write one PNG and return its path (the reports);
+- ``time_series_figure(...)``, ``bars_figure(...)``, ... return the Figure (a notebook displays it with the
+  inline backend, a script can ``savefig`` it).
+
+Both return ``None`` when there is nothing to draw (so a report can skip an empty chart instead of showing
+a blank frame). Rates are given as fractions (0..1) and drawn as percentages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 import matplotlib
+import matplotlib.dates as mdates
+import matplotlib.style
+from matplotlib.artist import setp
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-matplotlib.use("Agg")
-
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
-
-__all__ = ["PALETTE", "Phase", "bars", "grouped_bars", "stacked_bars", "time_series"]
+__all__ = [
+    "PALETTE",
+    "Phase",
+    "bars",
+    "bars_figure",
+    "grouped_bars",
+    "grouped_bars_figure",
+    "stacked_bars",
+    "stacked_bars_figure",
+    "time_series",
+    "time_series_figure",
+]
 
 PALETTE = ["#2f5fb3", "#e07b39", "#3a9a5b", "#b3261e", "#7a4fb3", "#8c6d31", "#1a9bb3", "#d4a017"]
 _TARGET = "#b3261e"
 _PHASE_COLOURS = {"baseline": "#f2f2f2", "ramp": "#fff1d6", "peak": "#fde0dc", "hold": "#fde0dc",
                   "decay": "#e6f0fb"}
+#: the report style, applied on top of matplotlib's defaults only while a chart is drawn or saved
+_STYLE = {"font.size": 10, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+          "grid.alpha": 0.3, "axes.titleweight": "bold", "axes.titlesize": 11}
 
 #: (start, end, name): a shaded span on a time axis (x values of the same kind as the series)
 Phase = tuple[Any, Any, str]
@@ -35,21 +66,78 @@ _GAP_TEXT = "#5d6675"
 _pct = FuncFormatter(lambda v, _pos: f"{v * 100:.0f}%")
 _pct_fine = FuncFormatter(lambda v, _pos: f"{v * 100:.1f}%")
 
+_P = ParamSpec("_P")
 
-def _new(figsize: tuple[float, float] = (10, 3.6)) -> tuple[Any, Any]:
-    plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False,
-                         "axes.grid": True, "grid.alpha": 0.3, "axes.titleweight": "bold",
-                         "axes.titlesize": 11})
-    fig, ax = plt.subplots(figsize=figsize, dpi=100)
+
+@contextmanager
+def _styled() -> Iterator[None]:
+    """matplotlib's defaults plus :data:`_STYLE`, restored to the host's rcParams on exit.
+
+    The defaults (not the host's current values) are the base so that a chart does not change with the
+    host's style; ``matplotlib.style.use("default")`` leaves out the keys that are not style (the backend,
+    ``interactive``), and ``rc_context`` never restores or touches the backend.
+    """
+    with matplotlib.rc_context():
+        matplotlib.style.use(["default", _STYLE])
+        yield
+
+
+class _Chart(Figure):
+    """A Figure that renders in the report style wherever it is drawn: a PNG file or a notebook's display.
+
+    Ticks and their labels are made lazily, at draw time, from the rcParams of that moment; drawing inside
+    :func:`_styled` keeps a notebook's inline display identical to the report's PNG.
+    """
+
+    def draw(self, renderer: Any) -> None:
+        with _styled():
+            super().draw(renderer)
+
+
+def _new(figsize: tuple[float, float] = (10, 3.6)) -> tuple[Figure, Any]:
+    fig = _Chart(figsize=figsize, dpi=100)
+    ax = fig.subplots()
     return fig, ax
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def _figure_kind(draw: Callable[_P, Figure | None]) -> Callable[_P, Figure | None]:
+    """A chart kind's drawing run in the report style and laid out: the form that returns the Figure."""
+
+    @functools.wraps(draw)
+    def figure(*args: _P.args, **kwargs: _P.kwargs) -> Figure | None:
+        with _styled():
+            fig = draw(*args, **kwargs)
+            if fig is not None:
+                fig.tight_layout()
+        return fig
+
+    return figure
+
+
+def _png_kind(figure: Callable[_P, Figure | None]) -> Callable[Concatenate[str | Path, _P], Path | None]:
+    """The form of a chart kind that the reports use: draw it, write it to ``path`` as PNG, return the path."""
+    name = figure.__name__.removesuffix("_figure")
+
+    def write(path: str | Path, /, *args: _P.args, **kwargs: _P.kwargs) -> Path | None:
+        fig = figure(*args, **kwargs)
+        return None if fig is None else _save(fig, path)
+
+    sig = inspect.signature(figure)
+    path_param = inspect.Parameter("path", inspect.Parameter.POSITIONAL_ONLY, annotation="str | Path")
+    write.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[path_param, *sig.parameters.values()], return_annotation="Path | None")
+    write.__name__ = write.__qualname__ = name
+    write.__module__ = figure.__module__
+    write.__doc__ = (f"Write :func:`{figure.__name__}` to ``path`` as a PNG and return ``path`` (made with its "
+                     f"parents), or ``None`` when there is nothing to draw.\n\n{figure.__doc__ or ''}")
+    return write
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, format="png")
-    plt.close(fig)
+    with _styled():
+        fig.savefig(out, format="png")
     return out
 
 
@@ -69,8 +157,8 @@ def _target_line(ax: Any, target: float | None) -> None:
         ax.axhline(target, color=_TARGET, linestyle="--", linewidth=1.2, label=f"target {target * 100:.1f}%")
 
 
-def time_series(
-    path: str | Path,
+@_figure_kind
+def time_series_figure(
     x: Sequence[Any],
     series: Mapping[str, Sequence[float | None]],
     *,
@@ -87,7 +175,7 @@ def time_series(
     step: bool = False,
     markers: Sequence[tuple[Any, str]] = (),
     gaps: Sequence[tuple[Any, Any]] = (),
-) -> Path | None:
+) -> Figure | None:
     """Lines over time (datetimes or seconds) with optional shaded phases, event markers and a second y axis.
 
     With ``log_y``, values ≤ 0 are drawn at the axis floor (0.5) instead of vanishing. ``gaps`` are
@@ -140,13 +228,13 @@ def time_series(
     handles = drawn + [h for h in ax.get_lines() if h not in drawn and not h.get_label().startswith("_")]
     handles += [p for p in ax.patches if p.get_label() == "no data"]
     ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9)
-    if x and hasattr(x[0], "year"):
+    if len(x) and hasattr(x[0], "year"):
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(ax.xaxis.get_major_locator()))
-    return _save(fig, path)
+    return fig
 
 
-def bars(
-    path: str | Path,
+@_figure_kind
+def bars_figure(
     labels: Sequence[str],
     values: Sequence[float | None],
     *,
@@ -158,7 +246,7 @@ def bars(
     horizontal: bool = False,
     highlight: str | None = None,
     missing: Sequence[str] = (),
-) -> Path | None:
+) -> Figure | None:
     """One bar per label; bars under ``target`` are drawn in red, ``highlight`` in green.
 
     Labels in ``missing`` (no data, e.g. a day whose logs are absent) keep their slot as a hatched grey
@@ -208,7 +296,7 @@ def bars(
         if target is not None or len(slots) > len(pairs):
             ax.legend(loc="lower right", fontsize=8)
         if len(labs) > 8 or max(len(lab) for lab in labs) > 10:
-            plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+            setp(ax.get_xticklabels(), rotation=30, ha="right")
     if annotate:
         fmt = (lambda v: f"{v * 100:.1f}%") if percent else (lambda v: f"{v:,.0f}" if v >= 10 else f"{v:.3g}")
         ax.bar_label(rects, labels=[fmt(v) for v in vals], fontsize=8, padding=2)
@@ -217,18 +305,18 @@ def bars(
         ax.set_xlabel(ylabel)
     else:
         ax.set_ylabel(ylabel)
-    return _save(fig, path)
+    return fig
 
 
-def grouped_bars(
-    path: str | Path,
+@_figure_kind
+def grouped_bars_figure(
     labels: Sequence[str],
     groups: Mapping[str, Sequence[float | None]],
     *,
     title: str,
     ylabel: str = "",
     log_y: bool = False,
-) -> Path | None:
+) -> Figure | None:
     """Side-by-side bars: one cluster per label, one bar per group."""
     if not labels or not any(any(v is not None for v in g) for g in groups.values()):
         return None
@@ -247,18 +335,18 @@ def grouped_bars(
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return fig
 
 
-def stacked_bars(
-    path: str | Path,
+@_figure_kind
+def stacked_bars_figure(
     labels: Sequence[str],
     stacks: Mapping[str, Sequence[float]],
     *,
     title: str,
     ylabel: str = "",
     horizontal: bool = False,
-) -> Path | None:
+) -> Figure | None:
     """Stacked bars (e.g. bytes from cache vs origin per day, misses by class per strategy)."""
     if not labels or not any(any(v for v in s) for s in stacks.values()):
         return None
@@ -279,7 +367,13 @@ def stacked_bars(
         ax.grid(axis="x", visible=False)
         ax.set_ylabel(ylabel)
         if len(labels) > 8:
-            plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+            setp(ax.get_xticklabels(), rotation=30, ha="right")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return fig
+
+
+time_series = _png_kind(time_series_figure)
+bars = _png_kind(bars_figure)
+grouped_bars = _png_kind(grouped_bars_figure)
+stacked_bars = _png_kind(stacked_bars_figure)
