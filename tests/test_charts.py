@@ -140,8 +140,11 @@ def test_figure_form_returns_an_unregistered_figure_or_none(tmp_path: Path) -> N
     assert charts.time_series_figure([], {"a": []}, title="t") is None
     assert charts.stacked_bars_figure(["d"], {"cache": [0]}, title="t") is None
     assert charts.grouped_bars_figure([], {"hit": []}, title="t") is None
-    path = charts.bars(tmp_path / "sub" / "pop.png", ["IAD", "FRA"], [0.97, 0.91], title="POP")
+    path = charts.bars(tmp_path / "sub" / "pop.png", ["IAD", "FRA"], [0.97, 0.91], title="POP", percent=True,
+                       target=0.96)
     assert path == tmp_path / "sub" / "pop.png" and path.read_bytes().startswith(PNG_MAGIC)
+    # what IPython shows for the Figure when no inline backend formatter is registered: the report's PNG
+    assert fig._repr_png_() == path.read_bytes()
 
 
 def test_png_form_keeps_the_report_signature() -> None:

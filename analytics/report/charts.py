@@ -13,8 +13,9 @@ Each chart kind comes in two forms with the same arguments:
 
 - ``time_series(path, ...)``, ``bars(path, ...)``, ``grouped_bars(path, ...)``, ``stacked_bars(path, ...)``
   write one PNG and return its path (the reports);
-- ``time_series_figure(...)``, ``bars_figure(...)``, ... return the Figure (a notebook displays it with the
-  inline backend, a script can ``savefig`` it).
+- ``time_series_figure(...)``, ``bars_figure(...)``, ... return the Figure: a notebook displays it (the
+  inline backend's formatter, or the Figure's own ``_repr_png_`` where none is registered), a script can
+  ``savefig`` it.
 
 Both return ``None`` when there is nothing to draw (so a report can skip an empty chart instead of showing
 a blank frame). Rates are given as fractions (0..1) and drawn as percentages.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,6 +94,17 @@ class _Chart(Figure):
     def draw(self, renderer: Any) -> None:
         with _styled():
             super().draw(renderer)
+
+    def _repr_png_(self) -> bytes:
+        """The report PNG, for IPython's display when no inline backend has registered a Figure formatter.
+
+        A notebook that never imports pyplot (charts do not) has no such formatter even under ipykernel's
+        default inline backend, and would print ``<Figure size 1000x360 ...>`` instead of the chart.
+        """
+        buf = io.BytesIO()
+        with _styled():
+            self.savefig(buf, format="png")
+        return buf.getvalue()
 
 
 def _new(figsize: tuple[float, float] = (10, 3.6)) -> tuple[Figure, Any]:
