@@ -21,7 +21,7 @@ import copy
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +38,10 @@ from edgeproof.errors import UsageError
 
 __all__ = [
     "ACCEPT_BY_CLASS",
+    "Calibration",
+    "PopCounters",
+    "ReplayResult",
+    "StrategyPrediction",
     "ACCEPT_INFERENCE_NOTE",
     "COLUMNS",
     "TIERS",
@@ -88,6 +92,85 @@ def accept_class_for_user_agent(user_agent: str | None) -> int:
         major = int(m.group(1))
         return 2 if major >= 16 else (1 if major >= 14 else 0)
     return -1
+
+
+class PopCounters(TypedDict):
+    """One edge location's counters (the cache model's, :data:`edgeproof.analytics._cachesim.COUNTERS`)."""
+
+    requests: int
+    hits: int
+    refresh_hits: int
+    misses: int
+    regional_hits: int
+    shield_hits: int
+    cold: int
+    expired: int
+    evicted: int
+    fragmented: int
+    origin_requests: int
+    transforms: int
+    hit_rate: float | None
+
+
+class StrategyPrediction(TypedDict):
+    """One strategy's predicted behaviour over the scored window (docs/strategies.md, "Output")."""
+
+    hit_rate: float | None
+    hit_rate_range: list[float] | None
+    meets_target: bool
+    requests: int
+    hits: int
+    refresh_hits: int
+    misses: int
+    origin_requests: int
+    regional_hits: int
+    shield_hits: int
+    transforms: int
+    unique_keys: int
+    unique_variants: int
+    keys_per_variant: float | None
+    refused: int
+    cold: int
+    expired: int
+    evicted: int
+    fragmented: int
+    by_pop: dict[str, PopCounters]
+
+
+class ObservedCounts(TypedDict):
+    hits: int
+    misses: int
+    hit_rate: float | None
+
+
+class Calibration(TypedDict):
+    strategy: str
+    observed_hit_rate: float | None
+    predicted_hit_rate: float | None
+    difference: float | None
+
+
+class ReplayResult(TypedDict, total=False):
+    """What :func:`compare_strategies` returns (``bad_lines`` and ``bad_line_examples`` for path input)."""
+
+    settings: dict[str, Any]
+    window: dict[str, int | None]
+    requests: int
+    replayed: int
+    scored: int
+    excluded: dict[str, int]
+    no_timestamp: int
+    out_of_order: int
+    distinct_paths: int
+    distinct_queries: int
+    accept_inference: dict[str, Any]
+    observed: ObservedCounts
+    observed_by_pop: dict[str, ObservedCounts]
+    calibration: Calibration
+    strategies: dict[str, StrategyPrediction]
+    pops_without_region: list[str]
+    bad_lines: int
+    bad_line_examples: list[str]
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -266,7 +349,7 @@ def compare_strategies(
     revalidate: bool = True,
     accept_range: bool = True,
     model: str = "fast",
-) -> dict[str, Any]:
+) -> ReplayResult:
     """Replay logs under each strategy; see the module docstring and docs/strategies.md for the fields.
 
     ``batches_or_paths``: record batches / tables in :data:`edgeproof.analytics.schema.LOG_SCHEMA`, or log paths
@@ -309,9 +392,9 @@ def compare_strategies(
         mine = [run] + ([run.twin] if run.twin is not None else [])
         results[run.strategy.name] = _summary(mine, target, locations,
                                               inferred=accept_range and totals["accept_inferred"] > 0)
-    cal = _summary([calibration], target, locations, inferred=False) if calibration is not None \
-        else {"hit_rate": None}
-    out: dict[str, Any] = {
+    cal_rate = _summary([calibration], target, locations, inferred=False)["hit_rate"] \
+        if calibration is not None else None
+    out: ReplayResult = {
         "settings": {"ttl_seconds": ttl_s, "capacity_bytes": cap or None, "warmup_seconds": warmup_s,
                      "tier": tier, "target": target, "revalidate": revalidate, "model": model},
         "window": {"start_ms": state.t_first, "end_ms": state.t_last, "scored_from_ms": state.warm_end},
@@ -337,8 +420,8 @@ def compare_strategies(
         "calibration": {
             "strategy": "passthrough",
             "observed_hit_rate": observed,
-            "predicted_hit_rate": cal["hit_rate"],
-            "difference": None if observed is None or cal["hit_rate"] is None else cal["hit_rate"] - observed,
+            "predicted_hit_rate": cal_rate,
+            "difference": None if observed is None or cal_rate is None else cal_rate - observed,
         },
         "strategies": results,
         "pops_without_region": sorted(state.no_region) if tier != "pop" else [],
@@ -571,7 +654,7 @@ def _query_ids(sub: pa.RecordBatch | pa.Table, state: _State) -> tuple[dict[str,
     return out, new_queries
 
 
-def _summary(runs: list[_Run], target: float, locations: dict[int, str], *, inferred: bool) -> dict[str, Any]:
+def _summary(runs: list[_Run], target: float, locations: dict[int, str], *, inferred: bool) -> StrategyPrediction:
     """A strategy's prediction (its first run's inference), with the range over the other inferences."""
     run = runs[0]
     c = run.model.result()
@@ -579,7 +662,7 @@ def _summary(runs: list[_Run], target: float, locations: dict[int, str], *, infe
     variants = run.index.unique_variants
     rates = [hit_rate(r["hits"] + r["refresh_hits"], r["misses"]) for r in (x.model.result() for x in runs)]
     known = [r for r in rates if r is not None]
-    by_pop = {}
+    by_pop: dict[str, PopCounters] = {}
     if hasattr(run.model, "result_by_pop"):
         for cid, p in sorted(run.model.result_by_pop().items()):
             by_pop[locations.get(cid, str(cid))] = {
