@@ -1,8 +1,21 @@
-"""Gates: pass/fail rules over the recorder's rows, and the verdict.
+"""Gates: the one gate language (grammar, parser, formatter, judgement) and the load test's metrics.
 
-A gate is ``METRIC[(FILTER,...)] OP NUMBER``, e.g. ``hit_rate >= 0.96``, ``p99_ms(miss) <= 500``.
+A gate is ``METRIC[(FILTER,...)] OP NUMBER`` with ``OP`` one of ``<= >= < > ==``, e.g.
+``hit_rate >= 0.96``, ``p99_ms(miss) <= 500``, ``repeat_transform_rate <= 0.1``. The grammar, its
+error messages and the comparison (:func:`judge`, with the no-data rule) are written once, here; a
+family of gates is only *data* on top of it: a :class:`GateMetrics` vocabulary naming the metrics it
+knows, whether they take filters, and which of them pass over no data. Two families exist:
 
-Metrics (definitions from :mod:`edgeproof.analytics.metrics` where one exists):
+- :data:`LOAD_METRICS` (below), scored over the recorder's rows by :func:`evaluate`;
+- the rehearsal's origin gates (:data:`edgeproof.rehearsal.config.ORIGIN_METRICS`), scored over the
+  origin tasks' counters by :func:`evaluate_values`.
+
+Both go through :func:`parse_gate` and :func:`judge`. (The rehearsal had a second, regex-only copy of
+the grammar with its own message; it had already drifted: no filters, another wording.) The language
+sits in the load package, the lowest layer that every user of gates imports (the rehearsal imports
+it; analytics and the edge have no gates).
+
+Load metrics (definitions from :mod:`edgeproof.analytics.metrics` where one exists):
 
 - ``hit_rate``: hits / (hits + misses) from each response's ``X-Cache`` header
   (:func:`edgeproof.analytics.metrics.xcache_result` + :func:`~edgeproof.analytics.metrics.classify`; Error, generated and
@@ -28,9 +41,10 @@ fails with the value shown as ``n/a``.
 from __future__ import annotations
 
 import json
+import math
 import operator
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,23 +56,71 @@ from edgeproof.analytics.metrics import classify, exact_quantiles, hit_rate, xca
 
 from edgeproof.errors import ConfigError
 
-__all__ = ["GATE_COLUMNS", "Gate", "GateResult", "Verdict", "evaluate", "parse_gate", "row_classes"]
+__all__ = [
+    "GATE_COLUMNS",
+    "LOAD_METRICS",
+    "Gate",
+    "GateMetrics",
+    "GateResult",
+    "Verdict",
+    "evaluate",
+    "evaluate_values",
+    "format_gate",
+    "judge",
+    "parse_gate",
+    "row_classes",
+]
 
 #: the recorder columns :func:`evaluate` reads (read only these for big runs)
 GATE_COLUMNS = ["intended_start", "latency_ms", "latency_corrected_ms", "status", "bytes", "x_cache", "role",
                 "promoted", "phase", "late", "dropped"]
 
+#: the grammar, once: ``METRIC[(FILTER,...)] OP NUMBER``
+GRAMMAR = "METRIC[(FILTER,...)] OP NUMBER"
 _GATE_RE = re.compile(
     r"^\s*(?P<metric>[a-z][a-z0-9_]*)\s*(?:\((?P<filters>[^)]*)\))?\s*(?P<op><=|>=|==|<|>)\s*"
     r"(?P<value>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$"
 )
-_OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq,
+}
 _PCT_RE = re.compile(r"^p(\d+)(_raw)?_ms$")
-_SIMPLE = {"hit_rate", "error_rate", "dropped_rate", "late_rate", "mean_ms", "requests"}
+
+
+@dataclass(frozen=True, slots=True)
+class GateMetrics:
+    """One family of gates as data: the metric names it knows (plain names and name patterns), whether
+    a gate may narrow its rows with filters, and which metrics pass when there is no data."""
+
+    #: what the family is called in messages ("gate metric", "origin metric")
+    what: str
+    names: frozenset[str]
+    #: patterns of further names (``pNN_ms``), each with the spelling shown in messages
+    patterns: tuple[tuple[re.Pattern[str], str], ...] = ()
+    filters: bool = True
+    #: metrics that pass over no data (a percentile of no misses: nothing was slow)
+    no_data_passes: Callable[[str], bool] = field(default=lambda metric: False)
+
+    def knows(self, metric: str) -> bool:
+        return metric in self.names or any(p.match(metric) for p, _ in self.patterns)
+
+    def known(self) -> str:
+        return ", ".join([*sorted(self.names), *(spelling for _, spelling in self.patterns)])
+
+
+#: the load test's gates, over the recorder's rows (:func:`evaluate`)
+LOAD_METRICS = GateMetrics(
+    "gate metric",
+    frozenset({"hit_rate", "error_rate", "dropped_rate", "late_rate", "mean_ms", "requests"}),
+    patterns=((re.compile(r"^p\d+_ms$"), "pNN_ms"), (re.compile(r"^p\d+_raw_ms$"), "pNN_raw_ms")),
+    no_data_passes=lambda metric: bool(_PCT_RE.match(metric)),
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Gate:
+    """A parsed gate. ``expr`` is the text as written (stripped): results and reports show it."""
+
     expr: str
     metric: str
     filters: tuple[str, ...]
@@ -113,17 +175,58 @@ def _fmt(x: float) -> str:
     return f"{x:.4f}" if abs(x) < 10 else f"{x:.1f}"
 
 
-def parse_gate(expr: str) -> Gate:
-    """``p99_ms(miss) <= 500`` → :class:`Gate`; raises ConfigError for anything else."""
-    m = _GATE_RE.match(expr)
+def _number(x: float) -> str:
+    """A threshold as the grammar spells it, exactly: the shortest repr that reads back the same
+    float (``500``, ``0.96``, ``1e-05``), no ``.0`` on whole numbers."""
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def format_gate(gate: Gate) -> str:
+    """The canonical spelling of ``gate``: ``p99_ms(miss,peak) <= 500``; :func:`parse_gate` reads it back
+    to the same metric, filters, operator and threshold."""
+    filters = f"({','.join(gate.filters)})" if gate.filters else ""
+    return f"{gate.metric}{filters} {gate.op} {_number(gate.threshold)}"
+
+
+def parse_gate(expr: Any, metrics: GateMetrics = LOAD_METRICS, *, where: str | None = None) -> Gate:
+    """``p99_ms(miss) <= 500`` → :class:`Gate` of the family ``metrics`` (default: the load test's).
+
+    Raises ConfigError, ``WHERE: `` in front when given, for a malformed gate, a metric the family does
+    not know, or filters on a family without them; every family gets the same messages.
+    """
+    place = f"{where}: " if where else ""
+    m = _GATE_RE.match(expr) if isinstance(expr, str) else None
     if not m:
-        raise ConfigError(f"malformed gate {expr!r}", detail="expected METRIC[(FILTER,...)] OP NUMBER, e.g. 'p99_ms <= 150'")
+        raise ConfigError(f"{place}malformed gate {expr!r}", detail=f"expected {GRAMMAR}, e.g. 'p99_ms <= 150'")
     metric = m.group("metric")
-    if metric not in _SIMPLE and not _PCT_RE.match(metric):
-        raise ConfigError(f"unknown gate metric {metric!r}",
-                          detail=f"known: {', '.join(sorted(_SIMPLE))}, pNN_ms, pNN_raw_ms")
+    if not metrics.knows(metric):
+        raise ConfigError(f"{place}unknown {metrics.what} {metric!r} in gate {expr.strip()!r}",
+                          detail=f"known: {metrics.known()}")
     filters = tuple(f.strip().lower() for f in (m.group("filters") or "").split(",") if f.strip())
-    return Gate(expr.strip(), metric, filters, m.group("op"), float(m.group("value")))
+    if filters and not metrics.filters:
+        raise ConfigError(f"{place}gate {expr.strip()!r}: {metrics.what}s take no filters",
+                          detail=f"expected METRIC OP NUMBER with METRIC one of {metrics.known()}")
+    threshold = float(m.group("value"))
+    if not math.isfinite(threshold):  # 1e999
+        raise ConfigError(f"{place}gate {expr.strip()!r}: the threshold must be a finite number")
+    return Gate(expr.strip(), metric, filters, m.group("op"), threshold)
+
+
+def judge(gate: Gate, value: float | None, rows: int, metrics: GateMetrics = LOAD_METRICS) -> GateResult:
+    """The one comparison: ``value OP threshold``; no value (no data) passes only for the metrics the
+    family says may (a percentile of no misses), any other gate over no data fails."""
+    passed = metrics.no_data_passes(gate.metric) if value is None else bool(OPS[gate.op](value, gate.threshold))
+    return GateResult(gate.expr, None if value is None else float(value), gate.op, gate.threshold, passed, rows)
+
+
+def evaluate_values(gates: Sequence[str | Gate], values: Mapping[str, float | None],
+                    metrics: GateMetrics, *, where: str | None = None) -> list[GateResult]:
+    """Gates of a family whose metrics are plain numbers (``values[metric]``; absent or None = no
+    data), e.g. the rehearsal's origin gates over the origin tasks' counters. ``rows`` is 0: the
+    values are counters, not rows."""
+    parsed = [g if isinstance(g, Gate) else parse_gate(g, metrics, where=where) for g in gates]
+    return [judge(g, values.get(g.metric), 0, metrics) for g in parsed]
 
 
 def row_classes(x_cache: Iterable[str | None]) -> list[str]:
@@ -142,6 +245,8 @@ def _quantile(metric: str) -> tuple[float, bool]:
     m = _PCT_RE.match(metric)
     assert m is not None
     digits = m.group(1)
+    if digits == "100":  # p100 is the maximum, not p10.0
+        return 1.0, bool(m.group(2))
     return float("0." + digits) if len(digits) > 2 else int(digits) / 100, bool(m.group(2))
 
 
@@ -189,7 +294,6 @@ def evaluate(table: pa.Table, gates: Sequence[str | Gate], *, scored_phases: Seq
         sent = mask & ~dropped
         value: float | None
         rows = int(mask.sum())
-        is_pct = False
         if g.metric == "hit_rate":
             hits, misses = int((classes[sent] == "hit").sum()), int((classes[sent] == "miss").sum())
             value, rows = hit_rate(hits, misses), hits + misses
@@ -210,10 +314,9 @@ def evaluate(table: pa.Table, gates: Sequence[str | Gate], *, scored_phases: Seq
             q, raw = _quantile(g.metric)
             vals = (lat if raw else corr)[sent]
             vals = vals[~np.isnan(vals)]
-            rows, is_pct = int(vals.size), True
+            rows = int(vals.size)
             value = next(iter(exact_quantiles(vals, [q]).values())) if vals.size else None
-        passed = is_pct if value is None else bool(_OPS[g.op](value, g.threshold))
-        results.append(GateResult(g.expr, value, g.op, g.threshold, passed, rows))
+        results.append(judge(g, value, rows, LOAD_METRICS))
     return Verdict(results, totals(table, classes, dropped, late, status, corr, lat))
 
 
