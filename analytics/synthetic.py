@@ -64,12 +64,37 @@ def generate_hour(
     zipf_s: float = 1.1,
     pops: tuple[tuple[str, float], ...] = DEFAULT_POPS,
 ) -> dict[str, list | np.ndarray]:
-    """The columns (schema names → n values) of one hour of requests, sorted by time."""
+    """The columns (schema names → n values) of one hour of requests, sorted by time.
+
+    Each step below draws from the hour's one random stream, in a fixed order: the order of the
+    steps is part of the output (the same seed must keep giving byte-identical files), so a new
+    draw goes after the last one, never between two.
+    """
     hour = hour.astimezone(UTC) if hour.tzinfo else hour.replace(tzinfo=UTC)
     rng = np.random.default_rng([seed, int(hour.timestamp() // 3600)])
+    ts = _times(rng, hour, n)
+    stems, widths, fmt_i, queries = _urls(rng, n, skus, zipf_s)
+    methods = rng.choice(np.array(["GET", "HEAD", "POST"]), size=n, p=[0.975, 0.02, 0.005])
+    result, refresh, shield = _results(rng, n, hit_rate, methods)
+    status = _statuses(rng, n, result, refresh)
+    tt, ttfb = _latencies(rng, n, result)
+    content_len, content_type = _content(rng, n, widths, fmt_i, status)
+    detail = _detailed_results(rng, result, shield)
+    loc = _locations(rng, n, pops)
+    return _columns(rng, n, ts=ts, loc=loc, content_len=content_len, methods=methods, stems=stems, status=status,
+                    queries=queries, result=result, tt=tt, ttfb=ttfb, detail=detail, content_type=content_type)
+
+
+def _times(rng: np.random.Generator, hour: datetime, n: int) -> np.ndarray:
+    """Request times (epoch ms), uniform over the hour and sorted, as a log file is."""
     t0 = int(hour.timestamp() * 1000)
-    ts = np.sort(t0 + rng.integers(0, 3_600_000, n))
-    # Zipf over SKUs (rank 1 most popular), 1..4 images per SKU
+    return np.sort(t0 + rng.integers(0, 3_600_000, n))
+
+
+def _urls(rng: np.random.Generator, n: int, skus: int, zipf_s: float
+          ) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
+    """Stems (Zipf over SKUs, rank 1 most popular, 1..4 images per SKU), widths, formats and the noisy
+    queries real shops send (tracking parameters, cache busters), which fragment a naive cache key."""
     ranks = np.arange(1, skus + 1)
     weights = ranks ** -zipf_s
     sku = rng.choice(ranks, size=n, p=weights / weights.sum())
@@ -85,8 +110,13 @@ def generate_hour(
         if noise in ("&cb=", "&gclid="):
             noise += str(c)
         queries.append(f"width={w}&format={_FORMATS[f]}{noise}")
-    methods = rng.choice(np.array(["GET", "HEAD", "POST"]), size=n, p=[0.975, 0.02, 0.005])
-    # result types: a few excluded, the rest hit/miss at the chosen rate
+    return stems, widths, fmt_i, queries
+
+
+def _results(rng: np.random.Generator, n: int, hit_rate: float, methods: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x-edge-result-type: a few excluded, the rest hit/miss at the chosen rate; with the draw that makes
+    RefreshHits, 304s and Origin Shield hits, and which misses the shield answered."""
     u = rng.random(n)
     result = np.where(rng.random(n) < hit_rate, "Hit", "Miss").astype(object)
     refresh = rng.random(n)
@@ -98,27 +128,59 @@ def generate_hour(
         result[(u >= edge) & (u < edge + p)] = name
         edge += p
     result[methods == "POST"] = "Miss"
+    return result, refresh, shield
+
+
+def _statuses(rng: np.random.Generator, n: int, result: np.ndarray, refresh: np.ndarray) -> np.ndarray:
+    """sc-status consistent with the result type: origin errors, redirects, throttling, revalidated 304s."""
     status = np.full(n, 200, dtype=np.int64)
     status[result == "Error"] = rng.choice([502, 503, 504, 403], size=int((result == "Error").sum()))
     status[result == "Redirect"] = 301
     status[(result == "LimitExceeded") | (result == "CapacityExceeded")] = 503
     status[(result == "Hit") & (refresh > 0.97)] = 304
+    return status
+
+
+def _latencies(rng: np.random.Generator, n: int, result: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """time-taken and time-to-first-byte (seconds): hits a few ms, misses origin time with a long tail."""
     is_hit = np.isin(result, ["Hit", "RefreshHit"])
-    # latency (seconds): hits a few ms, misses = origin time with a long tail
     tt = np.where(is_hit, rng.lognormal(np.log(0.004), 0.6, n), rng.lognormal(np.log(0.160), 0.7, n))
     tt = np.round(np.minimum(tt, 30.0), 3)
     ttfb = np.round(tt * rng.uniform(0.6, 0.98, n), 3)
+    return tt, ttfb
+
+
+def _content(rng: np.random.Generator, n: int, widths: np.ndarray, fmt_i: np.ndarray, status: np.ndarray
+             ) -> tuple[np.ndarray, list[str]]:
+    """Content length (grows with the width's area) and type (the negotiated format; HTML for non-200)."""
     content_len = (widths * widths * rng.uniform(0.04, 0.09, n)).astype(np.int64) + 500
     ok = status == 200
     content_type = [(_CT[_FORMATS[f]] if o else "text/html") for f, o in zip(fmt_i.tolist(), ok.tolist(), strict=True)]
-    content_len = np.where(ok, content_len, 500)
+    return np.where(ok, content_len, 500), content_type
+
+
+def _detailed_results(rng: np.random.Generator, result: np.ndarray, shield: np.ndarray) -> np.ndarray:
+    """x-edge-detailed-result-type: the result type, refined for Origin Shield hits and origin errors."""
     detail = result.copy()
     detail[shield & (result == "Miss")] = "OriginShieldHit"
     errs = result == "Error"
     detail[errs] = rng.choice(np.array(_ERROR_DETAIL, dtype=object), size=int(errs.sum()))
+    return detail
+
+
+def _locations(rng: np.random.Generator, n: int, pops: tuple[tuple[str, float], ...]) -> np.ndarray:
+    """The edge location of each request, by the POPs' weights."""
     names = [p for p, _ in pops]
     w = np.array([p for _, p in pops])
-    loc = rng.choice(np.array(names, dtype=object), size=n, p=w / w.sum())
+    return rng.choice(np.array(names, dtype=object), size=n, p=w / w.sum())
+
+
+def _columns(rng: np.random.Generator, n: int, *, ts: np.ndarray, loc: np.ndarray, content_len: np.ndarray,
+             methods: np.ndarray, stems: list[str], status: np.ndarray, queries: list[str], result: np.ndarray,
+             tt: np.ndarray, ttfb: np.ndarray, detail: np.ndarray, content_type: list[str]
+             ) -> dict[str, list | np.ndarray]:
+    """The 33-field columns: the drawn values plus the viewer's side (request ids, user agents, IPs,
+    bytes, ports), whose draws come last and in the column order."""
     ids = base64.urlsafe_b64encode(rng.bytes(40 * n)).decode()
     ua_i = rng.integers(0, len(_UAS), n)
     ip_a = rng.integers(1, 255, n)
