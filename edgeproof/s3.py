@@ -9,10 +9,11 @@ and timeouts, and boto3's ``S3UploadFailedError`` escaped the edge's upload untr
 - :func:`parse_s3_url` is the one parser; a bad URL is a :class:`~edgeproof.errors.UsageError` that
   names it (exit 2).
 - :func:`client` makes at most one client per (endpoint, region, thread, process). A boto3 client is
-  thread-safe, but making one is not free (about 5 ms from a warm session, 50-80 ms with a new
-  session, measured on the 2-core dev machine) and boto3's default session must not be shared
-  between threads while clients are made, so each thread builds its clients from its own
-  ``boto3.session.Session``. A forked child makes its own (a connection pool is not fork-safe).
+  thread-safe, but making one is not free: 50-80 ms with its own session, measured on the 2-core dev
+  machine, plus a new connection pool. Each client gets a ``boto3.session.Session`` of its own,
+  because boto3's default session must not be shared between threads while clients are made, and a
+  session resolves credentials once (a client made later for another endpoint reads them afresh).
+  A forked child makes its own (a connection pool is not fork-safe).
   ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` point every part at an S3-compatible server (moto,
   MinIO); the other ``AWS_*`` variables (credentials, profile, region) apply as boto3 reads them.
 - Every client has retries (botocore's "standard" mode) and connect/read timeouts, the defaults below;
@@ -160,16 +161,16 @@ def client(*, endpoint: str | None = None, region: str | None = None) -> Any:
     region = region or _region()
     pid = os.getpid()
     if getattr(_local, "pid", None) != pid:  # first use in this thread, or a forked child
-        _local.pid, _local.session, _local.clients = pid, None, {}
+        _local.pid, _local.clients = pid, {}
     clients: dict[tuple[str | None, str | None], Any] = _local.clients
     made = clients.get((endpoint, region))
     if made is None:
         import boto3
 
-        if _local.session is None:
-            _local.session = boto3.session.Session()
+        # a session of its own: a Session resolves credentials once, and is not to be shared by threads
+        session = boto3.session.Session()
         try:
-            made = _local.session.client("s3", endpoint_url=endpoint, region_name=region, config=_config())
+            made = session.client("s3", endpoint_url=endpoint, region_name=region, config=_config())
         except ValueError as err:  # botocore's word for an endpoint URL it cannot use
             raise UsageError(f"bad S3 endpoint {endpoint!r}", detail=str(err)) from err
         clients[(endpoint, region)] = made

@@ -105,7 +105,7 @@ def test_unreadable_input_exits_2(tmp_path: Path) -> None:
 
 
 def test_unlistable_s3_logs_exit_2(s3_env: dict[str, str]) -> None:
-    """A bucket that does not exist on the (moto) S3 server: LogFormatError, which used to exit 1."""
+    """A bucket that does not exist on the (moto) S3 server: a StoreError from edgeproof.s3 (exit 2; it used to exit 1)."""
     done = run("logs", "summarize", "s3://edgeproof-no-such-bucket/E2ABC/", env=s3_env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("edgeproof: error: cannot list s3://edgeproof-no-such-bucket/E2ABC/")
