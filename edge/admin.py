@@ -5,7 +5,7 @@
 ``GET /readyz``             200 ``{"ready": true, ...}`` once the viewer port accepts requests, else 503
 ``GET /stats``              JSON counters: requests, hits, misses, hit_rate, results by type,
                             origin requests (primary/secondary/per backend), collapsed, per POP
-``GET /metrics``            the same counters in Prometheus text format (``metrics.py``)
+``GET /metrics``            the same counters in Prometheus text format (``telemetry.py``)
 ``GET /backends``           ``{"primary": SPEC, "backends": [URL...], "requests": {URL: n}}``
 ``POST /backends``          body ``{"url": "http://127.0.0.1:8082"}``: add a transformer backend
 ``DELETE /backends``        ``?url=...`` (or the same JSON body): remove a backend
@@ -25,16 +25,16 @@ from typing import Any
 
 from aiohttp import web
 
-from edgeproof.errors import ConfigError
+from edgeproof.errors import BadRequest, ConfigError, error_json
 
 from .edge import Edge
-from .metrics import CONTENT_TYPE, render
+from .telemetry import CONTENT_TYPE, render
 
 __all__ = ["make_admin_app"]
 
 
 def _error(status: int, detail: str) -> web.Response:
-    return web.json_response({"error": "bad_request" if status < 500 else "admin", "detail": detail}, status=status)
+    return web.json_response(error_json("bad_request" if status < 500 else "admin", detail), status=status)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -44,12 +44,12 @@ async def _body(request: web.Request) -> dict[str, Any]:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise web.HTTPBadRequest(
-            text=json.dumps({"error": "bad_request", "detail": f"body is not JSON: {err}"}),
+            text=BadRequest("bad body", detail=f"body is not JSON: {err}").to_body().decode(),
             content_type="application/json",
         ) from err
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(
-            text=json.dumps({"error": "bad_request", "detail": "body must be a JSON object"}),
+            text=BadRequest("bad body", detail="body must be a JSON object").to_body().decode(),
             content_type="application/json",
         )
     return data

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from edgeproof.cloudfront import (
@@ -29,6 +28,7 @@ from edgeproof.cloudfront import (
     cache_directives,
     error_caching_ttl,
 )
+from edgeproof.lru import ByteLru
 
 __all__ = ["Entry", "LruCache", "TtlPolicy"]
 
@@ -62,54 +62,18 @@ class Entry:
         return len(self.body) + len(self.head) + _ENTRY_OVERHEAD
 
 
-class LruCache:
-    """Entries bounded by total bytes, least recently used evicted first."""
+def _entry_size(entry: Entry) -> int:
+    return entry.size
 
-    __slots__ = ("_items", "bytes", "capacity", "evictions", "name")
+
+class LruCache(ByteLru[str, Entry]):
+    """The cache of one POP or tier: the kernel's byte-bounded LRU (:mod:`edgeproof.lru`), each entry
+    charged :attr:`Entry.size` (body, pre-rendered head and a fixed overhead)."""
+
+    __slots__ = ()
 
     def __init__(self, name: str, capacity_bytes: int) -> None:
-        self.name = name
-        self.capacity = capacity_bytes
-        self.bytes = 0
-        self.evictions = 0
-        self._items: OrderedDict[str, Entry] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key: str) -> Entry | None:
-        """The entry (fresh or stale) and mark it recently used; None if absent."""
-        entry = self._items.get(key)
-        if entry is not None:
-            self._items.move_to_end(key)
-        return entry
-
-    def put(self, key: str, entry: Entry) -> bool:
-        """Store ``entry``; False (and nothing stored) when it alone is over the capacity."""
-        size = entry.size
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.bytes -= old.size
-        if size > self.capacity:
-            return False
-        self._items[key] = entry
-        self.bytes += size
-        while self.bytes > self.capacity:
-            _, evicted = self._items.popitem(last=False)
-            self.bytes -= evicted.size
-            self.evictions += 1
-        return True
-
-    def discard(self, key: str) -> None:
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.bytes -= old.size
-
-    def clear(self) -> int:
-        n = len(self._items)
-        self._items.clear()
-        self.bytes = 0
-        return n
+        super().__init__(capacity_bytes, _entry_size, name=name)
 
 
 def _seconds(value: str | None) -> int | None:

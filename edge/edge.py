@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
-import json
 import os
 import re
 import time
@@ -52,7 +51,8 @@ from typing import Any
 from edgeproof.analytics.metrics import classify, hit_rate
 
 from edgeproof.cloudfront import region_of, serves_stale_on, viewer_result
-from edgeproof.errors import BadRequest
+from edgeproof.errors import BadRequest, error_body
+from edgeproof.singleflight import SingleFlight
 
 from .cache import Entry, LruCache, TtlPolicy
 from .config import EdgeConfig
@@ -87,13 +87,14 @@ _now = time.time
 class Tier:
     """One cache (a POP's, a regional edge cache or the Origin Shield) and its in-flight fetches."""
 
-    __slots__ = ("cache", "inflight", "kind", "name", "viewers")
+    __slots__ = ("cache", "flights", "kind", "name", "viewers")
 
     def __init__(self, name: str, kind: str, capacity: int) -> None:
         self.name = name
         self.kind = kind  # pop | regional | shield
         self.cache = LruCache(name, capacity)
-        self.inflight: dict[str, asyncio.Future[tuple[Entry, Served]]] = {}
+        #: one fetch per key at a time (request collapsing), the kernel's single-flight
+        self.flights: SingleFlight[tuple[Entry, Served]] = SingleFlight()
         #: POP tier only: the viewers waiting for each in-flight fetch (cached only if one is still there)
         self.viewers: dict[str, list[ViewerProtocol]] = {}
 
@@ -156,7 +157,8 @@ def _render_head(headers: dict[str, str], body_len: int) -> bytes:
 
 
 def _json_error(error: str, detail: str) -> tuple[bytes, dict[str, str]]:
-    return json.dumps({"error": error, "detail": detail}).encode(), {"content-type": "application/json"}
+    """An answer the edge makes itself: the error tree's body (:func:`edgeproof.errors.error_body`)."""
+    return error_body(error, detail), {"content-type": "application/json"}
 
 
 class Edge:
@@ -452,6 +454,8 @@ class Edge:
             self.aborting = True
             for task in list(self._tasks):
                 task.cancel()
+            for tier in {id(t): t for p in self.pops for t in p.chain}.values():
+                tier.flights.cancel()  # the origin requests are given up, not left running
         # aborted tasks answer on their next step; pipelined requests behind them are answered
         # through call_soon; then a head still arriving gets its 408 and everything closes
         grace = loop.time() + 1.0
@@ -491,22 +495,29 @@ class Edge:
         """The entry for ``key`` as seen from tier ``i``, and how it was served there (see ``Served``):
         a fresh copy here (or a fetch it collapsed onto) is served by this tier; otherwise by the tier
         above or the origin, and ``revalidated`` when this tier's expired copy was confirmed.
-        ``conn``: the viewer, given for the POP tier (``i == 0``)."""
+        ``conn``: the viewer, given for the POP tier (``i == 0``).
+
+        The fetch is the tier's single-flight task (:mod:`edgeproof.singleflight`): a viewer that
+        goes away, or is cancelled, leaves it running for the viewers that collapsed onto it."""
         tier = chain[i]
         stale = tier.cache.get(key)
         if stale is not None and stale.expires > _mono():
             return stale, (tier.kind, False)
-        fut = tier.inflight.get(key)
-        if fut is not None:
-            self.collapsed += 1
-            if conn is not None:
-                tier.viewers.setdefault(key, []).append(conn)
-            entry, _ = await asyncio.shield(fut)
-            return entry, (tier.kind, False)
-        fut = asyncio.get_running_loop().create_future()
-        tier.inflight[key] = fut
+        task, joined = tier.flights.run(key, lambda: self._fill(chain, i, key, uri, rid, stale, conn is not None))
         if conn is not None:
-            tier.viewers[key] = [conn]
+            tier.viewers.setdefault(key, []).append(conn)
+        if joined:
+            self.collapsed += 1
+            entry, _ = await asyncio.shield(task)
+            return entry, (tier.kind, False)
+        return await asyncio.shield(task)
+
+    async def _fill(
+        self, chain: list[Tier], i: int, key: str, uri: str, rid: str, stale: Entry | None, for_viewers: bool
+    ) -> tuple[Entry, Served]:
+        """Tier ``i``'s one fetch of ``key`` (from the tier above or the origin), stored in its cache.
+        ``for_viewers``: the POP tier, which caches only for a viewer still there."""
+        tier = chain[i]
         try:
             served: Served
             if i + 1 < len(chain):
@@ -521,20 +532,14 @@ class Edge:
             # an expired copy kept after a 5xx stays cached even when the error-caching TTL is 0
             kept = stale is not None and entry.body is stale.body and entry.born == stale.born
             # a POP caches only for a viewer still there (Canceled requests, see the module docstring)
-            if conn is None or any(not c.closing for c in tier.viewers.get(key, ())):
+            if not for_viewers or any(not c.closing for c in tier.viewers.get(key, ())):
                 if entry.expires > _mono() or kept:
                     tier.cache.put(key, entry)
                 elif stale is not None:
                     tier.cache.discard(key)
-            fut.set_result((entry, served))
             return entry, served
-        except BaseException as err:
-            fut.set_exception(err)
-            fut.exception()  # mark retrieved: waiters re-raise it
-            raise
         finally:
-            del tier.inflight[key]
-            if conn is not None:
+            if for_viewers:
                 tier.viewers.pop(key, None)
 
     def _keep_stale(self, stale: Entry) -> Entry:
@@ -577,11 +582,11 @@ class Edge:
                 continue
             for p in paths:
                 if p.endswith("*"):
-                    for k in [k for k in tier.cache._items if k.startswith(p[:-1])]:
-                        tier.cache.discard(k)
-                        dropped += 1
-                elif tier.cache.get(p) is not None:
-                    tier.cache.discard(p)
+                    for k in tier.cache.ordered_keys():
+                        if k.startswith(p[:-1]):
+                            tier.cache.discard(k)
+                            dropped += 1
+                elif tier.cache.discard(p):
                     dropped += 1
         return dropped
 

@@ -33,9 +33,7 @@ responses a 502 (``OriginReadError``/``OriginError``/``OriginInvalidResponseErro
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
-import json
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,7 +47,7 @@ from edgeproof.cloudfront import (
     ORIGIN_CONNECTION_TIMEOUT,
     ORIGIN_RESPONSE_TIMEOUT,
 )
-from edgeproof.errors import BadRequest, ConfigError, EdgeproofError
+from edgeproof.errors import BadRequest, ConfigError, EdgeproofError, error_body
 
 __all__ = ["FAILOVER_STATUSES", "BackendPool", "OriginGroup", "OriginResponse"]
 
@@ -76,7 +74,8 @@ class OriginResponse:
 
 
 def _error(status: int, detail: str, message: str, member: str, backend: str | None) -> OriginResponse:
-    body = json.dumps({"error": "origin", "detail": message}).encode()
+    """An answer the edge makes for a failed origin request (the error tree's body, code ``origin``)."""
+    body = error_body("origin", message)
     headers = {"content-type": "application/json"}
     return OriginResponse(status, headers, body, detail=detail, member=member, backend=backend)
 
@@ -129,10 +128,6 @@ class BackendPool:
         self.urls = list(dict.fromkeys(new))
         for u in self.urls:
             self.requests.setdefault(u, 0)
-
-
-def _store_etag(body: bytes) -> str:
-    return '"' + hashlib.md5(body, usedforsecurity=False).hexdigest() + '"'
 
 
 class OriginGroup:
@@ -241,9 +236,9 @@ class OriginGroup:
             return _error(502, "OriginError", err.message, "primary", None)
         if body is None:
             return _error(404, "Error", "not in the derivative store", "primary", None)
-        from edgeproof.origin.stores import content_type_for_key
+        from edgeproof.origin.stores import content_type_for_key, etag_for
 
-        tag = _store_etag(body)
+        tag = etag_for(body)  # the ETag the origin itself sends for these bytes (and S3 for the object)
         headers = {"content-type": content_type_for_key(key), "etag": tag}
         if etag is not None and etag == tag:
             return OriginResponse(304, headers, b"", member="primary")

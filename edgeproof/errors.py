@@ -15,6 +15,7 @@ whose ``exit_code`` is 0 or 1 or outside the contract.
     EdgeproofError                     base; ``status`` (HTTP), a public ``message``; exit 3
     ├── UsageError                     bad CLI arguments or config (exit 2)
     ├── ConfigError                    a config/scenario/strategy file is wrong (exit 2)
+    │   └── ConfigTypeError            a config value of the wrong type (also a TypeError)
     ├── LogFormatError                 a log input cannot be read at all (file-level; exit 2)
     ├── StrictModeError                --strict and bad lines were found (exit 2)
     ├── IncompleteData                 a verdict over data with gaps (exit 4)
@@ -23,15 +24,26 @@ whose ``exit_code`` is 0 or 1 or outside the contract.
     │   ├── NotFound            404    missing source
     │   ├── PayloadTooLarge     413    source over the byte limit
     │   ├── Unprocessable       422    not an image, corrupt, over the pixel limit
-    │   └── Forbidden           403    bad or missing signature
+    │   ├── Forbidden           403    bad or missing signature
+    │   ├── MethodNotAllowed    405    a method other than GET/HEAD
+    │   ├── RequestTimeout      408    the request head did not arrive in time
+    │   ├── UriTooLong          414    a URL over the limit (never echoed back)
+    │   └── HeaderTooLarge      431    a request header line over the limit
     ├── Overloaded              503    load shedding / deadline exceeded (carries retry_after; exit 3)
     └── StoreError                     a source/derivative store failed (I/O, S3; exit 2)
 
 Library errors (pyvips, aiohttp, pyarrow, botocore) are translated into these at one boundary
 per area, with ``raise ... from err``; messages are public and never leak internals.
+
+Every JSON error body edgeproof sends (origin, edge, edge admin API) is ``{"error": CODE, "detail":
+TEXT}``, made here and nowhere else: :meth:`EdgeproofError.to_json` / :meth:`EdgeproofError.to_body`
+for an error of the tree, :func:`error_json` / :func:`error_body` for an answer the edge makes
+that is no exception of ours (an origin failure it reports, a capacity refusal, a drain abort).
 """
 
 from __future__ import annotations
+
+import json
 
 __all__ = [
     "ERROR_EXIT_CODES",
@@ -43,18 +55,25 @@ __all__ = [
     "EXIT_USAGE",
     "BadRequest",
     "ConfigError",
+    "ConfigTypeError",
     "EdgeproofError",
     "Forbidden",
+    "HeaderTooLarge",
     "IncompleteData",
     "LogFormatError",
+    "MethodNotAllowed",
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
     "RequestError",
+    "RequestTimeout",
     "StoreError",
     "StrictModeError",
     "Unprocessable",
+    "UriTooLong",
     "UsageError",
+    "error_body",
+    "error_json",
 ]
 
 
@@ -75,6 +94,18 @@ EXIT_STATUSES: dict[int, str] = {
 
 #: the statuses an exception may carry: not 0 (it is no success) and not 1 (it is no verdict)
 ERROR_EXIT_CODES: frozenset[int] = frozenset({EXIT_USAGE, EXIT_INTERNAL, EXIT_INCOMPLETE})
+
+
+def error_json(error: str, detail: str) -> dict[str, str]:
+    """The one shape of a JSON error body: ``{"error": CODE, "detail": TEXT}`` (CODE is a stable
+    machine word, TEXT a public sentence: no paths, endpoints or tracebacks)."""
+    return {"error": error, "detail": detail}
+
+
+def error_body(error: str, detail: str) -> bytes:
+    """:func:`error_json` encoded, for a server that writes its bytes itself (the edge, the origin's
+    408 on a raw transport); sent as ``application/json``."""
+    return json.dumps(error_json(error, detail)).encode()
 
 
 class EdgeproofError(Exception):
@@ -102,8 +133,12 @@ class EdgeproofError(Exception):
         self.detail = detail
 
     def to_json(self) -> dict[str, str]:
-        """The public JSON body: ``{"error": ..., "detail": ...}``."""
-        return {"error": self.error, "detail": self.detail or self.message}
+        """The public JSON body: ``{"error": ..., "detail": ...}`` (:func:`error_json`)."""
+        return error_json(self.error, self.detail or self.message)
+
+    def to_body(self) -> bytes:
+        """:meth:`to_json` encoded (:func:`error_body`)."""
+        return error_body(self.error, self.detail or self.message)
 
 
 class UsageError(EdgeproofError):
@@ -114,6 +149,11 @@ class UsageError(EdgeproofError):
 class ConfigError(EdgeproofError):
     error = "config"
     exit_code = EXIT_USAGE
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A config value of the wrong type (:mod:`edgeproof.settings`). Also a TypeError, so callers that
+    already turn TypeError into their own ConfigError (with the file name in front) keep doing so."""
 
 
 class LogFormatError(EdgeproofError):
@@ -170,6 +210,30 @@ class Unprocessable(RequestError):
 class Forbidden(RequestError):
     status = 403
     error = "forbidden"
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+    error = "method_not_allowed"
+
+
+class RequestTimeout(RequestError):
+    """The request line and headers did not arrive within the header-read timeout."""
+
+    status = 408
+    error = "request_timeout"
+
+
+class UriTooLong(RequestError):
+    """A request-target over the URL limit (8,192 bytes, CloudFront's "Maximum length of a URL")."""
+
+    status = 414
+    error = "uri_too_long"
+
+
+class HeaderTooLarge(RequestError):
+    status = 431
+    error = "request_header_fields_too_large"
 
 
 class Overloaded(EdgeproofError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from edgeproof.errors import ConfigError
+from edgeproof.errors import ConfigTypeError
 
 __all__ = ["ConfigTypeError", "expect", "expect_list"]
 
@@ -21,11 +21,6 @@ _NAMES: dict[type, str] = {bool: "true or false", int: "a whole number", float: 
                            list: "a list", dict: "a table"}
 _PLURALS: dict[type, str] = {bool: "true/false values", int: "whole numbers", float: "numbers", str: "strings",
                              dict: "tables"}
-
-
-class ConfigTypeError(ConfigError, TypeError):
-    """A config value of the wrong type. Also a TypeError, so callers that already turn TypeError
-    into their own ConfigError (with the file name in front) keep doing so."""
 
 
 def _spell(value: Any) -> str:

@@ -32,39 +32,20 @@ with real sockets, so an aiohttp change that breaks it fails there.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from edgeproof.origin.responses import error_response
 
-from edgeproof.errors import RequestError
+from edgeproof.errors import HeaderTooLarge, RequestError, RequestTimeout, UriTooLong
 
-__all__ = ["GuardedHandler", "GuardedSite", "RequestTimeout", "UriTooLong", "url_limit_middleware"]
+#: ``RequestTimeout``, ``UriTooLong`` (and ``HeaderTooLarge``) live in :mod:`edgeproof.errors`; importable here too
+__all__ = ["GuardedHandler", "GuardedSite", "HeaderTooLarge", "RequestTimeout", "UriTooLong", "url_limit_middleware"]
 
 #: room for the method and the protocol around the URL in a request line (``OPTIONS `` … `` HTTP/1.1``)
 _REQUEST_LINE_SLACK = 32
-
-
-class UriTooLong(RequestError):
-    status = 414
-    error = "uri_too_long"
-
-
-class RequestTimeout(RequestError):
-    status = 408
-    error = "request_timeout"
-
-
-class HeaderTooLarge(RequestError):
-    status = 431
-    error = "request_header_fields_too_large"
-
-
-def json_error(err: RequestError) -> web.Response:
-    """The origin's JSON error answer for a refusal made before any handler ran."""
-    return web.json_response(err.to_json(), status=err.status, headers={"Cache-Control": "no-store"})
 
 
 def url_too_long(max_url_bytes: int) -> UriTooLong:
@@ -78,7 +59,7 @@ def url_limit_middleware(max_url_bytes: int) -> Callable[..., Awaitable[web.Stre
     async def limit(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                     ) -> web.StreamResponse:
         if len(request.raw_path) > max_url_bytes:
-            response = json_error(url_too_long(max_url_bytes))
+            response = error_response(url_too_long(max_url_bytes))
             response.force_close()
             return response
         return await handler(request)
@@ -139,7 +120,7 @@ class GuardedHandler(web.RequestHandler):
         if self._header_started:
             err = RequestTimeout("request timeout",
                                  detail=f"the request headers did not arrive within {self.header_timeout:g}s")
-            body = json.dumps(err.to_json()).encode()
+            body = err.to_body()
             self.transport.write(
                 b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json; charset=utf-8\r\n"
                 b"Cache-Control: no-store\r\nConnection: close\r\n"
@@ -161,7 +142,7 @@ class GuardedHandler(web.RequestHandler):
             err = HeaderTooLarge("request header too large", detail="a request header line is too long")
         else:
             err = RequestError("malformed HTTP request", detail="the request is not valid HTTP/1.1")
-        response = json_error(err)
+        response = error_response(err)
         response.force_close()
         return response
 

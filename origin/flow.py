@@ -1,21 +1,22 @@
 """Flow control inside one worker process: admission (bounded concurrency + queue), single-flight,
-and the optional local LRU cache. All of it runs on the worker's event loop (no locks needed)."""
+and the optional local LRU cache. All of it runs on the worker's event loop (no locks needed).
+
+The single-flight and the LRU are the kernel's (:mod:`edgeproof.singleflight`, :mod:`edgeproof.lru`),
+the same ones the edge's tiers use; ``SingleFlight`` is importable from here too."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from edgeproof.errors import Overloaded
+from edgeproof.lru import ByteLru
+from edgeproof.singleflight import SingleFlight
 
 __all__ = ["Admission", "CachedObject", "LocalCache", "SingleFlight"]
-
-T = TypeVar("T")
-
 
 class Admission:
     """At most ``max_concurrency`` holders and ``queue_limit`` waiters; anyone past that is refused
@@ -91,47 +92,6 @@ class Admission:
         self._changed()
 
 
-class SingleFlight(Generic[T]):
-    """Concurrent calls for the same key share one task; later callers are *joins*.
-
-    A task's entry is dropped when it finishes, unless the producer called :meth:`hold` for its
-    key (e.g. while the derivative is still being written, so that a request arriving in that gap
-    joins the finished task instead of transforming again); :meth:`forget` then drops it.
-    """
-
-    def __init__(self) -> None:
-        self._tasks: dict[str, asyncio.Task[T]] = {}
-        self._held: set[str] = set()
-
-    def run(self, key: str, make: Callable[[], Awaitable[T]]) -> tuple[asyncio.Task[T], bool]:
-        """The task producing ``key`` and whether this call joined an existing one."""
-        task = self._tasks.get(key)
-        if task is not None:
-            return task, True
-        task = asyncio.ensure_future(make())
-        self._tasks[key] = task
-        task.add_done_callback(lambda t: self._done(key, t))
-        return task, False
-
-    def _done(self, key: str, task: asyncio.Task[T]) -> None:
-        if not task.cancelled():
-            task.exception()  # retrieved: waiters that gave up must not leave "never retrieved" noise
-        if key not in self._held and self._tasks.get(key) is task:
-            del self._tasks[key]
-
-    def hold(self, key: str) -> None:
-        self._held.add(key)
-
-    def forget(self, key: str) -> None:
-        self._held.discard(key)
-        task = self._tasks.get(key)
-        if task is not None and task.done():
-            del self._tasks[key]
-
-    def __len__(self) -> int:
-        return sum(1 for t in self._tasks.values() if not t.done())
-
-
 @dataclass(frozen=True, slots=True)
 class CachedObject:
     """A response body with the headers derived from it."""
@@ -141,31 +101,15 @@ class CachedObject:
     etag: str
 
 
-class LocalCache:
-    """A byte-bounded LRU of :class:`CachedObject`; ``capacity`` 0 disables it."""
+def _body_bytes(obj: CachedObject) -> int:
+    return len(obj.data)
+
+
+class LocalCache(ByteLru[str, CachedObject]):
+    """The per-process cache (``--local-cache-mb``): the kernel's byte-bounded LRU, each object charged
+    its body's bytes; ``capacity`` 0 disables it."""
+
+    __slots__ = ()
 
     def __init__(self, capacity_bytes: int) -> None:
-        self.capacity = max(0, capacity_bytes)
-        self.size = 0
-        self._items: OrderedDict[str, CachedObject] = OrderedDict()
-
-    def get(self, key: str) -> CachedObject | None:
-        obj = self._items.get(key)
-        if obj is not None:
-            self._items.move_to_end(key)
-        return obj
-
-    def put(self, key: str, obj: CachedObject) -> None:
-        if len(obj.data) > self.capacity:
-            return
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.size -= len(old.data)
-        self._items[key] = obj
-        self.size += len(obj.data)
-        while self.size > self.capacity:
-            _k, evicted = self._items.popitem(last=False)
-            self.size -= len(evicted.data)
-
-    def __len__(self) -> int:
-        return len(self._items)
+        super().__init__(capacity_bytes, _body_bytes, name="local")

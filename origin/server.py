@@ -32,13 +32,22 @@ from typing import Any, TypeVar
 from aiohttp import web
 from edgeproof.origin.config import OriginConfig
 from edgeproof.origin.flow import Admission, CachedObject, LocalCache, SingleFlight
+from edgeproof.origin.responses import error_response, json_error
 from edgeproof.origin.signing import format_negotiated, signed_message, verify
 from edgeproof.origin.stores import etag_for, open_store
 from edgeproof.origin.telemetry import Metrics
 from edgeproof.origin.transform import Deadline, configure_vips, transform
 
 from edgeproof.canonical import Variant, load_presets, parse_request
-from edgeproof.errors import EdgeproofError, NotFound, Overloaded, StoreError, Unprocessable
+from edgeproof.errors import (
+    BadRequest,
+    EdgeproofError,
+    MethodNotAllowed,
+    NotFound,
+    Overloaded,
+    StoreError,
+    Unprocessable,
+)
 
 __all__ = ["Origin", "error_response"]
 
@@ -46,14 +55,6 @@ log = logging.getLogger("edgeproof.origin")
 T = TypeVar("T")
 
 _WARMUP_FORMATS = ("jpeg", "webp", "avif", "png")
-
-
-def error_response(err: EdgeproofError) -> web.Response:
-    headers = {"Cache-Control": "no-store"}
-    if isinstance(err, Overloaded):
-        headers["Retry-After"] = str(err.retry_after)
-    status = err.status if 400 <= err.status <= 599 else 500
-    return web.json_response(err.to_json(), status=status, headers=headers)
 
 
 def _first_values(query: Any) -> dict[str, str]:
@@ -201,7 +202,7 @@ class Origin:
             raise Overloaded("deadline exceeded", detail="the variant was not ready in time") from err
         if self.cache.capacity:
             self.cache.put(dkey, obj)
-            self.metrics.set("local_cache_bytes", value=self.cache.size)
+            self.metrics.set("local_cache_bytes", value=self.cache.bytes)
         return obj, source
 
     # ------------------------------------------------------------------ handlers
@@ -235,12 +236,10 @@ class Origin:
                 self.metrics.inc("shed_total", "queue" if err.message == "server busy" else "deadline")
             response = error_response(err)
         except UnicodeDecodeError:
-            response = web.json_response(
-                {"error": "bad_request", "detail": "the path is not valid percent-encoded UTF-8"}, status=400
-            )
+            response = json_error(BadRequest("bad path", detail="the path is not valid percent-encoded UTF-8"))
         except Exception:  # pragma: no cover - a bug; still answer with JSON, never hang
             log.exception("unexpected error for %s", request.raw_path)
-            response = web.json_response({"error": "internal_error", "detail": "unexpected error"}, status=500)
+            response = json_error(EdgeproofError("unexpected error"))
         finally:
             self.active -= 1
         if self.draining or self.metrics.busier_than_others():
@@ -267,8 +266,7 @@ class Origin:
                             headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 
     async def handle_metrics_elsewhere(self, _request: web.Request) -> web.Response:
-        return web.json_response({"error": "not_found", "detail": "metrics are served on the --metrics-bind address"},
-                                 status=404, headers={"Cache-Control": "no-store"})
+        return error_response(NotFound("not found", detail="metrics are served on the --metrics-bind address"))
 
     def app(self) -> web.Application:
         from edgeproof.origin.connections import url_limit_middleware
@@ -290,10 +288,8 @@ class Origin:
         return app
 
     async def handle_method_not_allowed(self, _request: web.Request) -> web.Response:
-        return web.json_response(
-            {"error": "method_not_allowed", "detail": "only GET and HEAD are served"},
-            status=405, headers={"Allow": "GET, HEAD"},
-        )
+        return json_error(MethodNotAllowed("method not allowed", detail="only GET and HEAD are served"),
+                            {"Allow": "GET, HEAD"})
 
     # ------------------------------------------------------------------ lifecycle
 

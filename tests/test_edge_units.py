@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from pathlib import Path
 
 import pytest
 from edgeproof.edge import BackendPool, Entry, LruCache, PopSelector, TtlPolicy, parse_origin_group, pop_ids
@@ -140,7 +141,6 @@ def test_edge_config_defaults_are_cloudfronts_and_validation() -> None:
 
 def test_docs_cover_every_edge_serve_flag_and_its_default() -> None:
     import argparse
-    from pathlib import Path
 
     from edgeproof.edge.cli import register
 
@@ -155,3 +155,53 @@ def test_docs_cover_every_edge_serve_flag_and_its_default() -> None:
     assert defaults["tier"] == "regional" and "| `regional` |" in docs
     assert (defaults["origin_connection_attempts"], defaults["origin_connection_timeout"],
             defaults["origin_response_timeout"], defaults["error_ttl"]) == (3, 10.0, 30.0, 10.0)
+
+
+def test_store_primary_sends_the_origins_etag_and_the_error_trees_body(tmp_path: Path) -> None:
+    """One ETag function (the origin's, :func:`edgeproof.origin.stores.etag_for`) and one JSON error
+    shape (:func:`edgeproof.errors.error_body`) whichever part answers."""
+    import asyncio
+    import json
+
+    from edgeproof.edge.origin_group import OriginGroup
+    from edgeproof.origin.stores import etag_for, open_store
+
+    from edgeproof.errors import error_json
+
+    key = "images/sku-1.jpg/w=64,h=0,fit=cover,q=80,f=webp"
+    body = b"RIFF-variant-bytes"
+    open_store(str(tmp_path)).put(key, body, "image/webp")
+
+    async def scenario() -> None:
+        group = OriginGroup(str(tmp_path), [])
+        await group.start()
+        try:
+            hit = await group.fetch("/" + key)
+            assert hit.status == 200 and hit.body == body and hit.headers["etag"] == etag_for(body)
+            assert (await group.fetch("/" + key, etag_for(body))).status == 304
+            missing = await group.fetch("/images/none.jpg/w=64,h=0,fit=cover,q=80,f=webp")
+            assert missing.status == 404 and missing.headers["content-type"] == "application/json"
+            assert json.loads(missing.body) == error_json("origin", "not in the derivative store")
+        finally:
+            await group.close()
+
+    asyncio.run(scenario())
+
+
+def test_error_classes_live_in_the_one_tree() -> None:
+    """The classes once defined beside their users are the tree's, still importable where they were."""
+    from edgeproof.origin import connections
+
+    from edgeproof import errors, settings
+
+    assert settings.ConfigTypeError is errors.ConfigTypeError
+    assert connections.UriTooLong is errors.UriTooLong and connections.RequestTimeout is errors.RequestTimeout
+    assert connections.HeaderTooLarge is errors.HeaderTooLarge
+    statuses = {cls.status: cls.error for cls in (errors.MethodNotAllowed, errors.RequestTimeout, errors.UriTooLong,
+                                                  errors.HeaderTooLarge)}
+    assert statuses == {405: "method_not_allowed", 408: "request_timeout", 414: "uri_too_long",
+                        431: "request_header_fields_too_large"}
+    err = errors.UriTooLong("URL too long", detail="the URL is over 8192 bytes")
+    assert err.to_json() == {"error": "uri_too_long", "detail": "the URL is over 8192 bytes"}
+    assert err.to_body() == errors.error_body("uri_too_long", "the URL is over 8192 bytes")
+    assert issubclass(errors.ConfigTypeError, errors.ConfigError) and issubclass(errors.ConfigTypeError, TypeError)

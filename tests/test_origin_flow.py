@@ -7,7 +7,7 @@ import multiprocessing
 import time
 
 import pytest
-from edgeproof.origin.flow import Admission, CachedObject, LocalCache, SingleFlight
+from edgeproof.origin.flow import Admission
 from edgeproof.origin.signing import sign, signed_message, verify
 from edgeproof.origin.telemetry import Metrics
 
@@ -62,53 +62,6 @@ def test_admission_cancelled_waiter_gives_slot_back() -> None:
         assert adm.running == 0 and adm.queued == 0
 
     asyncio.run(scenario())
-
-
-def test_single_flight_joins_and_hold() -> None:
-    async def scenario() -> None:
-        flight: SingleFlight[int] = SingleFlight()
-        calls = 0
-
-        async def make() -> int:
-            nonlocal calls
-            calls += 1
-            await asyncio.sleep(0.01)
-            return 42
-
-        t1, j1 = flight.run("k", make)
-        t2, j2 = flight.run("k", make)
-        assert t1 is t2 and (j1, j2) == (False, True)
-        assert await t1 == 42 and calls == 1
-        await asyncio.sleep(0)
-        assert flight.run("k", make)[1] is False  # finished and not held: a new call
-        flight.hold("h")
-        t3, _ = flight.run("h", make)
-        await t3
-        assert flight.run("h", make)[1] is True  # held: later callers join the finished result
-        flight.forget("h")
-        assert flight.run("h", make)[1] is False
-
-        async def boom() -> int:
-            raise ValueError("x")
-
-        t4, _ = flight.run("e", boom)
-        await asyncio.sleep(0.01)
-        assert t4.done() and flight.run("e", make)[1] is False  # failures are not kept
-
-    asyncio.run(scenario())
-
-
-def test_local_cache_lru_bytes() -> None:
-    cache = LocalCache(100)
-    obj = lambda n: CachedObject(b"x" * n, "image/jpeg", '"e"')  # noqa: E731
-    cache.put("a", obj(40))
-    cache.put("b", obj(40))
-    assert cache.get("a") is not None  # a is now most recent
-    cache.put("c", obj(40))  # evicts b
-    assert cache.get("b") is None and cache.get("a") is not None and cache.size == 80
-    cache.put("huge", obj(101))  # larger than the cache: not stored
-    assert cache.get("huge") is None
-    assert LocalCache(0).capacity == 0
 
 
 def _bump(metrics: Metrics, worker: int) -> None:
