@@ -128,6 +128,19 @@ def test_edge_and_origin_caches_are_the_one_lru() -> None:
     assert LocalCache(0).capacity == 0 and not LocalCache(0).put("k", CachedObject(b"y", "image/webp", '"e"'))
 
 
+def test_local_cache_lru_bytes() -> None:
+    cache = LocalCache(100)
+    obj = lambda n: CachedObject(b"x" * n, "image/jpeg", '"e"')  # noqa: E731
+    cache.put("a", obj(40))
+    cache.put("b", obj(40))
+    assert cache.get("a") is not None  # a is now most recent
+    cache.put("c", obj(40))  # evicts b
+    assert cache.get("b") is None and cache.get("a") is not None and cache.bytes == 80
+    cache.put("huge", obj(101))  # larger than the cache: not stored
+    assert cache.get("huge") is None
+    assert LocalCache(0).capacity == 0
+
+
 # -- single-flight ---------------------------------------------------------------------------------
 
 def test_single_flight_joins_and_hold() -> None:
@@ -162,20 +175,6 @@ def test_single_flight_joins_and_hold() -> None:
         assert t4.done() and flight.run("e", make)[1] is False  # failures are not kept
 
     asyncio.run(scenario())
-
-
-def test_local_cache_lru_bytes() -> None:
-    cache = LocalCache(100)
-    obj = lambda n: CachedObject(b"x" * n, "image/jpeg", '"e"')  # noqa: E731
-    cache.put("a", obj(40))
-    cache.put("b", obj(40))
-    assert cache.get("a") is not None  # a is now most recent
-    cache.put("c", obj(40))  # evicts b
-    assert cache.get("b") is None and cache.get("a") is not None and cache.bytes == 80
-    cache.put("huge", obj(101))  # larger than the cache: not stored
-    assert cache.get("huge") is None
-    assert LocalCache(0).capacity == 0
-
 
 
 def test_concurrent_callers_share_one_fetch() -> None:
