@@ -8,6 +8,7 @@ it, so that a missing day can never pass for a good one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ __all__ = ["render_weekly"]
 
 
 _MAX_GAPS_NAMED = 4  # in the verdict banner; the coverage section lists them all
+#: the chart files a section shows, by name (None: the chart had nothing to draw)
+_Charts = dict[str, Path | None]
 
 
 def _days(s: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None, float]]:
@@ -176,21 +179,36 @@ def _coverage_section(doc: Document, s: dict[str, Any]) -> None:
 
 
 def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
-    """Write the PNGs, ``report.html`` and ``report.md`` into ``out``; returns the files written."""
+    """Write the PNGs, ``report.html`` and ``report.md`` into ``out``; returns the files written.
+
+    The report is the ordered :data:`_SECTIONS`, each a short step that adds its part to the document.
+    """
     made = _charts(s, out)
-    target = s["target"]
-    wow = s.get("week_over_week") or {}
+    doc = _document(s)
+    for section in _SECTIONS:
+        section(doc, s, made)
+    html_path, md_path = doc.write(out)
+    return [p for p in made.values() if p is not None] + [html_path, md_path]
+
+
+def _document(s: dict[str, Any]) -> Document:
+    """The document with its title and the definition of the hit rate it reports, so none is assumed."""
     period = s.get("period") or s["week"]
-    doc = Document(
+    return Document(
         f"Weekly hit-rate report — {period}",
         subtitle=f"{s['start'][:16].replace('T', ' ')} to {s['end'][:16].replace('T', ' ')} (UTC), "
-                 f"target {fmt_pct(target, 1)} "
+                 f"target {fmt_pct(s['target'], 1)} "
                  f"· hit rate = (Hit + RefreshHit) / (Hit + RefreshHit + Miss + OriginShieldHit) over GET/HEAD",
     )
+
+
+def _headline_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
+    """The verdict, the headline numbers and the best strategy: what a reader who stops here must know."""
+    wow = s.get("week_over_week") or {}
     rate = s["hit_rate"]
     cov = s.get("coverage") or {}
     _verdict(doc, s)
-    headline = [
+    doc.metrics([
         ("verdict", s["verdict"]),
         ("hit rate", fmt_pct(rate)),
         ("hours with data", f"{cov.get('hours_with_data', '–')} / {cov.get('hours_expected', '–')}"),
@@ -199,8 +217,7 @@ def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
         ("p99 hit", fmt_ms(s["latency_ms"]["time_taken"]["hit"]["p99"])),
         ("p99 miss", fmt_ms(s["latency_ms"]["time_taken"]["miss"]["p99"])),
         ("from origin", fmt_bytes(s["bytes"]["from_origin"])),
-    ]
-    doc.metrics(headline)
+    ])
     what_if = s.get("what_if") or {}
     if what_if.get("best"):
         gain = what_if.get("predicted_gain")
@@ -208,8 +225,14 @@ def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
             f"Best strategy by replay: {what_if['best']} with a predicted hit rate of "
             f"{fmt_pct(what_if['best_hit_rate'])} ({fmt_delta_pp(gain)} vs the observed {fmt_pct(rate)}).")
 
+
+def _coverage_step(doc: Document, s: dict[str, Any], made: _Charts) -> None:
+    """The log coverage, right after the headline: a gap qualifies every number below it."""
     _coverage_section(doc, s)
 
+
+def _time_sections(doc: Document, s: dict[str, Any], made: _Charts) -> None:
+    """Hit rate by day (a day without data keeps its row, marked) and by hour."""
     doc.heading("Hit rate by day")
     doc.figure(made["daily"], "Daily hit rate; red bars are below the target, hatched grey slots have no log data.")
     days = _days(s)
@@ -223,6 +246,9 @@ def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
     doc.figure(made["hourly"], "Hourly hit rate against the target, with the request volume; hatched spans "
                                "have no log data.")
 
+
+def _group_sections(doc: Document, s: dict[str, Any], made: _Charts) -> None:
+    """Per POP, content type and path family: where the hit rate is lost."""
     doc.heading("By POP")
     doc.figure(made["pop"], "Hit rate per edge location (3-letter POP code).")
     _group_table(doc, s["by_pop"], "POP", "Per POP")
@@ -232,6 +258,9 @@ def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
     doc.heading("By path family")
     _group_table(doc, s["by_family"], "path family", "Per path family (folder and extension, ops removed)")
 
+
+def _latency_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
+    """Edge time-taken and time-to-first-byte percentiles for hits, misses and all requests."""
     doc.heading("Latency")
     lat = s["latency_ms"]
     doc.figure(made["latency"], "Edge time-taken percentiles for hits and misses (log scale).")
@@ -241,6 +270,9 @@ def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
          for m in ("time_taken", "ttfb") for c in ("hit", "miss", "all")],
         caption="From CloudFront's time-taken and time-to-first-byte (mergeable sketch, ≤ 1% relative error)")
 
+
+def _bytes_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
+    """Bytes from the caches vs through to the origin: the origin's share is what the misses cost."""
     doc.heading("Bytes: cache vs origin")
     doc.figure(made["bytes"], "Bytes served from the POP caches (hits) and fetched through to the origin (misses).")
     b = s["bytes"]
@@ -248,6 +280,9 @@ def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
               [[fmt_bytes(b["total"]), fmt_bytes(b["from_cache"]), fmt_bytes(b["from_origin"]),
                 fmt_pct(b["from_origin"] / b["total"] if b["total"] else None)]])
 
+
+def _errors_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
+    """4xx/5xx statuses and the requests the hit rate excludes, by reason (they are counted, not lost)."""
     doc.heading("Errors and excluded requests")
     errors = {k: v for k, v in s["status"].items() if int(k) >= 400}
     doc.table(["status", "requests"], [[k, v] for k, v in errors.items()] or [["none", 0]],
@@ -255,6 +290,9 @@ def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
     doc.table(["reason", "requests"], [[k, v] for k, v in sorted(s["excluded"].items())] or [["none", 0]],
               caption="Excluded from the hit rate (not cacheable), by reason")
 
+
+def _misses_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
+    """The miss anatomy and the families and variants that fragment the cache most."""
     doc.heading("Where the misses come from")
     anatomy = s.get("miss_anatomy")
     if anatomy:
@@ -271,7 +309,11 @@ def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
     doc.table(["variant (canonical request)", "misses", "spellings"],
               [[t["variant"], t["misses"], t["spellings"]] for t in top], caption="Top missed variants")
 
+
+def _what_if_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
+    """The replay's predicted hit rate per cache-key strategy on the same week's requests."""
     doc.heading("What if: cache-key strategies")
+    what_if = s.get("what_if") or {}
     rows = what_if.get("strategies") or []
     if rows:
         doc.figure(made["what_if"], "Predicted hit rate of each strategy on this week's requests (green: best).")
@@ -286,7 +328,11 @@ def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
     else:
         doc.paragraph("Replay what-if not run.", muted=True)
 
+
+def _week_over_week_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
+    """The change against last week's summary from the history store."""
     doc.heading("Week over week")
+    wow = s.get("week_over_week") or {}
     if wow:
         doc.table(["measure", "change"], [
             ["hit rate", fmt_delta_pp(wow.get("hit_rate"))],
@@ -297,13 +343,22 @@ def render_weekly(s: dict[str, Any], out: Path) -> list[Path]:
         ], caption=f"Compared with {wow.get('previous_week')}")
     else:
         doc.paragraph("No previous week in the history store.", muted=True)
+
+
+def _notes_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
+    """The summary's notes; for a summary from before coverage, its skipped lines too."""
     notes = list(s.get("notes") or [])
     bad = s.get("bad_lines") or {}
-    if bad.get("count") and not cov:  # a summary from before coverage: the skipped lines go here
+    if bad.get("count") and not s.get("coverage"):  # a summary from before coverage: the skipped lines go here
         notes.append(f"{bad['count']:,} malformed log lines were skipped, e.g. " + "; ".join(bad["examples"][:3]))
     if notes:
         doc.heading("Notes")
         for note in notes:
             doc.paragraph(note, muted=True)
-    html_path, md_path = doc.write(out)
-    return [p for p in made.values() if p is not None] + [html_path, md_path]
+
+
+#: the report's sections, in order: each adds its headings, figures and tables to the document
+_SECTIONS: tuple[Callable[[Document, dict[str, Any], _Charts], None], ...] = (
+    _headline_section, _coverage_step, _time_sections, _group_sections, _latency_section, _bytes_section,
+    _errors_section, _misses_section, _what_if_section, _week_over_week_section, _notes_section,
+)
