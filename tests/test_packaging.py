@@ -80,3 +80,15 @@ def test_a_command_without_its_extra_names_the_extra(tmp_path: Path) -> None:
         out = core(*args)
         assert out.returncode == 2, (args, out.stderr)
         assert f"pip install 'edgeproof[{extra}]'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_every_kernel_module_is_under_the_kernel_contract() -> None:
+    """A new module in edgeproof/ (the kernel) must be added to the import contract that keeps the kernel
+    from importing the layers above it."""
+    import tomllib
+
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    kernel = next(c for c in contracts if c["name"].startswith("the kernel"))
+    modules = {f"edgeproof.{p.stem}" for p in (REPO / "edgeproof").glob("*.py")} - {"edgeproof.__init__",
+                                                                                    "edgeproof.cli"}
+    assert modules == set(kernel["source_modules"])
