@@ -46,7 +46,7 @@ import os
 import re
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TypedDict
 
 from edgeproof.analytics.metrics import classify, hit_rate
 
@@ -61,7 +61,7 @@ from .logsink import LogSink
 from .origin_group import KEPT_HEADERS, OriginGroup, OriginResponse
 from .pops import PopSelector, pop_ids
 
-__all__ = ["Edge", "Pop", "Tier"]
+__all__ = ["Edge", "EdgeStats", "Pop", "PopStats", "Tier"]
 
 _BAD_PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _REASONS = {
@@ -590,9 +590,9 @@ class Edge:
                     dropped += 1
         return dropped
 
-    def stats(self) -> dict[str, Any]:
-        """Counters for the admin API (``GET /stats``)."""
-        pops = {}
+    def stats(self) -> EdgeStats:
+        """Counters for the admin API (``GET /stats``): an :class:`EdgeStats`."""
+        pops: dict[str, PopStats] = {}
         totals: dict[str, int] = {}
         for p in self.pops:
             p_hits = sum(v for k, v in p.counts.items() if classify(k, "GET") == "hit")
@@ -618,7 +618,7 @@ class Edge:
         classes = {k: classify(k, "GET") for k in totals}
         hits = sum(v for k, v in totals.items() if classes[k] == "hit")
         misses = sum(v for k, v in totals.items() if classes[k] == "miss")
-        tiers = {
+        tiers: dict[str, TierStats] = {
             t.name: {"kind": t.kind, "objects": len(t.cache), "bytes": t.cache.bytes, "evictions": t.cache.evictions}
             for t in [*self.regional.values(), *([self.shield] if self.shield else [])]
         }
@@ -656,3 +656,81 @@ class Edge:
                 "realtime_written": self.logs.realtime_lines_written if self.logs else 0,
             },
         }
+
+
+# -- the stats() result ----------------------------------------------------------------------------
+# Typed because it crosses packages: the admin API serves it as JSON (``GET /stats``), the rehearsal
+# polls it (edgeproof.rehearsal.run samples, edgeproof.rehearsal.analysis), telemetry reads it in-process.
+# The keys are the JSON's, in its order.
+
+
+class PopStats(TypedDict):
+    """One POP: its requests, hit rate (edgeproof.analytics.metrics classes) and its cache."""
+
+    requests: int
+    hits: int
+    misses: int
+    hit_rate: float | None
+    results: dict[str, int]  # by x-edge-result-type
+    detailed: dict[str, int]  # by x-edge-detailed-result-type
+    sc_bytes: int
+    cache_objects: int
+    cache_bytes: int
+    evictions: int
+
+
+class TierStats(TypedDict):
+    """One regional edge cache or the Origin Shield."""
+
+    kind: str
+    objects: int
+    bytes: int
+    evictions: int
+
+
+class OriginGroupStats(TypedDict):
+    """The origin group's fetches: primary (derivative store) and secondary (transformers)."""
+
+    primary: int
+    secondary: int
+    failovers: int
+    retries: int
+    inflight: int
+    backends: dict[str, int]  # requests per transformer backend URL
+
+
+class ViewerStats(TypedDict):
+    """The viewer connections: open now, closed by the header timeout or the idle timeout."""
+
+    open: int
+    header_timeouts: int
+    idle_closed: int
+
+
+class LogSinkStats(TypedDict):
+    """The log sink: lines pending and written, the last upload errors."""
+
+    pending: int
+    written: int
+    errors: list[str]
+    realtime_written: int
+
+
+class EdgeStats(TypedDict):
+    """What :meth:`Edge.stats` returns: the whole edge, per POP and per shared tier."""
+
+    requests: int
+    hits: int
+    misses: int
+    excluded: int
+    results: dict[str, int]
+    detailed: dict[str, int]
+    hit_rate: float | None
+    collapsed: int
+    origin_requests: int
+    origin: OriginGroupStats
+    pops: dict[str, PopStats]
+    tiers: dict[str, TierStats]
+    viewers: ViewerStats
+    drain_aborted: int
+    logs: LogSinkStats
