@@ -57,6 +57,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_verdict)
 
+    c = sub.add_parser("compare", help="two run folders side by side (A, B, Δ); exit 1 when B regressed",
+                       description="Compare two 'loadtest run' folders: every gate value, the hit rates, p99 by "
+                                   "class (hit / miss) and 503s side by side (A, B, Δ). Exit 1 when B's hit rate "
+                                   "fell or a p99 rose beyond the thresholds, 2 when a folder is unreadable or "
+                                   "the runs are of different kinds. See docs/loadtest.md.")
+    from edgeproof.loadtest.compare import add_arguments
+
+    add_arguments(c)
+    c.set_defaults(func=_compare)
+
     r = sub.add_parser("prepare-traffic", aliases=["prepare-replay"],
                        help="read CloudFront logs into a compact traffic file the locustfile sends again")
     r.add_argument("logs", nargs="+")
@@ -135,6 +145,12 @@ def _verdict(args: argparse.Namespace) -> int:
     verdict = judge(out, args.gate, config=config, records=args.paths)
     _print_verdict(verdict, args.json)
     return verdict.exit_code
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from edgeproof.loadtest.compare import load_loadtest_run, run_command
+
+    return run_command(args, load_loadtest_run)
 
 
 def _prepare(args: argparse.Namespace) -> int:

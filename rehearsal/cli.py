@@ -13,6 +13,7 @@ examples:
   edgeproof rehearse --scenario ephemeral              # private caches on ephemeral origin tasks
   edgeproof rehearse --strategy passthrough --duration 40
   edgeproof rehearse --target https://dxxxx.cloudfront.net --logs s3://my-cf-logs/E2ABC/
+  edgeproof rehearse compare rehearsals/A rehearsals/B --html compare.html   # exit 1: B regressed
 
 exit status: 0 when every gate passed, 1 when a gate failed, 2 on bad usage.
 """
@@ -42,6 +43,23 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-what-if", action="store_true", help="skip the strategy replay")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(func=_run)
+    sub = parser.add_subparsers(dest="rehearse_command", metavar="[compare]", required=False)
+    c = sub.add_parser("compare", help="two rehearsal folders side by side (A, B, Δ); exit 1 when B regressed",
+                       description="Compare two rehearsal folders (rehearsals/<timestamp>/): every gate value, the "
+                                   "hit rates, p99 by class (hit / miss), transforms and 503s side by side (A, B, "
+                                   "Δ). Exit 1 when B's hit rate fell or a p99 rose beyond the thresholds, 2 when "
+                                   "a folder is unreadable or not a rehearsal. See docs/rehearsal.md.")
+    from edgeproof.loadtest.compare import add_arguments
+
+    add_arguments(c)
+    c.set_defaults(func=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from edgeproof.loadtest.compare import run_command
+    from edgeproof.rehearsal.compare import load_rehearsal_run
+
+    return run_command(args, load_rehearsal_run)
 
 
 def _run(args: argparse.Namespace) -> int:
