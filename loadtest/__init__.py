@@ -13,6 +13,8 @@ from edgeproof.lazy import lazy_getattr
 __all__ = [
     "RECORD_SCHEMA",
     "Gate",
+    "RunFigures",
+    "Thresholds",
     "GateResult",
     "Recorder",
     "RunConfig",
@@ -21,14 +23,17 @@ __all__ = [
     "Verdict",
     "Workload",
     "build_shape",
+    "compare_runs",
     "evaluate",
     "judge",
     "list_builtin_scenarios",
+    "load_loadtest_run",
     "load_scenario",
     "parse_gate",
     "prepare_traffic",
     "read_records",
     "run",
+    "write_html",
 ]
 
 _LAZY = {
@@ -50,6 +55,11 @@ _LAZY = {
     "prepare_traffic": "edgeproof.loadtest.traffic",
     "judge": "edgeproof.loadtest.runner",
     "run": "edgeproof.loadtest.runner",
+    "compare_runs": "edgeproof.loadtest.compare",
+    "load_loadtest_run": "edgeproof.loadtest.compare",
+    "RunFigures": "edgeproof.loadtest.compare",
+    "Thresholds": "edgeproof.loadtest.compare",
+    "write_html": "edgeproof.loadtest.compare",
 }
 
 
