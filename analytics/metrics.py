@@ -7,33 +7,45 @@
   ``LimitExceeded`` (``limit_exceeded``), ``CapacityExceeded`` (``capacity_exceeded``),
   ``LambdaGeneratedResponse``/``FunctionGeneratedResponse`` (``generated``), anything else or missing
   (``unknown``). The method is checked first: a ``POST`` that errored counts under ``method``.
+  The method is matched case-insensitively, the result type exactly (after trimming spaces), as
+  CloudFront writes them (AWS CloudFront Developer Guide, "Standard logging reference", section "Log
+  file fields": ``x-edge-result-type``). :func:`classify_arrays` is the same rule over whole Arrow columns,
+  returning codes into :data:`CLASS_NAMES` (one Python call per *distinct* value, not per row); a
+  differential test holds it equal to :func:`classify` row by row.
 - **Hit rate** (:func:`hit_rate`): hits / (hits + misses), ``None`` when there is no cacheable request.
   This is CloudWatch's CacheHitRate made exact.
 - **Latency percentiles over logs** (:class:`LatencySketch`): a log-bucket histogram with relative
   accuracy 1 % (bucket ratio γ = 1.01/0.99, DDSketch-style), mergeable across files, processes and
   days by adding counts. Values are milliseconds; 0 ms (CloudFront logs ``0.000``) has its own bucket.
 - **Exact percentiles over recorder rows** (:func:`exact_quantiles`).
-(:func:`edgeproof.analytics.summary.summarize` turns logs into the summary JSON with these definitions;
-this module imports nothing of the package, so everything can build on it.)
+(:class:`edgeproof.analytics.aggregate.LogAggregate` counts logs with these definitions and
+:func:`edgeproof.analytics.summary.summarize` turns it into the summary JSON; at import this module
+loads nothing of the package, so everything can build on it; :func:`classify_arrays` reads Arrow
+buffers through ``edgeproof.analytics._arrow`` when called.)
 
-Importing this module is cheap: numpy only.
+Importing this module is cheap: numpy only (pyarrow is imported by :func:`classify_arrays` when called).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = [
+    "CLASS_NAMES",
     "DEFAULT_QUANTILES",
     "EXCLUDED_REASONS",
     "HIT_TYPES",
     "MISS_TYPES",
     "LatencySketch",
     "classify",
+    "classify_arrays",
     "exact_quantiles",
     "hit_rate",
     "quantile_label",
@@ -55,6 +67,11 @@ _REASON_BY_TYPE: dict[str, str] = {
 EXCLUDED_REASONS: tuple[str, ...] = (
     "method", "error", "redirect", "limit_exceeded", "capacity_exceeded", "generated", "unknown",
 )
+#: every class :func:`classify` can return; :func:`classify_arrays` returns indices into this tuple
+CLASS_NAMES: tuple[str, ...] = ("hit", "miss", *EXCLUDED_REASONS)
+#: the codes of :func:`classify_arrays` for a hit, a miss and a non-cacheable method
+HIT, MISS, METHOD = 0, 1, CLASS_NAMES.index("method")
+_CLASS_CODE = {name: i for i, name in enumerate(CLASS_NAMES)}
 #: the percentiles every summary reports
 DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)
 
@@ -69,6 +86,50 @@ def classify(result_type: str | None, method: str | None) -> str:
     if rt in MISS_TYPES:
         return "miss"
     return _REASON_BY_TYPE.get(rt, "unknown")
+
+
+def classify_arrays(result_type: pa.Array | pa.ChunkedArray | None,
+                    method: pa.Array | pa.ChunkedArray | None) -> np.ndarray:
+    """:func:`classify` for every row of two aligned Arrow string columns → ``int8`` codes into
+    :data:`CLASS_NAMES` (0 hit, 1 miss, then the excluded reasons in :data:`EXCLUDED_REASONS` order).
+
+    ``None`` stands for an absent column (every row null). Each column is dictionary-encoded (a
+    dictionary array is used as it is) and :func:`classify` is asked once per *distinct* value, so the
+    rule is written once and costs a hash lookup per row. There is no status argument: CloudFront
+    already folds the status into the result type (4xx/5xx are ``Error``), and :func:`classify` does
+    not look at it either.
+    """
+    if result_type is None and method is None:
+        raise ValueError("classify_arrays needs at least one column to know the number of rows")
+    n = len(result_type if result_type is not None else method)  # type: ignore[arg-type]
+    if n == 0:
+        return np.zeros(0, dtype=np.int8)
+    if method is None:
+        return np.full(n, METHOD, dtype=np.int8)
+    if len(method) != n:
+        raise ValueError(f"columns of different lengths: {n} result types, {len(method)} methods")
+    ok = _per_value(method, lambda m: (m or "").upper() in CACHEABLE_METHODS, False, np.bool_)
+    if result_type is None:
+        return np.where(ok, _CLASS_CODE["unknown"], METHOD).astype(np.int8)
+    codes = _per_value(result_type, lambda rt: _CLASS_CODE[classify(rt, "GET")], _CLASS_CODE["unknown"], np.int8)
+    return np.where(ok, codes, np.int8(METHOD)).astype(np.int8, copy=False)
+
+
+def _per_value(values: Any, fn: Any, null: Any, dtype: Any) -> np.ndarray:
+    """``fn`` of each row of a string column, computed once per distinct value (``null`` for nulls)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from edgeproof.analytics._arrow import scalar, to_numpy  # buffers only: pandas stays unimported
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    enc = values if pa.types.is_dictionary(values.type) else values.dictionary_encode()
+    dictionary = enc.dictionary.to_pylist()
+    table = np.array([fn(v) for v in dictionary] + [null], dtype=dtype)
+    indices = enc.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, scalar(len(dictionary), indices.type))
+    return table[to_numpy(indices)]
 
 
 def xcache_result(x_cache: str | None) -> str | None:

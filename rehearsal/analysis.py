@@ -1,13 +1,15 @@
 """Analyse a finished rehearsal: the edge's CloudFront logs together with the load recorder's rows.
 
 Every definition comes from its one home: hit rate, result classes and percentiles from
-:mod:`edgeproof.analytics.metrics` (through :func:`analytics.summarize` over the logs, :func:`exact_quantiles` over
-rows), gates from :mod:`edgeproof.loadtest.gates`, the what-if from :func:`edgeproof.analytics.replay.compare_strategies`.
+:mod:`edgeproof.analytics.metrics` (through :class:`edgeproof.analytics.aggregate.LogAggregate` over the
+logs, read once, and :func:`exact_quantiles` over rows), gates from :mod:`edgeproof.loadtest.gates`, the
+what-if from :func:`edgeproof.analytics.replay.compare_strategies`.
 The result is the ``summary.json`` dict; its ``timeline`` (per-bin series) feeds the charts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,30 +100,41 @@ def _client_timeline(table: Any, t0: datetime, bin_s: float) -> dict[str, dict[s
 
 
 def _edge(logs: list[str], t0: datetime | None, bin_s: float, spike: tuple[float, float] | None,
-          window: tuple[datetime, datetime] | None = None
-          ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Edge-log numbers: summarize() overall and over the spike, per-POP groups, and per-bin series."""
+          window: tuple[datetime, datetime] | None = None, keep: Sequence[str] = ()
+          ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[dict[str, Any]], list[Any]]:
+    """Edge-log numbers in ONE pass over the logs: the summary overall and over the spike, per-POP
+    groups and per-bin series (two :class:`~edgeproof.analytics.aggregate.LogAggregate` fed the same
+    batches); with ``keep``, also those columns of every batch (the what-if's input, so that a real
+    distribution's logs are not read a second time)."""
+    from edgeproof.analytics.aggregate import MISSING, LogAggregate
     from edgeproof.analytics.reader import read_logs
-    from edgeproof.analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
-    from edgeproof.analytics.summary import summarize
+    from edgeproof.analytics.summary import summary_json
 
     start, end = window if window is not None else (None, None)
-    overall = summarize(logs, by="pop", start=start, end=end)
-    spike_summary = None
+    agg = LogAggregate(dims=("pop", "bin"), latency_dims=("pop", "bin"), bin_seconds=bin_s)
+    spike_agg = None
     if spike is not None and t0 is not None:
         # log times have 1 s resolution: the window is widened to whole seconds
         a = (t0 + timedelta(seconds=spike[0])).replace(microsecond=0)
         b = (t0 + timedelta(seconds=spike[1])).replace(microsecond=0) + timedelta(seconds=1)
-        spike_summary = summarize(logs, by="pop", start=a, end=b)
-    agg = LogAggregate(bin_seconds=bin_s)
-    for batch in read_logs(logs, columns=list(AGGREGATE_COLUMNS), start=start, end=end):
+        spike_agg = LogAggregate(dims=("pop",), latency_dims=("pop",), start=a, end=b)
+    kept: list[Any] = []
+    stream = read_logs(logs, columns=list(dict.fromkeys([*agg.columns, *keep])), start=start, end=end)
+    for batch in stream:
         agg.add_batch(batch)
+        if spike_agg is not None:
+            spike_agg.add_batch(batch)
+        if keep:  # in the reader's column order, as a read of just those columns gives them
+            kept.append(batch.select([n for n in batch.schema.names if n in keep]))
+    agg.add_accounting(stream)
+    overall = summary_json(agg, "pop")
+    spike_summary = None if spike_agg is None else summary_json(spike_agg, "pop")
+    bins = {key: counts for key, counts in agg.groups["bin"].items() if key != MISSING}
     timeline: dict[str, dict[str, Any]] = {}
-    t0_s = t0.timestamp() if t0 is not None else float(min((float(k) for k in agg.groups.get("bin", {})), default=0))
-    for key, counts in agg.groups.get("bin", {}).items():
+    t0_s = t0.timestamp() if t0 is not None else float(min((float(k) for k in bins), default=0))
+    for key, counts in bins.items():
         idx = int(np.floor((float(key) - t0_s) / bin_s + 1e-9))
-        sketch = agg.bin_sketches.get(key)
-        q = sketch.quantiles([0.5, 0.99]) if sketch is not None else {"p50": None, "p99": None}
+        q = counts.sketch("time_taken", "cacheable").quantiles([0.5, 0.99])
         cell = timeline.setdefault(str(idx), {"requests": 0, "hits": 0, "misses": 0, "errors": 0})
         cell.update(requests=cell["requests"] + counts.requests, hits=cell["hits"] + counts.hits,
                     misses=cell["misses"] + counts.misses, errors=cell["errors"] + counts.errors,
@@ -148,7 +161,7 @@ def _edge(logs: list[str], t0: datetime | None, bin_s: float, spike: tuple[float
     for key, group in sorted(((spike_summary or overall).get("groups") or {}).items()):
         by_pop.append({"pop": key, "requests": group.get("requests"), "hits": group.get("hits"),
                        "misses": group.get("misses"), "hit_rate": group.get("hit_rate")})
-    return edge, timeline, by_pop
+    return edge, timeline, by_pop, kept
 
 
 def _origin_timeline(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -217,7 +230,7 @@ def _what_if(source: Any, strategy: str, target: float, warmup: float, settings:
 def _replay(out: Path, logs: list[str], scenario: RehearsalScenario, scope: str, target: float,
             phases: list[tuple[str, float, float]], spike_names: list[str], spike: tuple[float, float],
             t0: datetime | None, records: Any, window: tuple[datetime, datetime] | None,
-            edge_config: EdgeConfig | None) -> dict[str, Any]:
+            edge_config: EdgeConfig | None, window_batches: list[Any] | None = None) -> dict[str, Any]:
     """The what-if, its input prepared for the run it replays.
 
     Embedded stack: the edge's real-time logs, keyed by each request's intended start and cut at the
@@ -228,10 +241,7 @@ def _replay(out: Path, logs: list[str], scenario: RehearsalScenario, scope: str,
     if window is not None or edge_config is None or t0 is None:
         source: Any = logs
         if window is not None:  # only the run's window of a real distribution's logs (small: a list is fine)
-            from edgeproof.analytics.reader import read_logs
-            from edgeproof.analytics.replay import COLUMNS
-
-            source = list(read_logs(logs, start=window[0], end=window[1], columns=list(COLUMNS)))
+            source = window_batches  # kept by _edge's one pass over them: not read a second time
         return _what_if(source, scenario.strategy, target, warmup)
     replay_logs, log_kind = what_if_logs(out, edge_config)
     scored = spike_names if scope == "spike" else [n for n, _, _ in phases]
@@ -370,20 +380,26 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
     edge: dict[str, Any] | None = None
     edge_timeline: dict[str, dict[str, Any]] = {}
     by_pop: list[dict[str, Any]] = []
+    window_batches: list[Any] = []
     notes: list[str] = []
     window = None
     if logs:
         # a real distribution's log bucket holds more than this run: keep the rehearsal's window only
         window = None if embedded else (datetime.fromtimestamp(started - 60, UTC),
                                         datetime.fromtimestamp(finished + 60, UTC))
-        edge, edge_timeline, by_pop = _edge(logs, t0, bin_s, spike, window)
+        keep: tuple[str, ...] = ()
+        if what_if and window is not None:  # one pass: a real distribution's what-if replays the rows kept
+            from edgeproof.analytics.replay import COLUMNS
+
+            keep = COLUMNS
+        edge, edge_timeline, by_pop, window_batches = _edge(logs, t0, bin_s, spike, window, keep)
     else:
         notes.append("no CloudFront logs (give --logs s3://… with --target): edge-side numbers are absent")
     replay = None
     if what_if and logs and edge and edge["requests"]:
         try:
             replay = _replay(out, logs, scenario, sc.gates.scope, target, phases, spike_names, spike, t0, table,
-                             None if embedded else window, edge_config)
+                             None if embedded else window, edge_config, window_batches)
         except Exception as err:  # noqa: BLE001 - the what-if is advisory: keep the run's verdict and report
             notes.append(f"the what-if replay failed ({type(err).__name__}: {str(err)[:300]}): no miss anatomy "
                          f"or strategy comparison in this report")

@@ -177,14 +177,18 @@ def test_weekly_on_s3_with_history_and_publish(tmp_path: Path, s3_env: dict[str,
 
 def test_aggregate_agrees_with_summarize_and_merges(tmp_path: Path) -> None:
     from edgeproof.analytics import read_logs, summarize
-    from edgeproof.analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
+    from edgeproof.analytics.aggregate import REPORT_DIMENSIONS, LogAggregate
     from edgeproof.analytics.synthetic import generate_logs
 
     files = generate_logs(tmp_path, "2026-11-16T00:00:00Z", hours=6, requests_per_hour=800, hit_rate=0.93, seed=4)
-    whole = LogAggregate()
-    parts = [LogAggregate(), LogAggregate()]
+
+    def weekly() -> LogAggregate:  # the weekly report's shape
+        return LogAggregate(dims=REPORT_DIMENSIONS, missed_urls=True)
+
+    whole = weekly()
+    parts = [weekly(), weekly()]
     for i, path in enumerate(files):
-        for batch in read_logs([str(path)], columns=list(AGGREGATE_COLUMNS)):
+        for batch in read_logs([str(path)], columns=whole.columns):
             whole.add_batch(batch)
             parts[i % 2].add_batch(batch)
     merged = parts[0].merge(parts[1])
@@ -197,7 +201,8 @@ def test_aggregate_agrees_with_summarize_and_merges(tmp_path: Path) -> None:
     assert merged.total == whole.total
     assert merged.groups["hour"] == whole.groups["hour"] and len(whole.groups["hour"]) == 6
     assert merged.missed_urls == whole.missed_urls
-    assert merged.sketches["time_taken_all"].counts.tolist() == whole.sketches["time_taken_all"].counts.tolist()
+    assert (merged.total.sketch("time_taken", "cacheable").counts.tolist()
+            == whole.total.sketch("time_taken", "cacheable").counts.tolist())
 
 
 # -- coverage: a week with a day of logs missing ---------------------------------------------------

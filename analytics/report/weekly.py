@@ -1,7 +1,7 @@
 """The weekly hit-rate report: one ISO week of CloudFront logs against the hit-rate target.
 
 :func:`build_weekly` streams the week's logs once (record batches from :func:`analytics.read_logs`
-into a :class:`~edgeproof.analytics.report.aggregate.LogAggregate`, bounded memory, with a progress line), runs
+into a :class:`~edgeproof.analytics.aggregate.LogAggregate`, bounded memory, with a progress line), runs
 the replay what-if (:func:`edgeproof.analytics.replay.compare_strategies`) for the miss anatomy and the best
 strategy, compares with last week's summary from the history store, and writes ``summary.json``,
 ``report.html`` (self-contained), ``report.md`` and the PNG charts into ``out``.
@@ -27,8 +27,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from edgeproof.analytics.aggregate import MISSING, REPORT_DIMENSIONS, LogAggregate
 from edgeproof.analytics.coverage import coverage, parse_stamp
-from edgeproof.analytics.report.aggregate import AGGREGATE_COLUMNS, LogAggregate
 from edgeproof.analytics.report.progress import Progress
 from edgeproof.analytics.report.store import publish_dir, read_json, write_json
 from edgeproof.analytics.report.weekly_render import render_weekly
@@ -145,13 +145,18 @@ def _merge_damage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             "files": sorted(a["files"] + b["files"], key=lambda d: d["file"])}
 
 
+def _week_aggregate(start: datetime, end: datetime) -> LogAggregate:
+    """The report's aggregate: per day, hour, POP, content type and path family, with the missed URLs."""
+    return LogAggregate(dims=REPORT_DIMENSIONS, missed_urls=True, start=start, end=end)
+
+
 def _aggregate_files(names: list[str], start: datetime, end: datetime,
                      reader_options: dict[str, Any]) -> tuple[LogAggregate, dict[str, Any]]:
     """One worker's share: its files into one aggregate (run in a child process with --jobs)."""
     from edgeproof.analytics.reader import read_logs
 
-    agg = LogAggregate(start=start, end=end)
-    stream = read_logs(names, start=start, end=end, columns=list(AGGREGATE_COLUMNS), **reader_options)
+    agg = _week_aggregate(start, end)
+    stream = read_logs(names, start=start, end=end, columns=agg.columns, **reader_options)
     for batch in stream:
         agg.add_batch(batch)
     return agg, _damage(stream)
@@ -168,8 +173,8 @@ def _stream(logs: list[str], start: datetime, end: datetime, progress: bool,
     """
     from edgeproof.analytics.reader import read_logs
 
-    agg = LogAggregate(start=start, end=end)
-    stream = read_logs(logs, start=start, end=end, columns=list(AGGREGATE_COLUMNS), **reader_options)
+    agg = _week_aggregate(start, end)
+    stream = read_logs(logs, start=start, end=end, columns=agg.columns, **reader_options)
     bar = Progress("reading logs", total=len(stream.inputs), unit=" files", enabled=progress)
     if jobs > 1 and len(stream.inputs) > 1:
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -206,7 +211,7 @@ def _variants_of_missed(agg: LogAggregate) -> tuple[list[dict[str, Any]], list[d
     Each distinct missed URL is mapped to its true canonical request by a strategy's ``variant``
     (strategy-independent by contract); the served content type stands in for ``Accept``.
     """
-    from edgeproof.analytics.report.aggregate import path_family
+    from edgeproof.analytics.aggregate import path_family
     from edgeproof.analytics.strategies import get_strategy
 
     from edgeproof.errors import EdgeproofError
@@ -297,16 +302,20 @@ def _strategy_rows(result: Any) -> list[dict[str, Any]]:
 
 
 def _latency(agg: LogAggregate) -> dict[str, Any]:
+    """Percentiles of hits, misses and both (summary.json's ``all``: the aggregate's ``cacheable``,
+    hit ⊕ miss; weekly_render reads that key)."""
     out: dict[str, Any] = {}
     for metric in ("time_taken", "ttfb"):
-        out[metric] = {c: agg.sketches[f"{metric}_{c}"].quantiles() for c in ("all", "hit", "miss")}
+        out[metric] = {doc: agg.total.sketch(metric, kind).quantiles()
+                       for doc, kind in (("all", "cacheable"), ("hit", "hit"), ("miss", "miss"))}
     return out
 
 
 def _group_list(agg: LogAggregate, dim: str, target: float) -> list[dict[str, Any]]:
     rows = []
     for key, counts in agg.group_rows(dim):
-        row = {"key": key, **counts.to_dict()}
+        # summary.json spells an hour 2026-11-18T05, as weekly_render parses it (the aggregate: …T05:00Z)
+        row = {"key": key.removesuffix(":00Z") if dim == "hour" else key, **counts.to_dict()}
         rate = counts.hit_rate
         row["met_target"] = None if rate is None else rate >= target
         rows.append(row)
@@ -341,7 +350,7 @@ def _coverage(agg: LogAggregate, start: datetime, end: datetime, bad: dict[str, 
     its lost tail is of unknown size); malformed single lines are counted but do not make the window
     incomplete (a few turn up in real logs every week).
     """
-    have = [parse_stamp(key) for key, counts in agg.groups["hour"].items() if counts.requests and key != "(none)"]
+    have = [parse_stamp(key) for key, counts in agg.groups["hour"].items() if counts.requests and key != MISSING]
     cov = coverage(have, start, end)
     damaged = list(bad.get("files") or [])
     return {
