@@ -9,12 +9,18 @@ import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired
 
 from edgeproof.errors import UsageError
 
 if TYPE_CHECKING:
     from edgeproof.analytics.reader_accounting import AccountingJSON, FileErrorJSON
+    from edgeproof.analytics.summary import LogSummary
+
+    class SummaryOutput(LogSummary):
+        """What ``logs summarize`` prints: the summary, with ``--by hour|day`` the window's coverage."""
+
+        coverage: NotRequired[dict[str, Any]]
 
 __all__ = ["register"]
 
@@ -108,7 +114,7 @@ def _summarize(args: argparse.Namespace) -> int:
     keep_freed_buffers()
     if args.jobs < 0:
         raise UsageError("--jobs must be 0 (all cores) or more")
-    result = summarize(args.paths, by=args.by, jobs=args.jobs or None, **_read_kwargs(args))
+    result: SummaryOutput = {**summarize(args.paths, by=args.by, jobs=args.jobs or None, **_read_kwargs(args))}
     if args.by in ("hour", "day") and result.get("groups") is not None:
         result["coverage"] = _coverage(result, args)
     if args.json:
@@ -118,13 +124,13 @@ def _summarize(args: argparse.Namespace) -> int:
     return _exit_status(result["accounting"])
 
 
-def _coverage(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def _coverage(result: LogSummary, args: argparse.Namespace) -> dict[str, Any]:
     """Which hours (or days) of the window have no request: the window is --from/--to, else the data's
     own first to last hour, so a gap inside the logs is named (edgeproof.analytics.coverage)."""
     from edgeproof.analytics.coverage import DAY, HOUR, coverage, parse_stamp
 
     step = HOUR if args.by == "hour" else DAY
-    have = [parse_stamp(k) for k in result["groups"]]
+    have = [parse_stamp(k) for k in result.get("groups") or {}]
     start = parse_stamp(args.start) if args.start else (min(have) if have else None)
     end = parse_stamp(args.end) if args.end else (max(have) + step if have else None)
     if start is None or end is None:
@@ -158,7 +164,7 @@ def _bytes(n: int) -> str:
     return str(n)
 
 
-def format_summary(r: dict[str, Any]) -> str:
+def format_summary(r: SummaryOutput) -> str:
     """The human-readable table for a summary dict."""
     lines = [
         f"files          {r['files']}   ({r['first'] or '-'} .. {r['last'] or '-'})",

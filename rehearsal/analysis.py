@@ -9,10 +9,10 @@ The result is the ``summary.json`` dict; its ``timeline`` (per-bin series) feeds
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import pyarrow.compute as pc
@@ -29,8 +29,9 @@ from edgeproof.rehearsal.config import RehearsalScenario
 
 if TYPE_CHECKING:
     from edgeproof.edge.config import EdgeConfig
+    from edgeproof.edge.edge import EdgeStats
 
-__all__ = ["analyse", "explain"]
+__all__ = ["RehearsalSummary", "analyse", "explain"]
 
 ORIGIN_SOURCES = ("from_local_cache", "from_derivative_store", "from_transform")
 WHAT_IF = ("passthrough", "sorted", "allowlist", "aggressive", "breakpoints")
@@ -287,7 +288,7 @@ def _origin_gates(rules: tuple[str, ...], values: dict[str, float | None]) -> li
     return out
 
 
-def explain(s: dict[str, Any]) -> list[str]:
+def explain(s: RehearsalSummary) -> list[str]:
     """Plain-language reasons behind the numbers: where the misses came from and what the origin did."""
     why: list[str] = []
     anatomy = s.get("miss_anatomy") or {}
@@ -356,111 +357,104 @@ def _hit_rate_target(rules: tuple[str, ...]) -> float:
     return 0.96
 
 
+class RehearsalSummary(TypedDict):
+    """The ``summary.json`` of a rehearsal: what :func:`analyse` returns, the report
+    (:mod:`edgeproof.rehearsal.report`) and the CLI read, and a later run compares against.
+
+    Typed because it crosses packages and outlives the run; the keys are the JSON's, in its order.
+    The nested records stay plain dicts: they are the JSON of their own producers (the client rows,
+    :func:`edgeproof.analytics.summary.summarize` for ``edge``, the gates' ``to_json``, the replay).
+    """
+
+    kind: str
+    scenario: str
+    description: str
+    strategy: str
+    duration: float
+    peak_rps: float
+    embedded: bool
+    target_url: str | None
+    stack: dict[str, Any] | None
+    started: str
+    finished: str
+    load_start: str | None
+    phases: list[dict[str, Any]]
+    spike_phases: list[str]
+    hit_rate_target: float
+    hit_rate: float | None
+    spike_hit_rate: float | None
+    hit_rate_source: str
+    latency_ms: dict[str, Any]
+    errors: dict[str, Any]
+    transforms: int | None
+    origin_work: dict[str, Any] | None
+    prescaled: dict[str, Any] | None
+    origin_requests: int | None
+    origin_group: dict[str, Any] | None
+    origin_answers: dict[str, Any] | None
+    miss_anatomy: dict[str, Any] | None
+    edge: dict[str, Any] | None
+    client: dict[str, Any]
+    by_pop: list[dict[str, Any]]
+    what_if: dict[str, Any] | None
+    events: list[dict[str, Any]]
+    origin_timeline: list[dict[str, Any]]
+    timeline: list[dict[str, Any]]
+    bin_seconds: float
+    consistency: dict[str, Any] | None
+    gates: dict[str, Any]
+    origin_gates: list[str]
+    verdict_table: str
+    passed: bool
+    notes: list[str]
+    why: list[str]
+
+
 def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, float, float]], embedded: bool,
             samples: list[dict[str, Any]], events: list[dict[str, Any]], real_logs: str | None, what_if: bool,
             started: float, finished: float, target_url: str | None, prescaled: dict[str, Any] | None = None,
-            load_began: float | None = None, edge_config: EdgeConfig | None = None) -> dict[str, Any]:
+            load_began: float | None = None, edge_config: EdgeConfig | None = None) -> RehearsalSummary:
+    """The summary of a finished run, in named steps: client rows and gates, edge logs, what-if,
+    timeline, origin, cross-check, then the summary and the reasons behind its numbers."""
     from edgeproof.loadtest.gates import evaluate
     from edgeproof.loadtest.scenario import load_scenario
-    from edgeproof.loadtest.shapes import SPIKE_PHASES
 
     sc = load_scenario(out / "loadtest-scenario.toml")
     bin_s = _bin_seconds(scenario.duration)
     client, table, t0 = _client(out, None)
-    spike_names = [n for n, _, _ in phases if n in SPIKE_PHASES] or [n for n, _, _ in phases]
-    spike = (min(a for n, a, _ in phases if n in spike_names), max(b for n, _, b in phases if n in spike_names))
+    spike_names, spike = _spike(phases)
     verdict = evaluate(table, sc.gates.rules, scored_phases=spike_names, scope=sc.gates.scope)
     target = _hit_rate_target(sc.gates.rules)
-
-    logs: list[str] = []
-    if embedded:
-        logs = [str(out / "logs")]
-    elif real_logs:
-        logs = [real_logs]
-    edge: dict[str, Any] | None = None
-    edge_timeline: dict[str, dict[str, Any]] = {}
-    by_pop: list[dict[str, Any]] = []
-    window_batches: list[Any] = []
     notes: list[str] = []
-    window = None
-    if logs:
-        # a real distribution's log bucket holds more than this run: keep the rehearsal's window only
-        window = None if embedded else (datetime.fromtimestamp(started - 60, UTC),
-                                        datetime.fromtimestamp(finished + 60, UTC))
-        keep: tuple[str, ...] = ()
-        if what_if and window is not None:  # one pass: a real distribution's what-if replays the rows kept
-            from edgeproof.analytics.replay import COLUMNS
-
-            keep = COLUMNS
-        edge, edge_timeline, by_pop, window_batches = _edge(logs, t0, bin_s, spike, window, keep)
-    else:
-        notes.append("no CloudFront logs (give --logs s3://… with --target): edge-side numbers are absent")
+    logs = [str(out / "logs")] if embedded else [real_logs] if real_logs else []
+    # a real distribution's log bucket holds more than this run: keep the rehearsal's window only
+    window = None if embedded or not logs else (datetime.fromtimestamp(started - 60, UTC),
+                                                datetime.fromtimestamp(finished + 60, UTC))
+    edge, edge_timeline, by_pop, window_batches = _edge_side(logs, t0, bin_s, spike, window, what_if, notes)
     replay = None
     if what_if and logs and edge and edge["requests"]:
-        try:
-            replay = _replay(out, logs, scenario, sc.gates.scope, target, phases, spike_names, spike, t0, table,
-                             None if embedded else window, edge_config, window_batches)
-        except Exception as err:  # noqa: BLE001 - the what-if is advisory: keep the run's verdict and report
-            notes.append(f"the what-if replay failed ({type(err).__name__}: {str(err)[:300]}): no miss anatomy "
-                         f"or strategy comparison in this report")
-        if replay and replay.get("note"):
-            notes.append(replay["note"])
+        replay = _advisory_replay(notes, lambda: _replay(
+            out, logs, scenario, sc.gates.scope, target, phases, spike_names, spike, t0, table,
+            None if embedded else window, edge_config, window_batches))
     client_timeline = _client_timeline(table, t0, bin_s) if t0 is not None else {}
-
-    keys = sorted({int(k) for k in (*edge_timeline, *client_timeline)})
-    timeline = []
-    for k in keys:
-        e, c = edge_timeline.get(str(k), {}), client_timeline.get(str(k), {})
-        timeline.append({
-            "t": k * bin_s,
-            "edge_requests_per_s": e.get("requests", 0) / bin_s, "edge_hit_rate": e.get("hit_rate"),
-            "edge_p50_ms": e.get("p50_time_taken"), "edge_p99_ms": e.get("p99_time_taken"),
-            "edge_5xx": e.get("errors", 0),
-            "client_scheduled_per_s": c.get("scheduled", 0) / bin_s, "client_hit_rate": c.get("hit_rate"),
-            "client_p50_corrected_ms": c.get("p50_corrected"), "client_p99_corrected_ms": c.get("p99_corrected"),
-            "client_p99_uncorrected_ms": c.get("p99_raw"),
-        })
-
-    origin_timeline = _origin_timeline(samples)
+    timeline = _timeline(edge_timeline, client_timeline, bin_s)
     latest = samples[-1] if samples else {}
     edge_stats = latest.get("edge") or {}
     origin_totals = latest.get("origin") or {}
     origin_work = _origin_work(out, origin_totals, load_began or started) if embedded and samples else None
     if embedded and scenario.origin_gates:
-        values: dict[str, float | None] = {"origin_503": origin_totals.get("responses_503", 0.0)}
-        if origin_work is not None:
-            values.update(transforms=origin_work["transforms"],
-                          repeat_transform_rate=origin_work["repeat_transform_rate"])
-        verdict.gates.extend(_origin_gates(scenario.origin_gates, values))
+        verdict.gates.extend(_origin_gates(scenario.origin_gates, _origin_values(origin_totals, origin_work)))
     if replay:
-        evictions = sum(int(v.get("evictions") or 0) for part in ("pops", "tiers")
-                        for v in (edge_stats.get(part) or {}).values())
         replay["calibration_notes"] = calibration_lines(
-            replay, dropped=client["dropped"], evictions=evictions,
+            replay, dropped=client["dropped"], evictions=_evictions(edge_stats),
             edge_spike_hit_rate=((edge or {}).get("spike") or {}).get("hit_rate"))
-    anatomy = None
-    if replay:
-        mine = next((r for r in replay["strategies"] if r["strategy"] == scenario.strategy), None)
-        if mine:
-            anatomy = {k: mine[k] for k in ("cold", "expired", "evicted", "fragmented")}
+    anatomy = _anatomy(replay, scenario.strategy)
     if edge is not None and not edge["requests"]:
         notes.append("the CloudFront logs hold no request in this run's window (CloudFront delivers standard "
                      "logs minutes after the requests): hit rates below come from the client rows")
         edge = None
-    hit_rate_overall = edge["hit_rate"] if edge else client["hit_rate"]
-    consistency = None
-    if edge is not None and embedded:
-        consistency = {
-            "edge_log_requests": edge["requests"], "client_responses": client["responses"],
-            "edge_log_hits": edge["hits"], "client_hits": client["hits"],
-            "edge_log_misses": edge["misses"], "client_misses": client["misses"],
-        }
-        consistency["match"] = (edge["requests"] == client["responses"] and edge["hits"] == client["hits"]
-                                and edge["misses"] == client["misses"])
-        if not consistency["match"]:
-            notes.append("edge logs and recorder rows disagree (see consistency); a request may have been "
-                         "answered by a connection error without reaching the edge")
-    summary: dict[str, Any] = {
+    consistency = _consistency(edge, client, notes) if edge is not None and embedded else None
+    summary: RehearsalSummary = {
         "kind": "rehearsal",
         "scenario": scenario.name,
         "description": scenario.description,
@@ -469,30 +463,17 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         "peak_rps": scenario.peak_rps,
         "embedded": embedded,
         "target_url": target_url,
-        "stack": None if not embedded else {
-            "pops": scenario.stack.pops, "origin_processes": scenario.stack.origin_processes,
-            "origin_workers": scenario.stack.origin_workers, "local_cache_mb": scenario.stack.local_cache_mb,
-            "shared_derivatives": scenario.stack.shared_derivatives, "catalog_images": scenario.stack.catalog_images,
-            "prescale_launch": scenario.stack.prescale_launch, "prescale_hottest": scenario.stack.prescale_hottest},
+        "stack": _stack(scenario) if embedded else None,
         "started": datetime.fromtimestamp(started, UTC).isoformat(),
         "finished": datetime.fromtimestamp(finished, UTC).isoformat(),
         "load_start": t0.isoformat() if t0 else None,
         "phases": [{"name": n, "start": a, "end": b} for n, a, b in phases],
         "spike_phases": spike_names,
         "hit_rate_target": target,
-        "hit_rate": hit_rate_overall,
-        "spike_hit_rate": (edge or {}).get("spike", {}).get("hit_rate") if edge and edge.get("spike")
-        else next((g.value for g in verdict.gates if g.gate.replace(" ", "").startswith("hit_rate>")),
-                  verdict.totals.get("hit_rate")),
+        "hit_rate": edge["hit_rate"] if edge else client["hit_rate"],
+        "spike_hit_rate": _spike_hit_rate(edge, verdict),
         "hit_rate_source": "edge logs" if edge else "client rows (X-Cache)",
-        "latency_ms": {
-            "edge": None if edge is None else {c: {q: edge["latency_ms"]["time_taken"][c][q] for q in ("p50", "p99")}
-                                               for c in ("hit", "miss") if c in edge["latency_ms"]["time_taken"]},
-            "client": {c: {q: client["latency_ms"][c]["corrected"][q] for q in ("p50", "p99")}
-                       for c in ("hit", "miss", "all")},
-            "client_uncorrected": {c: {q: client["latency_ms"][c]["uncorrected"][q] for q in ("p50", "p99")}
-                                   for c in ("hit", "miss", "all")},
-        },
+        "latency_ms": _latency(edge, client),
         "errors": {"client": client["errors"], "client_status": client["status"],
                    "edge_5xx": None if edge is None else edge["errors_5xx"],
                    "origin_503": round(origin_totals.get("responses_503", 0.0)) if origin_totals else None},
@@ -511,7 +492,7 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         "by_pop": by_pop,
         "what_if": replay,
         "events": events,
-        "origin_timeline": origin_timeline,
+        "origin_timeline": _origin_timeline(samples),
         "timeline": timeline,
         "bin_seconds": bin_s,
         "consistency": consistency,
@@ -520,6 +501,130 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         "verdict_table": verdict.table(),
         "passed": verdict.passed,
         "notes": notes,
+        "why": [],
     }
     summary["why"] = explain(summary)
     return summary
+
+
+def _spike(phases: list[tuple[str, float, float]]) -> tuple[list[str], tuple[float, float]]:
+    """The scored phases (the spike's, else every phase) and the span they cover, in seconds from the start."""
+    from edgeproof.loadtest.shapes import SPIKE_PHASES
+
+    names = [n for n, _, _ in phases if n in SPIKE_PHASES] or [n for n, _, _ in phases]
+    return names, (min(a for n, a, _ in phases if n in names), max(b for n, _, b in phases if n in names))
+
+
+def _edge_side(logs: list[str], t0: datetime | None, bin_s: float, spike: tuple[float, float],
+               window: tuple[datetime, datetime] | None, what_if: bool, notes: list[str]
+               ) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]], list[dict[str, Any]], list[Any]]:
+    """The edge-log numbers of :func:`_edge`, or a note saying why there are none."""
+    if not logs:
+        notes.append("no CloudFront logs (give --logs s3://… with --target): edge-side numbers are absent")
+        return None, {}, [], []
+    keep: tuple[str, ...] = ()
+    if what_if and window is not None:  # one pass: a real distribution's what-if replays the rows kept
+        from edgeproof.analytics.replay import COLUMNS
+
+        keep = COLUMNS
+    return _edge(logs, t0, bin_s, spike, window, keep)
+
+
+def _advisory_replay(notes: list[str], run: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """The what-if replay ``run`` (:func:`_replay`); its failure is a note, not a failed run: the
+    what-if is advisory, the run's verdict and report stand without it."""
+    try:
+        replay = run()
+    except Exception as err:  # noqa: BLE001 - the what-if is advisory: keep the run's verdict and report
+        notes.append(f"the what-if replay failed ({type(err).__name__}: {str(err)[:300]}): no miss anatomy "
+                     f"or strategy comparison in this report")
+        return None
+    if replay and replay.get("note"):
+        notes.append(replay["note"])
+    return replay
+
+
+def _timeline(edge_timeline: dict[str, dict[str, Any]], client_timeline: dict[str, dict[str, Any]],
+              bin_s: float) -> list[dict[str, Any]]:
+    """Edge-log and client-row series side by side, one row per time bin either has (the charts' input)."""
+    keys = sorted({int(k) for k in (*edge_timeline, *client_timeline)})
+    timeline = []
+    for k in keys:
+        e, c = edge_timeline.get(str(k), {}), client_timeline.get(str(k), {})
+        timeline.append({
+            "t": k * bin_s,
+            "edge_requests_per_s": e.get("requests", 0) / bin_s, "edge_hit_rate": e.get("hit_rate"),
+            "edge_p50_ms": e.get("p50_time_taken"), "edge_p99_ms": e.get("p99_time_taken"),
+            "edge_5xx": e.get("errors", 0),
+            "client_scheduled_per_s": c.get("scheduled", 0) / bin_s, "client_hit_rate": c.get("hit_rate"),
+            "client_p50_corrected_ms": c.get("p50_corrected"), "client_p99_corrected_ms": c.get("p99_corrected"),
+            "client_p99_uncorrected_ms": c.get("p99_raw"),
+        })
+    return timeline
+
+
+def _origin_values(origin_totals: dict[str, float], origin_work: dict[str, Any] | None) -> dict[str, float | None]:
+    """The values the origin gates judge: 503s from the polled counters, transforms and repeats from the stores."""
+    values: dict[str, float | None] = {"origin_503": origin_totals.get("responses_503", 0.0)}
+    if origin_work is not None:
+        values.update(transforms=origin_work["transforms"], repeat_transform_rate=origin_work["repeat_transform_rate"])
+    return values
+
+
+def _evictions(edge_stats: EdgeStats | dict[str, Any]) -> int:
+    """Evictions in every POP cache and shared tier (from the edge's last /stats): a capacity the replay
+    must match to agree with the run."""
+    pops, tiers = edge_stats.get("pops") or {}, edge_stats.get("tiers") or {}
+    return sum(int(v.get("evictions") or 0) for part in (pops, tiers) for v in part.values())
+
+
+def _anatomy(replay: dict[str, Any] | None, strategy: str) -> dict[str, Any] | None:
+    """The run's own strategy's miss classes, from the what-if replay."""
+    if not replay:
+        return None
+    mine = next((r for r in replay["strategies"] if r["strategy"] == strategy), None)
+    return {k: mine[k] for k in ("cold", "expired", "evicted", "fragmented")} if mine else None
+
+
+def _consistency(edge: dict[str, Any], client: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Edge-log counts against recorder rows: on the embedded stack both saw every request, so they agree."""
+    consistency: dict[str, Any] = {
+        "edge_log_requests": edge["requests"], "client_responses": client["responses"],
+        "edge_log_hits": edge["hits"], "client_hits": client["hits"],
+        "edge_log_misses": edge["misses"], "client_misses": client["misses"],
+    }
+    consistency["match"] = (edge["requests"] == client["responses"] and edge["hits"] == client["hits"]
+                            and edge["misses"] == client["misses"])
+    if not consistency["match"]:
+        notes.append("edge logs and recorder rows disagree (see consistency); a request may have been "
+                     "answered by a connection error without reaching the edge")
+    return consistency
+
+
+def _stack(scenario: RehearsalScenario) -> dict[str, Any]:
+    """The embedded stack's shape, as the report and a comparison of two runs need it."""
+    st = scenario.stack
+    return {"pops": st.pops, "origin_processes": st.origin_processes, "origin_workers": st.origin_workers,
+            "local_cache_mb": st.local_cache_mb, "shared_derivatives": st.shared_derivatives,
+            "catalog_images": st.catalog_images, "prescale_launch": st.prescale_launch,
+            "prescale_hottest": st.prescale_hottest}
+
+
+def _spike_hit_rate(edge: dict[str, Any] | None, verdict: Any) -> float | None:
+    """The spike's hit rate: from the edge logs where they have it, else the hit-rate gate's value."""
+    if edge and edge.get("spike"):
+        return edge["spike"].get("hit_rate")
+    return next((g.value for g in verdict.gates if g.gate.replace(" ", "").startswith("hit_rate>")),
+                verdict.totals.get("hit_rate"))
+
+
+def _latency(edge: dict[str, Any] | None, client: dict[str, Any]) -> dict[str, Any]:
+    """p50/p99 by class: the edge's time-taken, the client's corrected and uncorrected latency."""
+    return {
+        "edge": None if edge is None else {c: {q: edge["latency_ms"]["time_taken"][c][q] for q in ("p50", "p99")}
+                                           for c in ("hit", "miss") if c in edge["latency_ms"]["time_taken"]},
+        "client": {c: {q: client["latency_ms"][c]["corrected"][q] for q in ("p50", "p99")}
+                   for c in ("hit", "miss", "all")},
+        "client_uncorrected": {c: {q: client["latency_ms"][c]["uncorrected"][q] for q in ("p50", "p99")}
+                               for c in ("hit", "miss", "all")},
+    }

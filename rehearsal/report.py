@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeproof.analytics.report import charts
 from edgeproof.analytics.report.document import Document, fmt_count, fmt_ms, fmt_pct
 
+if TYPE_CHECKING:
+    from edgeproof.rehearsal.analysis import RehearsalSummary
+
 __all__ = ["print_verdict", "write_report"]
 
+#: the chart files a section shows, by name (None: the chart had nothing to draw)
+_Charts = dict[str, Path | None]
 
-def _charts(s: dict[str, Any], out: Path) -> dict[str, Path | None]:
+
+def _charts(s: RehearsalSummary, out: Path) -> _Charts:
     tl = s["timeline"]
     xs = [row["t"] for row in tl]
     phases = [(p["start"], p["end"], p["name"]) for p in s["phases"]]
     target = s["hit_rate_target"]
     markers = [(e["t"], e["action"].replace("_", " ")) for e in s.get("events") or []]
-    made: dict[str, Path | None] = {}
+    made: _Charts = {}
     made["traffic"] = charts.time_series(
         out / "requests_and_hit_rate.png", xs,
         {"edge requests/s": [r["edge_requests_per_s"] for r in tl],
@@ -58,24 +65,41 @@ def _charts(s: dict[str, Any], out: Path) -> dict[str, Path | None]:
     return made
 
 
-def write_report(s: dict[str, Any], out: Path) -> list[Path]:
+def write_report(s: RehearsalSummary, out: Path) -> list[Path]:
+    """Write the PNG charts, ``report.html`` and ``report.md`` into ``out``; returns the files written.
+
+    The report is the ordered :data:`_SECTIONS`, each a short step that adds its part to the document.
+    """
     made = _charts(s, out)
-    target = s["hit_rate_target"]
+    doc = _document(s)
+    for section in _SECTIONS:
+        section(doc, s, made)
+    doc.paragraph(f"Files: summary.json, report.md, the PNG charts, logs/ (edge CloudFront logs), loadtest/ "
+                  f"(recorder rows, Locust output), stack/ (process logs) in {out}.", muted=True)
+    html_path, md_path = doc.write(out)
+    return [p for p in made.values() if p is not None] + [html_path, md_path]
+
+
+def _document(s: RehearsalSummary) -> Document:
+    """The document titled with the scenario, where it ran and the load it put."""
     where = "embedded stack on loopback" if s["embedded"] else f"target {s['target_url']}"
-    doc = Document(f"Spike rehearsal — {s['scenario']}",
-                   subtitle=f"{s['started'][:19]}Z · {where} · strategy {s['strategy']} · {s['duration']:g}s, "
-                            f"peak {s['peak_rps']:g} req/s")
+    return Document(f"Spike rehearsal — {s['scenario']}",
+                    subtitle=f"{s['started'][:19]}Z · {where} · strategy {s['strategy']} · {s['duration']:g}s, "
+                             f"peak {s['peak_rps']:g} req/s")
+
+
+def _headline_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
+    """The verdict, the headline numbers and the reasons behind them: what a reader who stops here needs."""
     gates = s["gates"]["gates"]
     failed = [g["gate"] for g in gates if not g["passed"]]
     if s["passed"]:
         doc.verdict(True, f"PASS — all {len(gates)} gates passed",
-                    f" Spike hit rate {fmt_pct(s['spike_hit_rate'])} (target {fmt_pct(target, 1)}).")
+                    f" Spike hit rate {fmt_pct(s['spike_hit_rate'])} (target {fmt_pct(s['hit_rate_target'], 1)}).")
     else:
         doc.verdict(False, f"FAIL — {len(failed)} of {len(gates)} gates failed", " Failed: " + "; ".join(failed))
     if s.get("description"):
         doc.paragraph(s["description"])
     lat = s["latency_ms"]
-    edge_lat = lat.get("edge") or {}
     doc.metrics([
         ("hit rate (edge logs)" if s.get("edge") else "hit rate (client)", fmt_pct(s["hit_rate"])),
         ("spike hit rate", fmt_pct(s["spike_hit_rate"])),
@@ -88,6 +112,11 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
         doc.heading("Why")
         for line in s["why"]:
             doc.paragraph(line)
+
+
+def _gates_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
+    """Every gate with its value, threshold and the rows it was judged on (origin gates have none)."""
+    gates = s["gates"]["gates"]
     doc.heading("Gates")
     origin_gates = {g.strip() for g in s.get("origin_gates") or []}
     doc.table(["gate", "value", "threshold", "rows", "result"],
@@ -96,6 +125,9 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
               caption="From the recorder rows (X-Cache per response), scored over the spike phases unless a gate "
                       "names a phase; origin gates (no rows) from the origin tasks' counters and stores, whole run", row_classes=["pass" if g["passed"] else "fail" for g in gates])
 
+
+def _traffic_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
+    """Requests and hit rate over time, and the scenario events (scale-out, scale-in) played."""
     doc.heading("Traffic and hit rate")
     doc.figure(made["traffic"], "Requests per second (edge logs and the schedule) and the hit rate over time; "
                                 "shaded: baseline, ramp, peak, decay.")
@@ -103,10 +135,16 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
     if events:
         doc.table(["t (s)", "event", "origin tasks after"],
                   [[e["t"], e["action"], e["origin_tasks"]] for e in events], caption="Scenario events played")
+
+
+def _latency_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
+    """Client latency, corrected and not for coordinated omission, beside the edge's time-taken."""
     doc.heading("Latency")
     doc.figure(made["latency"], "Client latency (corrected: from the intended start, i.e. with coordinated "
                                 "omission accounted for; uncorrected: from the actual send) and the edge's "
                                 "time-taken.")
+    lat = s["latency_ms"]
+    edge_lat = lat.get("edge") or {}
     rows = []
     for cls in ("hit", "miss", "all"):
         rows.append([cls, fmt_ms(lat["client"][cls]["p50"]), fmt_ms(lat["client"][cls]["p99"]),
@@ -114,12 +152,19 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
                      fmt_ms(edge_lat.get(cls, {}).get("p50")), fmt_ms(edge_lat.get(cls, {}).get("p99"))])
     doc.table(["class", "client p50", "client p99", "client p99 uncorrected", "edge p50", "edge p99"], rows)
 
+
+def _pop_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
+    """The hit rate per POP from the edge logs: one cold or split POP hides in the average."""
     doc.heading("Per POP")
     doc.figure(made["pops"], "Hit rate per POP from the edge logs.")
     pops = s.get("by_pop") or []
     if pops:
         doc.table(["POP", "requests", "hits", "misses", "hit rate"],
                   [[p["pop"], p["requests"], p["hits"], p["misses"], fmt_pct(p["hit_rate"])] for p in pops])
+
+
+def _origin_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
+    """What reached the origin: errors, transforms, the origin group's members, repeated work and reuse."""
     doc.heading("Origin")
     doc.figure(made["origin"], "Transforms per second and 503 (load shedding) per second at the origin tasks, "
                                "with the number of tasks.")
@@ -143,6 +188,10 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
                     fmt_pct(answers["reuse_rate"])]],
                   caption="Origin tasks: requests answered without a transform (private cache or shared store) "
                           "vs transformed")
+
+
+def _misses_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
+    """The miss anatomy and the what-if: why the misses happened and what another cache key would score."""
     doc.heading("Where the misses come from")
     if s.get("miss_anatomy"):
         doc.figure(made["anatomy"], "Each miss classified: cold (first request for the key at that POP), expired, "
@@ -160,6 +209,10 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
                   row_classes=["pass" if r.get("meets_target") else "fail" for r in what_if["strategies"]])
         for line in what_if.get("calibration_notes") or []:
             doc.paragraph(line)
+
+
+def _cross_check_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
+    """Edge logs against recorder rows: two independent counts of the same requests must agree."""
     cons = s.get("consistency")
     if cons:
         doc.heading("Cross-check: edge logs vs client rows")
@@ -169,15 +222,22 @@ def write_report(s: dict[str, Any], out: Path) -> list[Path]:
                    ["misses", cons["edge_log_misses"], cons["client_misses"]]],
                   caption="They agree" if cons["match"] else "They DISAGREE", row_classes=[
                       "pass" if cons["match"] else "fail"] * 3)
+
+
+def _notes_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
+    """The analysis's notes (what is missing or disagrees, and why)."""
     for note in s.get("notes") or []:
         doc.paragraph(note, muted=True)
-    doc.paragraph(f"Files: summary.json, report.md, the PNG charts, logs/ (edge CloudFront logs), loadtest/ "
-                  f"(recorder rows, Locust output), stack/ (process logs) in {out}.", muted=True)
-    html_path, md_path = doc.write(out)
-    return [p for p in made.values() if p is not None] + [html_path, md_path]
 
 
-def print_verdict(s: dict[str, Any], out: Path) -> None:
+#: the report's sections, in order: each adds its headings, figures and tables to the document
+_SECTIONS: tuple[Callable[[Document, RehearsalSummary, _Charts], None], ...] = (
+    _headline_section, _gates_section, _traffic_section, _latency_section, _pop_section, _origin_section,
+    _misses_section, _cross_check_section, _notes_section,
+)
+
+
+def print_verdict(s: RehearsalSummary, out: Path) -> None:
     print()
     print(f"rehearsal {s['scenario']} ({s['strategy']}): hit rate {fmt_pct(s['hit_rate'])} over the "
           f"{s.get('hit_rate_source', 'edge logs')}, "

@@ -49,6 +49,7 @@ from edgeproof.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from edgeproof.edge.config import EdgeConfig
+    from edgeproof.rehearsal.analysis import RehearsalSummary
 
 __all__ = ["RehearsalOptions", "RehearsalResult", "catalog_dir", "run_rehearsal"]
 
@@ -70,7 +71,7 @@ class RehearsalOptions:
 @dataclass
 class RehearsalResult:
     out_dir: Path
-    summary: dict[str, Any]
+    summary: RehearsalSummary
     exit_code: int
     files: list[Path] = field(default_factory=list)
 
