@@ -67,6 +67,17 @@ def test_classify_arrays_equals_classify_row_by_row(rows: list[tuple[str | None,
     assert [CLASS_NAMES[c] for c in codes] == [classify(r, m) for r, m in rows]
 
 
+@pytest.mark.parametrize("rt", ["Hit", " Miss", "hit", "Error", "Nonsense", ""])
+@pytest.mark.parametrize("method", ["GET", "head", "POST", " GET"])
+def test_classify_arrays_on_uniform_columns(rt: str, method: str) -> None:
+    """A column with one value in every row takes a shortcut; it must give what classify gives."""
+    n = 1000
+    for tail in ([rt], [rt + "x"]):  # uniform, then not uniform in its last row only
+        types = [rt] * (n - 1) + tail
+        codes = classify_arrays(pa.array(types), pa.array([method] * n))
+        assert [CLASS_NAMES[c] for c in codes] == [classify(r, method) for r in types]
+
+
 def test_classify_arrays_absent_columns_and_lengths() -> None:
     rt = pa.array(["Hit", "Miss", None])
     assert [CLASS_NAMES[c] for c in classify_arrays(rt, None)] == ["method"] * 3  # no method: not GET/HEAD
