@@ -1,4 +1,7 @@
-"""The edge's settings, declared once (the CLI builds an :class:`EdgeConfig` from its flags).
+"""The edge's settings, declared once: each field made with :func:`edgeproof.settings.setting` is a
+``edge serve`` flag with its default, check and help (:data:`EDGE_SETTINGS`, :data:`TTL_SETTINGS`,
+:data:`SERVE_SETTINGS`; the CLI builds its flags and an :class:`EdgeConfig` from them, docs/edge.md
+lists the same defaults and a test checks both).
 
 Defaults are CloudFront's, from :mod:`edgeproof.cloudfront`: regional edge caches on (``tier``
 ``regional``; "How CloudFront works with regional edge caches", HowCloudFrontWorks.html), origin
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from edgeproof.cloudfront import (
     DEFAULT_TIER,
@@ -28,71 +32,78 @@ from edgeproof.cloudfront import (
     ORIGIN_RESPONSE_TIMEOUT,
     TIERS,
 )
-from edgeproof.errors import ConfigError
+from edgeproof.settings import Settings, above, at_least, between, setting
 
 from .cache import TtlPolicy
 
-__all__ = ["EdgeConfig"]
+__all__ = ["EDGE_SETTINGS", "SERVE_SETTINGS", "TTL_SETTINGS", "EdgeConfig", "ServeOptions"]
+
+
+def _seconds_up_to(hi: float) -> Any:
+    return lambda v: None if 0 < v <= hi else f"must be > 0 and <= {hi:g} seconds (as CloudFront)"
+
+
+def _alnum(text: str) -> str | None:
+    return None if text.isalnum() else "must be letters and digits (like E2QWRUHEXAMPLE)"
 
 
 @dataclass(frozen=True, slots=True)
 class EdgeConfig:
-    strategy: str = "canonical"
-    pops: int = 4
+    strategy: str = setting("canonical", "cache-key strategy name or TOML file (edgeproof strategies list)")
+    pops: int = setting(4, "number of POPs, each with its own cache", check=between(1, 1000))
     #: ``pop`` (POP caches only), ``regional`` (+ regional edge caches, CloudFront's default),
     #: ``shield`` (+ Origin Shield); :data:`edgeproof.cloudfront.TIERS`
-    tier: str = DEFAULT_TIER
-    capacity_mb: float = 256.0
+    tier: str = setting(DEFAULT_TIER, "cache tiers: pop (POP caches only), regional (+ regional edge caches, which "
+                                      "every CloudFront distribution has), shield (+ one Origin Shield)",
+                        choices=TIERS)
+    capacity_mb: float = setting(256.0, "cache size per POP in MiB", check=above(0))
     #: regional / shield cache size; default: 4 × the POP capacity
-    tier_capacity_mb: float | None = None
+    tier_capacity_mb: float | None = setting(None, "cache size per regional cache / Origin Shield in MiB",
+                                             check=above(0), shown_default="4 x --capacity-mb")
     ttl: TtlPolicy = field(default_factory=TtlPolicy)
-    distribution_id: str = "EDGEPROOF00001"
+    distribution_id: str = setting("EDGEPROOF00001", "the distribution id: log file prefix", check=_alnum)
     #: the distribution's domain (cs(Host) in logs); default dXXXXXXXXXXXXX.cloudfront.net from the id
-    domain: str | None = None
+    domain: str | None = setting(None, "distribution domain for cs(Host)", shown_default="dXXXX.cloudfront.net")
     #: origin fetches in flight above which new misses get 503 CapacityExceeded
-    max_origin_inflight: int = 1024
+    max_origin_inflight: int = setting(1024, "origin requests in flight above which misses get 503 CapacityExceeded",
+                                       check=at_least(1))
+    #: CloudFront's quotas (not flags): the longest URL and request head ("Quotas", cloudfront-limits.html)
     max_uri: int = 8192
     max_head: int = 20480
     #: tries per origin (connection failures and, for GET/HEAD, response timeouts), 1..3
-    origin_connection_attempts: int = ORIGIN_CONNECTION_ATTEMPTS
+    origin_connection_attempts: int = setting(
+        ORIGIN_CONNECTION_ATTEMPTS, "tries per origin after a connection failure or a response timeout (as "
+                                    "CloudFront, 1-3)", check=between(1, 3))
     #: seconds to establish a connection to an origin
-    origin_connection_timeout: float = ORIGIN_CONNECTION_TIMEOUT
+    origin_connection_timeout: float = setting(
+        ORIGIN_CONNECTION_TIMEOUT, "seconds to connect to an origin (AWS allows 1-10)",
+        check=_seconds_up_to(10), aliases=("--origin-connect-timeout",))
     #: seconds to wait for the origin's answer, and between two packets of it; also bounds a
     #: derivative-store read of the primary
-    origin_response_timeout: float = ORIGIN_RESPONSE_TIMEOUT
+    origin_response_timeout: float = setting(
+        ORIGIN_RESPONSE_TIMEOUT, "seconds to wait for an origin's answer and between its packets; also bounds a "
+                                 "derivative-store read (AWS allows 1-60)",
+        check=_seconds_up_to(60), aliases=("--origin-read-timeout",))
     #: folder for real-time log records (CloudFront's real-time log format), None for none
-    realtime_log_dir: str | None = None
+    realtime_log_dir: str | None = setting(
+        None, "also write CloudFront real-time log records (tab-separated, AWS's 40 canonical fields incl. "
+              "cs-accept) to hourly .gz files in DIR", flag="--realtime-logs", metavar="DIR")
     #: seconds a viewer has to send a whole request head (from its first byte, or from the
     #: connection's opening for the first request) before a 408 and close (nginx client_header_timeout)
-    header_timeout: float = 10.0
+    header_timeout: float = setting(10.0, "seconds a viewer has to send a whole request head, else 408 and close, "
+                                          "logged (nginx client_header_timeout)", check=above(0))
     #: seconds a keep-alive connection may sit idle between requests before it is closed (nginx
     #: keepalive_timeout); nothing is logged, as no request was made
-    idle_timeout: float = 75.0
+    idle_timeout: float = setting(75.0, "seconds an idle keep-alive viewer connection stays open between requests "
+                                        "(nginx keepalive_timeout)", check=above(0))
     #: seconds SIGTERM waits for requests in flight before answering the rest 503 (``AbortedOrigin``)
-    drain_timeout: float = 5.0
+    drain_timeout: float = setting(5.0, "on SIGTERM, seconds to wait for requests in flight; the rest are answered "
+                                        "503 (AbortedOrigin) and logged", check=at_least(0))
 
     def __post_init__(self) -> None:
-        if self.pops < 1 or self.pops > 1000:
-            raise ConfigError("--pops must be 1..1000")
-        if self.tier not in TIERS:
-            raise ConfigError(f"unknown tier {self.tier!r}", detail=f"--tier must be one of {', '.join(TIERS)}")
-        if self.capacity_mb <= 0 or (self.tier_capacity_mb is not None and self.tier_capacity_mb <= 0):
-            raise ConfigError("cache capacities must be > 0 MB")
-        if not self.distribution_id.isalnum():
-            raise ConfigError("--distribution-id must be letters and digits (like E2QWRUHEXAMPLE)")
-        if self.max_origin_inflight < 1:
-            raise ConfigError("--max-origin-inflight must be >= 1")
-        if not 1 <= self.origin_connection_attempts <= 3:
-            raise ConfigError("--origin-connection-attempts must be 1, 2 or 3 (as CloudFront)")
-        if not (0 < self.origin_connection_timeout <= 10):
-            raise ConfigError("--origin-connection-timeout must be > 0 and <= 10 seconds (as CloudFront)")
-        if not (0 < self.origin_response_timeout <= 60):
-            raise ConfigError("--origin-response-timeout must be > 0 and <= 60 seconds (as CloudFront)")
-        for flag, value in (("--header-timeout", self.header_timeout), ("--idle-timeout", self.idle_timeout)):
-            if not value > 0:
-                raise ConfigError(f"{flag} must be > 0 seconds")
-        if not self.drain_timeout >= 0:
-            raise ConfigError("--drain-timeout must be >= 0 seconds")
+        # every setting through its table's check, the errors naming the flag (keyword construction too)
+        for r in EDGE_SETTINGS:
+            r.validate(getattr(self, r.name), table="", key=r.option)
 
     @property
     def host(self) -> str:
@@ -109,3 +120,36 @@ class EdgeConfig:
     def tier_capacity_bytes(self) -> int:
         mb = self.tier_capacity_mb if self.tier_capacity_mb is not None else 4 * self.capacity_mb
         return int(mb * 1024 * 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """``edge serve``'s flags that are not the edge's behaviour: where it listens, its origins, its logs."""
+
+    port: int | None = setting(None, "viewer port")
+    host: str = setting("127.0.0.1", "viewer (and admin) bind address")
+    origin_group: str | None = setting(
+        None, "primary = derivative store (folder, s3://bucket/prefix or http:// endpoint; 'none' for none), then "
+              "one or more transformer URLs (http://127.0.0.1:8081), round-robin",
+        metavar="PRIMARY,BACKEND[,BACKEND...]")
+    backend: tuple[str, ...] = setting((), "another transformer backend (repeatable); same as listing it in "
+                                           "--origin-group", metavar="URL")
+    log_dir: str | None = setting(None, "folder for the hourly gzipped standard logs")
+    log_bucket: str | None = setting(None, "also upload each log file there (boto3; honours AWS_ENDPOINT_URL)",
+                                     metavar="s3://BUCKET[/PREFIX]")
+    log_flush_interval: float = setting(1.0, "seconds between log flushes", check=above(0))
+    admin_port: int | None = setting(None, "port of the admin API (/readyz, /stats, /backends …)")
+
+
+#: the edge's behaviour (:class:`EdgeConfig`), the cache policy's TTLs (:class:`~.cache.TtlPolicy`,
+#: defaults from edgeproof.cloudfront), and the serve options: together every ``edge serve`` flag
+EDGE_SETTINGS: Settings[EdgeConfig] = Settings.of(EdgeConfig, "edge")
+TTL_SETTINGS: Settings[TtlPolicy] = Settings.of(
+    TtlPolicy, "ttl",
+    min_ttl={"help": "cache policy minimum TTL, seconds"},
+    default_ttl={"help": "cache policy default TTL, seconds"},
+    max_ttl={"help": "cache policy maximum TTL, seconds"},
+    error_ttl={"help": "error caching minimum TTL, seconds: how long a cached 4xx/5xx (or an expired copy served "
+                       "after a 5xx) is kept when the origin gives no longer max-age"},
+)
+SERVE_SETTINGS: Settings[ServeOptions] = Settings.of(ServeOptions, "serve")

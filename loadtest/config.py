@@ -1,17 +1,9 @@
 """The run configuration handed from ``edgeproof loadtest run`` to the Locust process.
 
 The parent writes ``OUT/run.json`` and starts Locust with ``EDGEPROOF_CONFIG=OUT/run.json``. Under plain
-``locust -f loadtest/locustfile.py`` the same config is built from environment variables instead:
-
-=======================  =====================================================
-``EDGEPROOF_CONFIG``     a run.json written by ``edgeproof loadtest run``/``prepare``
-``EDGEPROOF_SCENARIO``   built-in name or TOML path (default ``spike``)
-``EDGEPROOF_DURATION``   seconds (default: the scenario's)
-``EDGEPROOF_PEAK_RPS``   requests/s at the peak (default: the scenario's)
-``EDGEPROOF_OUT``        output folder for recorder parts (default ``loadtest-out``)
-``EDGEPROOF_REPLAY``     a compact replay file (``edgeproof loadtest prepare-traffic``)
-``EDGEPROOF_KEYS_FILE``  catalog keys file (overrides the scenario's)
-=======================  =====================================================
+``locust -f loadtest/locustfile.py`` the same config is built from the ``EDGEPROOF_*`` environment
+variables instead: :class:`LocustEnv` declares them once (name, default, check, meaning;
+:data:`ENV_SETTINGS`), and docs/loadtest.md lists the same (a test checks).
 
 Importable without Locust and without boto3.
 """
@@ -29,11 +21,33 @@ from edgeproof.loadtest.scenario import Scenario, load_scenario, scenario_from_d
 from edgeproof.loadtest.shapes import Shape, build_shape
 
 from edgeproof.errors import ConfigError
+from edgeproof.settings import Settings, above, setting
 
-__all__ = ["LEAD_S", "RunConfig", "config_from_env"]
+__all__ = ["ENV_SETTINGS", "LEAD_S", "LocustEnv", "RunConfig", "config_from_env"]
 
 #: seconds between the start signal and the first arrival (lets every worker get ready)
 LEAD_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class LocustEnv:
+    """The environment of a plain ``locust -f loadtest/locustfile.py`` (no ``edgeproof loadtest run``)."""
+
+    config: str = setting("", "a run.json written by edgeproof loadtest run (then the others are ignored)",
+                          env="EDGEPROOF_CONFIG")
+    scenario: str = setting("spike", "built-in scenario name or TOML path", env="EDGEPROOF_SCENARIO")
+    duration: float | None = setting(None, "seconds; the shape scales to it (default: the scenario's)",
+                                     env="EDGEPROOF_DURATION", check=above(0))
+    peak_rps: float | None = setting(None, "requests/s at the peak (default: the scenario's)",
+                                     env="EDGEPROOF_PEAK_RPS", check=above(0))
+    out: str = setting("loadtest-out", "output folder for the recorder parts (records/)", env="EDGEPROOF_OUT")
+    replay: str = setting("", "a compact traffic file (edgeproof loadtest prepare-traffic; default: the "
+                              "scenario's [replay] file)", env="EDGEPROOF_REPLAY")
+    keys_file: str = setting("", "catalog keys file, one source key per line (overrides the scenario's)",
+                             env="EDGEPROOF_KEYS_FILE")
+
+
+ENV_SETTINGS: Settings[LocustEnv] = Settings.of(LocustEnv, "env")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,29 +103,14 @@ class RunConfig:
             raise ConfigError(f"cannot read run config {path}: {err}") from err
 
 
-def _float_env(name: str) -> float | None:
-    raw = os.environ.get(name)
-    if not raw:
-        return None
-    try:
-        return float(raw)
-    except ValueError as err:
-        raise ConfigError(f"{name}={raw!r} is not a number") from err
-
-
-def config_from_env() -> RunConfig:
+def config_from_env(environ: dict[str, str] | None = None) -> RunConfig:
     """The run config of a Locust process: EDGEPROOF_CONFIG, or the other EDGEPROOF_* variables."""
-    path = os.environ.get("EDGEPROOF_CONFIG")
-    if path:
-        return RunConfig.read(path)
-    scenario = load_scenario(os.environ.get("EDGEPROOF_SCENARIO", "spike"))
-    keys = os.environ.get("EDGEPROOF_KEYS_FILE")
-    if keys:
+    env = LocustEnv(**ENV_SETTINGS.from_env(os.environ if environ is None else environ))
+    if env.config:
+        return RunConfig.read(env.config)
+    scenario = load_scenario(env.scenario)
+    if env.keys_file:
         scenario = dataclasses.replace(
-            scenario, catalog=dataclasses.replace(scenario.catalog, keys_file=str(Path(keys).resolve())))
-    replay = os.environ.get("EDGEPROOF_REPLAY") or scenario.replay.file
-    return RunConfig(scenario, os.environ.get("EDGEPROOF_OUT", "loadtest-out"),
-                     _float_env("EDGEPROOF_DURATION"), _float_env("EDGEPROOF_PEAK_RPS"),
-                     replay, scenario.replay.speed)
-
-
+            scenario, catalog=dataclasses.replace(scenario.catalog, keys_file=str(Path(env.keys_file).resolve())))
+    return RunConfig(scenario, env.out, env.duration, env.peak_rps, env.replay or scenario.replay.file,
+                     scenario.replay.speed)

@@ -1,6 +1,9 @@
 """Scenario files: the promotion a load test plays, declared once in TOML with documented defaults.
 
-A scenario has these tables (every key optional; the defaults below are the documented ones)::
+Every key's default, check and meaning is declared once, in the dataclasses below (fields made with
+:func:`edgeproof.settings.setting`; one :class:`~edgeproof.settings.Settings` table per TOML table,
+:data:`SETTINGS`); docs/loadtest.md shows the same defaults (a test compares them). A scenario has
+these tables (every key optional)::
 
     name = "spike"
     seed = 1                      # the URL sequence is reproducible for a seed
@@ -61,15 +64,17 @@ This module must stay importable without Locust and without boto3.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from edgeproof.errors import ConfigError
+from edgeproof.settings import Settings, at_least, between, setting
 from edgeproof.tomlfile import builtin_names, load_named_toml
 
 __all__ = [
     "BUILTIN_DIR",
+    "SETTINGS",
     "Browser",
     "CatalogConfig",
     "ClientsConfig",
@@ -96,30 +101,40 @@ DEFAULT_GATES = (
     "dropped_rate <= 0.01",
 )
 
+_SHARE = "share of requests (relative to the others' shares)"
+
 
 @dataclass(frozen=True, slots=True)
 class Role:
+    """``[catalog.roles.NAME]``: where an image appears on the page."""
+
     name: str
-    share: float
-    widths: tuple[int, ...]
-    slot: float
-    quality: int
+    share: float = setting(1.0, _SHARE, check=at_least(0))
+    widths: tuple[int, ...] = setting((640,), "srcset widths in px (1..10000; the smallest covering the slot is sent)",
+                                      check=lambda v: None if v else "must not be empty",
+                                      item_check=between(1, 10_000))
+    slot: float = setting(1.0, "the slot's width as a fraction of the viewport (CSS px)", check=between(0.01, 10))
+    quality: int = setting(80, "the q= parameter sent", check=between(1, 100))
 
 
 @dataclass(frozen=True, slots=True)
 class Device:
+    """``[clients.devices.NAME]``."""
+
     name: str
-    share: float
-    viewport: int
-    dpr: float
+    share: float = setting(1.0, _SHARE, check=at_least(0))
+    viewport: int = setting(1024, "viewport width, CSS px", check=between(100, 10_000))
+    dpr: float = setting(1.0, "device pixel ratio", check=between(0.5, 5))
 
 
 @dataclass(frozen=True, slots=True)
 class Browser:
+    """``[clients.browsers.NAME]``."""
+
     name: str
-    share: float
-    accept: str
-    user_agent: str
+    share: float = setting(1.0, _SHARE, check=at_least(0))
+    accept: str = setting("image/*", "the Accept header sent")
+    user_agent: str = setting("", "the User-Agent header sent", shown_default='"edgeproof-loadtest (NAME)"')
 
 
 DEFAULT_ROLES = (
@@ -150,70 +165,90 @@ DEFAULT_BROWSERS = (
 )
 
 
+def _template(text: str) -> str | None:
+    if not text.startswith("/"):
+        return "must start with '/'"
+    try:
+        text.format(sku=1, image=1)
+    except (KeyError, IndexError, ValueError) as err:
+        return f"only {{sku}} and {{image}} may be used ({err})"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogConfig:
-    skus: int = 2000
-    images_per_sku: int = 3
-    zipf: float = 0.9
-    keys_file: str = ""
-    path_template: str = "/images/sku-{sku:05d}-{image}.jpg"
+    skus: int = setting(2000, "products; SKU i has images 1..images_per_sku", check=between(1, 10_000_000))
+    images_per_sku: int = setting(3, "images per product", check=between(1, 1000))
+    zipf: float = setting(0.9, "popularity exponent over SKUs (rank 1 = hottest)", check=between(0, 5))
+    keys_file: str = setting("", "one source key per line (origin sample-catalog writes DIR/catalog.txt; relative "
+                                 "to the scenario file); replaces skus, images_per_sku and path_template")
+    path_template: str = setting("/images/sku-{sku:05d}-{image}.jpg", "URL path of SKU {sku}, image {image}",
+                                 check=_template)
     roles: tuple[Role, ...] = DEFAULT_ROLES
 
 
 @dataclass(frozen=True, slots=True)
 class ClientsConfig:
-    population: int = 5000
-    pops: int = 8
-    pop_header: str = "X-Edge-Pop"
+    population: int = setting(5000, "simulated clients; each has a stable device, browser and POP",
+                              check=between(1, 100_000_000))
+    pops: int = setting(8, "POP hints sent as <pop_header>: <index> (the edge emulator honours it)",
+                        check=between(1, 1000))
+    pop_header: str = setting("X-Edge-Pop", "the POP hint header; \"\" to send none")
     devices: tuple[Device, ...] = DEFAULT_DEVICES
     browsers: tuple[Browser, ...] = DEFAULT_BROWSERS
 
 
+_NOISE = between(0, 1)
+
+
 @dataclass(frozen=True, slots=True)
 class NoiseConfig:
-    shuffle: float = 0.5
-    aliases: float = 0.3
-    upper_case: float = 0.1
-    tracking: float = 0.2
-    cache_buster: float = 0.005
-    odd_dpr: float = 0.05
+    """``[noise]``: the share of requests that get each kind of front-end noise."""
+
+    shuffle: float = setting(0.5, "parameter order permuted", check=_NOISE)
+    aliases: float = setting(0.3, "width→w/Width, format→f/fmt, q→quality", check=_NOISE)
+    upper_case: float = setting(0.1, "format=AUTO", check=_NOISE)
+    tracking: float = setting(0.2, "utm_*/fbclid/gclid parameters added", check=_NOISE)
+    cache_buster: float = setting(0.005, "cb=<unique> added", check=_NOISE)
+    odd_dpr: float = setting(0.05, "CSS width plus an odd dpr= (1.5, 1.75, 2.625 …)", check=_NOISE)
 
 
 @dataclass(frozen=True, slots=True)
 class PromotionConfig:
-    new_skus: int = 20
-    share: float = 0.3
+    new_skus: int = setting(20, "the last N SKUs of the catalog: never requested before the spike", check=at_least(0))
+    share: float = setting(0.3, "share of requests going to them from the spike start on", check=between(0, 1))
 
 
 @dataclass(frozen=True, slots=True)
 class GatesConfig:
-    rules: tuple[str, ...] = DEFAULT_GATES
-    scope: str = "spike"
+    rules: tuple[str, ...] = setting(DEFAULT_GATES, "gates, METRIC[(FILTER,...)] OP NUMBER (edgeproof.loadtest.gates)")
+    scope: str = setting("spike", "rows scored: the spike phases, or all", choices=("spike", "all"))
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayConfig:
-    file: str = ""
-    speed: float = 0.0
+    file: str = setting("", "a compact traffic file (edgeproof loadtest prepare-traffic); replaces the workload")
+    speed: float = setting(0.0, "log seconds per test second; 0 = fit the log into duration", check=at_least(0))
 
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
-    pool: int = 1000
-    max_lateness_s: float = 1.0
-    late_ms: float = 10.0
-    drain_s: float = 5.0
-    arrivals: str = "uniform"
+    pool: int = setting(1000, "max requests in flight per worker process", check=between(1, 100_000))
+    max_lateness_s: float = setting(1.0, "an arrival later than this is dropped (counted), not sent", check=at_least(0))
+    late_ms: float = setting(10.0, "an arrival later than this is counted as late", check=at_least(0))
+    drain_s: float = setting(5.0, "after the last arrival, wait this long for in-flight requests",
+                             check=between(0, 600))
+    arrivals: str = setting("uniform", "arrival process", choices=("uniform", "poisson"))
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """A parsed scenario. ``shape`` stays a plain table; :func:`edgeproof.loadtest.shapes.build_shape` reads it."""
 
-    name: str = "spike"
-    description: str = ""
-    seed: int = 1
-    timeout_s: float = 10.0
+    name: str = setting("custom", "the scenario's name")
+    description: str = setting("", "one line on what it plays")
+    seed: int = setting(1, "the URL sequence is reproducible for a seed (per lane)")
+    timeout_s: float = setting(10.0, "per-request connect/read timeout, seconds", check=between(0.1, 600))
     catalog: CatalogConfig = field(default_factory=CatalogConfig)
     clients: ClientsConfig = field(default_factory=ClientsConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
@@ -226,190 +261,90 @@ class Scenario:
     raw: dict[str, Any] = field(default_factory=dict)  # the table as given, to re-serialize
 
 
-class _Reader:
-    """Typed access to one table, with errors that name the file and key."""
-
-    def __init__(self, where: str, table: Any, prefix: str) -> None:
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where}: [{prefix}] must be a table")
-        self.where, self.table, self.prefix = where, table, prefix
-        self.used: set[str] = set()
-
-    def _err(self, key: str, msg: str) -> ConfigError:
-        name = f"{self.prefix}.{key}" if self.prefix else key
-        return ConfigError(f"{self.where}: {name}: {msg}")
-
-    def get(self, key: str, default: Any, kind: type, lo: float | None = None, hi: float | None = None) -> Any:
-        self.used.add(key)
-        if key not in self.table:
-            return default
-        value = self.table[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self._err(key, f"expected {kind.__name__}, got {value!r}")
-        if lo is not None and value < lo:
-            raise self._err(key, f"must be >= {lo}, got {value!r}")
-        if hi is not None and value > hi:
-            raise self._err(key, f"must be <= {hi}, got {value!r}")
-        return value
-
-    def sub(self, key: str) -> dict[str, Any] | None:
-        self.used.add(key)
-        value = self.table.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise self._err(key, "must be a table")
-        return value
-
-    def check_unknown(self, extra: set[str] | None = None) -> None:
-        unknown = set(self.table) - self.used - (extra or set())
-        if unknown:
-            raise self._err(sorted(unknown)[0], "unknown key")
+_SECTIONS = ("catalog", "clients", "noise", "promotion", "shape", "gates", "replay", "run")
+#: the settings of every table of a scenario file, by TOML table ("" = the top level); the entries of
+#: ``[catalog.roles.NAME]``, ``[clients.devices.NAME]`` and ``[clients.browsers.NAME]`` under those names
+SETTINGS: dict[str, Settings[Any]] = {
+    "": Settings.of(Scenario, ""),
+    "catalog": Settings.of(CatalogConfig, "catalog"),
+    "catalog.roles.NAME": Settings.of(Role, "catalog.roles.NAME"),
+    "clients": Settings.of(ClientsConfig, "clients"),
+    "clients.devices.NAME": Settings.of(Device, "clients.devices.NAME"),
+    "clients.browsers.NAME": Settings.of(Browser, "clients.browsers.NAME"),
+    "noise": Settings.of(NoiseConfig, "noise"),
+    "promotion": Settings.of(PromotionConfig, "promotion"),
+    "gates": Settings.of(GatesConfig, "gates"),
+    "replay": Settings.of(ReplayConfig, "replay"),
+    "run": Settings.of(RunSettings, "run"),
+}
 
 
-def _shares(where: str, prefix: str, items: list[Any]) -> None:
-    if not items:
+def _sub(where: str, table: Any, key: str, prefix: str = "") -> Any:
+    """A sub-table (None when absent); ConfigError when it is not a table."""
+    value = table.get(key) if isinstance(table, dict) else None
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{prefix}{key}] must be a table")
+    return value
+
+
+def _entries(where: str, table: dict[str, Any] | None, prefix: str, default: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The named entries of a table such as ``[catalog.roles]`` (the defaults when absent)."""
+    if table is None:
+        return default
+    rows = SETTINGS[prefix + ".NAME"]
+    out = []
+    for name, spec in table.items():
+        values = Settings(f"{prefix}.{name}", rows.rows).read(spec, where=where)
+        if rows.cls is Browser and not values["user_agent"]:
+            values["user_agent"] = f"edgeproof-loadtest ({name})"
+        out.append(rows.cls(name=name, **values))  # type: ignore[misc]
+    if not out:
         raise ConfigError(f"{where}: [{prefix}] needs at least one entry")
-    if sum(i.share for i in items) <= 0:
+    if sum(i.share for i in out) <= 0:
         raise ConfigError(f"{where}: [{prefix}] shares must add up to more than 0")
-
-
-def _roles(where: str, table: dict[str, Any] | None) -> tuple[Role, ...]:
-    if table is None:
-        return DEFAULT_ROLES
-    roles = []
-    for name, spec in table.items():
-        r = _Reader(where, spec, f"catalog.roles.{name}")
-        widths = r.get("widths", [640], list)
-        if not widths or not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 10000 for w in widths):
-            raise r._err("widths", "must be a non-empty list of whole pixel widths 1..10000")
-        roles.append(Role(
-            name=name,
-            share=r.get("share", 1.0, float, 0.0),
-            widths=tuple(sorted(widths)),
-            slot=r.get("slot", 1.0, float, 0.01, 10.0),
-            quality=r.get("quality", 80, int, 1, 100),
-        ))
-        r.check_unknown()
-    _shares(where, "catalog.roles", roles)
-    return tuple(roles)
-
-
-def _devices(where: str, table: dict[str, Any] | None) -> tuple[Device, ...]:
-    if table is None:
-        return DEFAULT_DEVICES
-    out = []
-    for name, spec in table.items():
-        r = _Reader(where, spec, f"clients.devices.{name}")
-        out.append(Device(name, r.get("share", 1.0, float, 0.0), r.get("viewport", 1024, int, 100, 10000),
-                          r.get("dpr", 1.0, float, 0.5, 5.0)))
-        r.check_unknown()
-    _shares(where, "clients.devices", out)
     return tuple(out)
 
 
-def _browsers(where: str, table: dict[str, Any] | None) -> tuple[Browser, ...]:
-    if table is None:
-        return DEFAULT_BROWSERS
-    out = []
-    for name, spec in table.items():
-        r = _Reader(where, spec, f"clients.browsers.{name}")
-        out.append(Browser(name, r.get("share", 1.0, float, 0.0), r.get("accept", "image/*", str),
-                           r.get("user_agent", f"edgeproof-loadtest ({name})", str)))
-        r.check_unknown()
-    _shares(where, "clients.browsers", out)
-    return tuple(out)
+def _path(base_dir: Path, text: str) -> str:
+    """A file named in the scenario, relative to the scenario file's folder."""
+    return str((base_dir / text).resolve()) if text and not Path(text).is_absolute() else text
 
 
 def scenario_from_dict(data: dict[str, Any], where: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
     """Validate a scenario table (as parsed from TOML) into a :class:`Scenario`."""
-    top = _Reader(where, data, "")
-    base_dir = base_dir or Path.cwd()
-
-    cat = _Reader(where, top.sub("catalog") or {}, "catalog")
-    keys_file = cat.get("keys_file", "", str)
-    if keys_file and not Path(keys_file).is_absolute():
-        keys_file = str((base_dir / keys_file).resolve())
-    catalog = CatalogConfig(
-        skus=cat.get("skus", 2000, int, 1, 10_000_000),
-        images_per_sku=cat.get("images_per_sku", 3, int, 1, 1000),
-        zipf=cat.get("zipf", 0.9, float, 0.0, 5.0),
-        keys_file=keys_file,
-        path_template=cat.get("path_template", CatalogConfig().path_template, str),
-        roles=_roles(where, cat.sub("roles")),
-    )
-    cat.check_unknown()
-    try:
-        catalog.path_template.format(sku=1, image=1)
-    except (KeyError, IndexError, ValueError) as err:
-        raise ConfigError(f"{where}: catalog.path_template: only {{sku}} and {{image}} may be used ({err})") from err
-    if not catalog.path_template.startswith("/"):
-        raise ConfigError(f"{where}: catalog.path_template must start with '/'")
-
-    cl = _Reader(where, top.sub("clients") or {}, "clients")
-    clients = ClientsConfig(
-        population=cl.get("population", 5000, int, 1, 100_000_000),
-        pops=cl.get("pops", 8, int, 1, 1000),
-        pop_header=cl.get("pop_header", "X-Edge-Pop", str),
-        devices=_devices(where, cl.sub("devices")),
-        browsers=_browsers(where, cl.sub("browsers")),
-    )
-    cl.check_unknown()
-
-    nz = _Reader(where, top.sub("noise") or {}, "noise")
-    noise = NoiseConfig(**{k: nz.get(k, getattr(NoiseConfig(), k), float, 0.0, 1.0)
-                           for k in NoiseConfig.__dataclass_fields__})
-    nz.check_unknown()
-
-    pr = _Reader(where, top.sub("promotion") or {}, "promotion")
-    promotion = PromotionConfig(new_skus=pr.get("new_skus", 20, int, 0), share=pr.get("share", 0.3, float, 0.0, 1.0))
-    pr.check_unknown()
-
-    ga = _Reader(where, top.sub("gates") or {}, "gates")
-    rules = ga.get("rules", list(DEFAULT_GATES), list)
-    if not all(isinstance(x, str) for x in rules):
-        raise ga._err("rules", "must be a list of strings such as 'p99_ms <= 150'")
-    scope = ga.get("scope", "spike", str)
-    if scope not in ("spike", "all"):
-        raise ga._err("scope", f"must be 'spike' or 'all', got {scope!r}")
-    gates = GatesConfig(tuple(rules), scope)
-    ga.check_unknown()
-
-    rp = _Reader(where, top.sub("replay") or {}, "replay")
-    rfile = rp.get("file", "", str)
-    if rfile and not Path(rfile).is_absolute():
-        rfile = str((base_dir / rfile).resolve())
-    replay = ReplayConfig(rfile, rp.get("speed", 0.0, float, 0.0))
-    rp.check_unknown()
-
-    ru = _Reader(where, top.sub("run") or {}, "run")
-    run = RunSettings(
-        pool=ru.get("pool", 1000, int, 1, 100_000),
-        max_lateness_s=ru.get("max_lateness_s", 1.0, float, 0.0),
-        late_ms=ru.get("late_ms", 10.0, float, 0.0),
-        drain_s=ru.get("drain_s", 5.0, float, 0.0, 600.0),
-        arrivals=ru.get("arrivals", "uniform", str),
-    )
-    if run.arrivals not in ("uniform", "poisson"):
-        raise ru._err("arrivals", "must be 'uniform' or 'poisson'")
-    ru.check_unknown()
-
-    shape = top.sub("shape") or {"kind": "spike"}
-    scenario = Scenario(
-        name=top.get("name", "custom", str),
-        description=top.get("description", "", str),
-        seed=top.get("seed", 1, int),
-        timeout_s=top.get("timeout_s", 10.0, float, 0.1, 600.0),
-        catalog=catalog, clients=clients, noise=noise, promotion=promotion, shape=dict(shape),
-        gates=gates, replay=replay, run=run, source=where, raw=data,
-    )
-    top.check_unknown()
-    if promotion.new_skus >= catalog.skus and not catalog.keys_file:
-        raise ConfigError(f"{where}: promotion.new_skus ({promotion.new_skus}) must be below catalog.skus")
+    from edgeproof.loadtest.gates import parse_gate
     from edgeproof.loadtest.shapes import build_shape  # validates the shape table
 
+    base_dir = base_dir or Path.cwd()
+    top = SETTINGS[""].read(data, where=where, ignore=_SECTIONS)
+    cat = _sub(where, data, "catalog")
+    catalog = SETTINGS["catalog"].build(cat, where=where, ignore=("roles",),
+                                        roles=_entries(where, _sub(where, cat, "roles", "catalog."),
+                                                       "catalog.roles", DEFAULT_ROLES))
+    catalog = replace(catalog, keys_file=_path(base_dir, catalog.keys_file))
+    cl = _sub(where, data, "clients")
+    clients = SETTINGS["clients"].build(
+        cl, where=where, ignore=("devices", "browsers"),
+        devices=_entries(where, _sub(where, cl, "devices", "clients."), "clients.devices", DEFAULT_DEVICES),
+        browsers=_entries(where, _sub(where, cl, "browsers", "clients."), "clients.browsers", DEFAULT_BROWSERS))
+    gates = SETTINGS["gates"].build(_sub(where, data, "gates"), where=where)
+    for i, rule in enumerate(gates.rules):
+        parse_gate(rule, where=f"{where}: [gates] rules[{i}]")
+    replay = SETTINGS["replay"].build(_sub(where, data, "replay"), where=where)
+    shape = _sub(where, data, "shape") or {"kind": "spike"}
+    scenario = Scenario(
+        **top,
+        catalog=catalog, clients=clients,
+        noise=SETTINGS["noise"].build(_sub(where, data, "noise"), where=where),
+        promotion=SETTINGS["promotion"].build(_sub(where, data, "promotion"), where=where),
+        shape=dict(shape), gates=gates,
+        replay=ReplayConfig(_path(base_dir, replay.file), replay.speed),
+        run=SETTINGS["run"].build(_sub(where, data, "run"), where=where),
+        source=where, raw=data,
+    )
+    if scenario.promotion.new_skus >= catalog.skus and not catalog.keys_file:
+        raise ConfigError(f"{where}: [promotion] new_skus ({scenario.promotion.new_skus}) must be below "
+                          f"[catalog] skus ({catalog.skus})")
     build_shape(scenario.shape, where=where)
     return scenario
 

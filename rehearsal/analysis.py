@@ -273,19 +273,11 @@ def _origin_work(out: Path, totals: dict[str, float], since: float) -> dict[str,
 
 
 def _origin_gates(rules: tuple[str, ...], values: dict[str, float | None]) -> list[Any]:
-    import operator
+    """The origin gates, judged by the one gate language over the origin counters (rows 0)."""
+    from edgeproof.loadtest.gates import evaluate_values
+    from edgeproof.rehearsal.config import ORIGIN_METRICS
 
-    from edgeproof.loadtest.gates import GateResult
-    from edgeproof.rehearsal.config import parse_origin_gate
-
-    ops = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
-    out = []
-    for rule in rules:
-        metric, op, threshold = parse_origin_gate(rule)
-        value = values.get(metric)
-        out.append(GateResult(rule.strip(), None if value is None else float(value), op, threshold,
-                              value is not None and ops[op](float(value), threshold), 0))
-    return out
+    return evaluate_values(rules, values, ORIGIN_METRICS, where="origin_gates")
 
 
 def explain(s: RehearsalSummary) -> list[str]:

@@ -1,76 +1,86 @@
 """Rehearsal scenario files: the stack to start, the events to play, and the load scenario to run.
 
-A rehearsal scenario is a TOML file (built-ins live in ``edgeproof/scenarios``; ``default`` is what
+A rehearsal scenario is a TOML file (built-ins live in ``rehearsal/scenarios``; ``default`` is what
 ``make demo`` runs)::
 
     name = "default"
-    description = "..."
-    strategy = "aggressive"        # the edge's cache-key strategy (edgeproof strategies list)
-    duration = 70                  # seconds of load (the spike shape scales to it)
-    peak_rps = 60                  # requests/s at the peak
-    origin_gates = ["repeat_transform_rate <= 0.1"]  # gates on the origin tier (embedded stack only)
+    strategy = "aggressive"
+    origin_gates = ["repeat_transform_rate <= 0.1"]
 
     [stack]
-    pops = 4                       # POP caches in the edge emulator
-    origin_processes = 1           # origin tasks at the start (one `edgeproof origin serve` each)
-    origin_workers = 1             # worker processes per origin task
-    local_cache_mb = 0             # > 0: each origin task keeps a private in-process cache (local-cache mode)
-    shared_derivatives = true      # false: no shared derivative store in the origin group (ephemeral tasks)
-    catalog_images = 60            # sample catalog size (generated once, kept in .edgeproof-cache/)
-    prescale_launch = false        # before the load: prescale the promotion's new SKUs (the launch)
-    prescale_hottest = 0           # ... and the N most popular SKUs (needs shared_derivatives)
+    pops = 2
 
     [[events]]                     # played during the load, in time order
     at = "peak"                    # seconds after the load starts, or a phase name (its start)
     action = "scale_out"           # scale_out | scale_in
     count = 1
 
-    [loadtest]                     # a load scenario table (see docs/loadtest.md); its catalog is
+    [loadtest]                     # a load scenario table (docs/loadtest.md); its catalog is
     ...                            # replaced by the sample catalog's keys file
 
-Unknown keys are errors (:class:`~edgeproof.errors.ConfigError` naming the file and key).
+The top-level keys and the ``[stack]`` keys, their defaults, checks and meanings are declared once,
+in :class:`RehearsalScenario` and :class:`StackConfig` (:data:`SCENARIO_SETTINGS`,
+:data:`STACK_SETTINGS`, :mod:`edgeproof.settings`); docs/rehearsal.md shows the same defaults (a test
+checks). ``origin_gates`` are gates of the one gate language (:mod:`edgeproof.loadtest.gates`) over
+the origin metrics :data:`ORIGIN_METRICS`.
+
+Unknown keys are errors (:class:`~edgeproof.errors.ConfigError` naming the file, table and key).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeproof.loadtest.gates import GateMetrics, parse_gate
+
 from edgeproof.errors import ConfigError
+from edgeproof.settings import Settings, at_least, expect, setting
 from edgeproof.tomlfile import builtin_names, dump_toml, load_named_toml  # dump_toml: re-exported
 
 __all__ = [
     "BUILTIN_DIR",
+    "ORIGIN_METRICS",
+    "SCENARIO_SETTINGS",
+    "STACK_SETTINGS",
     "Event",
     "RehearsalScenario",
     "StackConfig",
     "dump_toml",
     "list_rehearsal_scenarios",
     "load_rehearsal",
-    "parse_origin_gate",
+    "rehearsal_from_dict",
 ]
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
 ACTIONS = ("scale_out", "scale_in")
-#: metrics of ``origin_gates`` (computed by the rehearsal from the origin tasks and their stores):
-#: ``repeat_transform_rate`` = share of the run's transforms that re-made a variant already made during
-#: the run (by another task with a private cache, or concurrently); ``transforms``; ``origin_503``.
-ORIGIN_METRICS = ("repeat_transform_rate", "transforms", "origin_503")
-_ORIGIN_GATE = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|==|<|>)\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
+#: the origin gates' metrics (computed by the rehearsal from the origin tasks and their stores), as
+#: data on the one gate language: ``repeat_transform_rate`` = share of the run's transforms that re-made
+#: a variant already made during the run (by another task with a private cache, or concurrently);
+#: ``transforms``; ``origin_503``. They take no filters (they are counters, not rows), and a gate
+#: without its value (no origin polled) fails.
+ORIGIN_METRICS = GateMetrics("origin metric", frozenset({"repeat_transform_rate", "transforms", "origin_503"}),
+                             filters=False)
 
 
 @dataclass(frozen=True, slots=True)
 class StackConfig:
-    pops: int = 4
-    origin_processes: int = 1
-    origin_workers: int = 1
-    local_cache_mb: int = 0
-    shared_derivatives: bool = True
-    catalog_images: int = 60
-    prescale_launch: bool = False
-    prescale_hottest: int = 0
+    """``[stack]``: the embedded stack the rehearsal starts."""
+
+    pops: int = setting(4, "POP caches in the edge emulator", check=at_least(1))
+    origin_processes: int = setting(1, "origin tasks at the start (one `edgeproof origin serve` each)",
+                                    check=at_least(1))
+    origin_workers: int = setting(1, "worker processes per origin task", check=at_least(1))
+    local_cache_mb: int = setting(0, "> 0: each origin task keeps a private in-process cache (local-cache mode)",
+                                  check=at_least(0))
+    shared_derivatives: bool = setting(True, "false: no shared derivative store in the origin group "
+                                             "(ephemeral tasks with private disks)")
+    catalog_images: int = setting(60, "sample catalog size (generated once, kept in .edgeproof-cache/)",
+                                  check=at_least(2))
+    prescale_launch: bool = setting(False, "before the load: prescale the promotion's new SKUs (the launch)")
+    prescale_hottest: int = setting(0, "... and the N most popular SKUs (needs shared_derivatives)",
+                                    check=at_least(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,101 +92,61 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class RehearsalScenario:
-    name: str = "default"
-    description: str = ""
-    strategy: str = "aggressive"
-    duration: float = 70.0
-    peak_rps: float = 60.0
+    """A rehearsal scenario; the fields declared with :func:`setting` are its top-level keys."""
+
+    name: str = setting("custom", "the scenario's name (reports, the load scenario's name)")
+    description: str = setting("", "one line on what it rehearses")
+    strategy: str = setting("aggressive", "the edge's cache-key strategy (edgeproof strategies list)")
+    duration: float = setting(70.0, "seconds of load (the spike shape scales to it)", check=at_least(5))
+    peak_rps: float = setting(60.0, "requests/s at the peak", check=at_least(0.1))
+    origin_gates: tuple[str, ...] = setting((), "gates on the origin tier, METRIC OP NUMBER (embedded stack only)")
     stack: StackConfig = field(default_factory=StackConfig)
     events: tuple[Event, ...] = ()
     loadtest: dict[str, Any] = field(default_factory=dict)
-    origin_gates: tuple[str, ...] = ()
     source: str = ""
 
 
-def _get(where: str, table: dict[str, Any], key: str, default: Any, kind: type | tuple[type, ...],
-         lo: float | None = None) -> Any:
-    if key not in table:
-        return default
-    value = table[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
-        raise ConfigError(f"{where}: {key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
-    if lo is not None and value < lo:
-        raise ConfigError(f"{where}: {key}: must be >= {lo}, got {value!r}")
-    return value
+#: the top-level keys and the ``[stack]`` keys, from their dataclasses
+SCENARIO_SETTINGS: Settings[RehearsalScenario] = Settings.of(RehearsalScenario, "")
+STACK_SETTINGS: Settings[StackConfig] = Settings.of(StackConfig, "stack")
 
 
-def _unknown(where: str, table: dict[str, Any], known: set[str], prefix: str = "") -> None:
-    extra = sorted(set(table) - known)
-    if extra:
-        raise ConfigError(f"{where}: {prefix}{extra[0]}: unknown key", detail=f"known keys: {', '.join(sorted(known))}")
-
-
-def rehearsal_from_dict(data: dict[str, Any], where: str = "<rehearsal>") -> RehearsalScenario:
-    _unknown(where, data, {"name", "description", "strategy", "duration", "peak_rps", "stack", "events", "loadtest",
-                           "origin_gates"})
-    st = data.get("stack", {})
-    if not isinstance(st, dict):
-        raise ConfigError(f"{where}: [stack] must be a table")
-    _unknown(where, st, set(StackConfig.__dataclass_fields__), "stack.")
-    stack = StackConfig(
-        pops=_get(where, st, "pops", 4, int, 1),
-        origin_processes=_get(where, st, "origin_processes", 1, int, 1),
-        origin_workers=_get(where, st, "origin_workers", 1, int, 1),
-        local_cache_mb=_get(where, st, "local_cache_mb", 0, int, 0),
-        shared_derivatives=_get(where, st, "shared_derivatives", True, bool),
-        catalog_images=_get(where, st, "catalog_images", 60, int, 2),
-        prescale_launch=_get(where, st, "prescale_launch", False, bool),
-        prescale_hottest=_get(where, st, "prescale_hottest", 0, int, 0),
-    )
-    if (stack.prescale_launch or stack.prescale_hottest) and not stack.shared_derivatives:
-        raise ConfigError(f"{where}: stack.prescale_*: prescaling writes to the shared derivative store",
-                          detail="set stack.shared_derivatives = true, or drop the prescale keys")
-    origin_gates = _get(where, data, "origin_gates", [], list)
-    for i, rule in enumerate(origin_gates):
-        parse_origin_gate(rule, f"{where}: origin_gates[{i}]")
-    events = []
-    raw_events = data.get("events", [])
+def _events(where: str, raw_events: Any) -> tuple[Event, ...]:
     if not isinstance(raw_events, list):
         raise ConfigError(f"{where}: events must be an array of tables ([[events]])")
+    events = []
     for i, ev in enumerate(raw_events):
         if not isinstance(ev, dict):
             raise ConfigError(f"{where}: events[{i}] must be a table")
-        _unknown(where, ev, {"at", "action", "count"}, f"events[{i}].")
+        extra = sorted(set(ev) - {"at", "action", "count"})
+        if extra:
+            raise ConfigError(f"{where}: events[{i}].{extra[0]}: unknown key", detail="known keys: action, at, count")
         at = ev.get("at")
         if isinstance(at, bool) or not isinstance(at, int | float | str) or (not isinstance(at, str) and at < 0):
             raise ConfigError(f"{where}: events[{i}].at: seconds >= 0 or a phase name (\"peak\")")
         action = ev.get("action")
         if action not in ACTIONS:
             raise ConfigError(f"{where}: events[{i}].action: one of {', '.join(ACTIONS)}, got {action!r}")
-        events.append(Event(at if isinstance(at, str) else float(at), action,
-                            _get(where, ev, "count", 1, int, 1)))
+        count = expect(ev.get("count", 1), int, table=f"events[{i}]", key="count", where=where)
+        if count < 1:
+            raise ConfigError(f"{where}: events[{i}].count: must be >= 1, got {count}")
+        events.append(Event(at if isinstance(at, str) else float(at), action, count))
+    return tuple(events)
+
+
+def rehearsal_from_dict(data: dict[str, Any], where: str = "<rehearsal>") -> RehearsalScenario:
+    top = SCENARIO_SETTINGS.read(data, where=where, ignore=("stack", "events", "loadtest"))
+    for i, rule in enumerate(top["origin_gates"]):
+        parse_gate(rule, ORIGIN_METRICS, where=f"{where}: origin_gates[{i}]")
+    stack = STACK_SETTINGS.build(data.get("stack"), where=where)
+    if (stack.prescale_launch or stack.prescale_hottest) and not stack.shared_derivatives:
+        raise ConfigError(f"{where}: [stack] prescale_*: prescaling writes to the shared derivative store",
+                          detail="set stack.shared_derivatives = true, or drop the prescale keys")
     loadtest = data.get("loadtest", {})
     if not isinstance(loadtest, dict):
         raise ConfigError(f"{where}: [loadtest] must be a table")
-    return RehearsalScenario(
-        name=_get(where, data, "name", "custom", str),
-        description=_get(where, data, "description", "", str),
-        strategy=_get(where, data, "strategy", "aggressive", str),
-        duration=_get(where, data, "duration", 70.0, float, 5.0),
-        peak_rps=_get(where, data, "peak_rps", 60.0, float, 0.1),
-        stack=stack,
-        events=tuple(events),
-        loadtest=dict(loadtest),
-        origin_gates=tuple(origin_gates),
-        source=where,
-    )
-
-
-def parse_origin_gate(rule: Any, where: str = "origin_gates") -> tuple[str, str, float]:
-    """``"repeat_transform_rate <= 0.1"`` → ``(metric, op, threshold)``; ConfigError otherwise."""
-    m = _ORIGIN_GATE.match(rule) if isinstance(rule, str) else None
-    if m is None or m.group(1) not in ORIGIN_METRICS:
-        raise ConfigError(f"{where}: {rule!r}: expected METRIC OP NUMBER",
-                          detail=f"origin metrics: {', '.join(ORIGIN_METRICS)}")
-    return m.group(1), m.group(2), float(m.group(3))
+    return RehearsalScenario(**top, stack=stack, events=_events(where, data.get("events", [])),
+                             loadtest=dict(loadtest), source=where)
 
 
 def list_rehearsal_scenarios() -> list[str]:

@@ -46,6 +46,7 @@ from edgeproof.rehearsal.stack import (
 )
 
 from edgeproof.errors import ConfigError, UsageError
+from edgeproof.progress import Progress
 
 if TYPE_CHECKING:
     from edgeproof.edge.config import EdgeConfig
@@ -361,8 +362,7 @@ def _run_load(stack: _Stack | None, scenario: RehearsalScenario, host: str, out:
     events = _event_times(scenario, phases) if stack is not None else []
     t_start: float | None = None  # when the first request reached the edge
     deadline = time.monotonic() + scenario.duration + 180
-    tty = sys.stderr.isatty()
-    last_print = 0.0
+    line = Progress(enabled=not quiet)  # redrawn on a terminal, a plain line every 10 s in a log
     while load.alive():
         if time.monotonic() > deadline:
             raise RehearsalError("the load test did not finish in time", detail=load.tail())
@@ -378,19 +378,13 @@ def _run_load(stack: _Stack | None, scenario: RehearsalScenario, host: str, out:
                 changed = stack.scale_out(ev.count) if ev.action == "scale_out" else stack.scale_in(ev.count)
                 stack.events.append({"t": round(now - t_start, 2), "at": at, "action": ev.action, "urls": changed,
                                      "origin_tasks": len(stack.origins)})
-                if tty and not quiet:
-                    sys.stderr.write("\r\x1b[2K")
-                _say(quiet, f"  event at t={now - t_start:.1f}s: {ev.action} {ev.count} → "
-                            f"{len(stack.origins)} origin task(s)")
+                line.note(f"  event at t={now - t_start:.1f}s: {ev.action} {ev.count} → "
+                          f"{len(stack.origins)} origin task(s)")
             phase = "starting" if t_start is None else next((name for name, a, b in phases if a <= t < b), "drain")
-            if not quiet and (tty or now - last_print >= 10):
-                line = _progress_line(t, scenario.duration, sample, phase)
-                sys.stderr.write(("\r\x1b[2K" + line) if tty else line + "\n")
-                sys.stderr.flush()
-                last_print = now
+            line.show(_progress_line(t, scenario.duration, sample, phase))
         time.sleep(1.0)
-    if not quiet and tty:
-        sys.stderr.write("\n")
+    if stack is not None and stack.samples:
+        line.close()
     if stack is not None:
         stack.poll(0.0 if t_start is None else time.monotonic() - t_start)
     return load.proc.returncode or 0

@@ -62,20 +62,23 @@ def test_stages_shape_and_scaling() -> None:
 @pytest.mark.parametrize(
     ("table", "needle"),
     [
-        ({"catalog": {"skus": 0}}, "catalog.skus"),
-        ({"catalog": {"zipf": "high"}}, "catalog.zipf"),
+        ({"catalog": {"skus": 0}}, "[catalog] skus"),
+        ({"catalog": {"zipf": "high"}}, "[catalog] zipf"),
         ({"shape": {"kind": "sawtooth"}}, "shape.kind"),
         ({"shape": {"kind": "step", "steps": []}}, "shape.steps"),
-        ({"noise": {"shuffle": 2}}, "noise.shuffle"),
-        ({"gates": {"scope": "some"}}, "gates.scope"),
-        ({"catalog": {"path_template": "/images/{product}.jpg"}}, "path_template"),
-        ({"clients": {"devices": {"phone": {"dpr": 9}}}}, "clients.devices.phone.dpr"),
-        ({"promotion": {"new_skus": 5000}}, "promotion.new_skus"),
+        ({"noise": {"shuffle": 2}}, "[noise] shuffle"),
+        ({"gates": {"scope": "some"}}, "[gates] scope"),
+        ({"catalog": {"path_template": "/images/{product}.jpg"}}, "[catalog] path_template"),
+        ({"clients": {"devices": {"phone": {"dpr": 9}}}}, "[clients.devices.phone] dpr"),
+        ({"promotion": {"new_skus": 5000}}, "[promotion] new_skus"),
         ({"surprise": 1}, "surprise"),
-        ({"catalog": {"roles": {"thumb": {"widths": [True, 640]}}}}, "widths"),  # a bool is not a width
+        ({"gates": {"rules": ["p99 < 3"]}}, "[gates] rules[0]"),  # a gate is parsed when the scenario is read
+        ({"run": {"pool": True}}, "[run] pool: expected a whole number, got true"),
+        ({"catalog": {"roles": {"thumb": {"widths": [True, 640]}}}}, "[catalog.roles.thumb] widths[0]"),  # a bool is not a width
     ],
 )
 def test_bad_scenarios_name_the_key(table: dict, needle: str) -> None:
+    """Every error names the file, then the table and key in the one style of edgeproof.settings."""
     with pytest.raises(ConfigError) as err:
         scenario_from_dict(table, where="bad.toml")
     assert needle in err.value.message and "bad.toml" in err.value.message
