@@ -343,6 +343,13 @@ class KeyIndex:
             self.q_var[n0:n] = variants
         self.n_queries = n
 
+    def same_keys(self, query_a: np.ndarray, query_b: np.ndarray) -> bool:
+        """Whether rows keyed by the (query, Accept) ids ``query_a`` and by ``query_b`` get the same cache
+        keys, without assigning any id (read-only). False when unsure (a path needs the whole request)."""
+        if self._any_special:
+            return False
+        return bool(np.array_equal(query_a, query_b) or np.array_equal(self.q_key[query_a], self.q_key[query_b]))
+
     def ids(self, path_ids: np.ndarray, query_ids: np.ndarray, paths: list[str],
             queries: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
         """(key id, variant id) per row; key id -1 where the strategy refuses the request."""

@@ -210,8 +210,9 @@ class _Run:
         self.model = model
         self.index = KeyIndex(strategy)
         self.refused = 0
-        #: the run under the other Accept inference: made (as a copy of this run's state) at the first
-        #: batch where the two inferences key a row differently; until then it would equal this run
+        #: the run under the other Accept inference, for the hit-rate range: made (as a copy of this run's
+        #: state) at the first batch where the two inferences give a row different cache keys; until
+        #: then its hit rate would equal this run's
         self.wants_twin = wants_twin
         self.twin: _Run | None = None
 
@@ -310,30 +311,8 @@ def _batches(source: Any) -> tuple[Iterable[pa.RecordBatch | pa.Table], Any]:
         from edgeproof.analytics.reader import read_logs
 
         stream = read_logs([str(i) for i in source], columns=list(COLUMNS), batch_rows=1 << 18)
-        return _coalesce(stream), stream
+        return stream, stream
     return source, source if hasattr(source, "bad_lines") else None
-
-
-def _coalesce(batches: Iterable[pa.RecordBatch | pa.Table], rows: int = 1 << 18) -> Iterator[pa.Table]:
-    """The reader's batches joined into tables of about ``rows`` rows (per-batch work is paid per table)."""
-    pending: list[pa.RecordBatch | pa.Table] = []
-    count = 0
-    for batch in batches:
-        if pending and batch.schema != pending[0].schema:
-            yield _concat(pending)
-            pending, count = [], 0
-        pending.append(batch)
-        count += batch.num_rows
-        if count >= rows:
-            yield _concat(pending)
-            pending, count = [], 0
-    if pending:
-        yield _concat(pending)
-
-
-def _concat(parts: list[pa.RecordBatch | pa.Table]) -> pa.Table:
-    tables = [p if isinstance(p, pa.Table) else pa.Table.from_batches([p]) for p in parts]
-    return pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]
 
 
 def compare_strategies(
@@ -478,16 +457,19 @@ def _replay_batch(batch: pa.RecordBatch | pa.Table, runs: list[_Run], state: _St
     size = pc.fill_null(sub.column("sc_bytes"), 0).to_numpy(zero_copy_only=False).astype(np.int64) \
         if "sc_bytes" in sub.schema.names else np.zeros(t.size, dtype=np.int64)
     n_caches = len(state.cache_ids)
-    if (row_query[INFERENCES[0]] != row_query[INFERENCES[1]]).any():  # the inferences disagree on a row
-        for run in list(runs):
-            if run.wants_twin and run.twin is None:
-                run.twin = run.fork(INFERENCES[1])
-                runs.append(run.twin)
     for run in runs:
         if new_paths:
             run.index.add_paths(new_paths)
         if new_queries:
             run.index.add_queries(new_queries)
+    # the other inference gives a row another cache key: from here on it is a run of its own. Only the
+    # twin's hit rate is used (the range), and that depends on the keys alone, not on the variants.
+    for run in list(runs):
+        if run.wants_twin and run.twin is None and \
+                not run.index.same_keys(row_query[INFERENCES[0]], row_query[INFERENCES[1]]):
+            run.twin = run.fork(INFERENCES[1])
+            runs.append(run.twin)
+    for run in runs:
         key, var = run.index.ids(row_path, row_query[run.inference], state.paths, state.queries)
         ok = key >= 0
         if not ok.all():
