@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from edgeproof.analytics._cachesim import CacheModel, PopCacheModel
 from edgeproof.analytics._cachesim_ref import ReferenceModel
 from edgeproof.analytics._replay_keys import KeyIndex
-from edgeproof.analytics.metrics import EXCLUDED_REASONS, classify, hit_rate
+from edgeproof.analytics.metrics import CLASS_NAMES, EXCLUDED_REASONS, classify_arrays, hit_rate
 from edgeproof.analytics.strategies import Strategy, get_strategy
 
 from edgeproof.canonical import PARAM_ALIASES, format_for_content_type
@@ -69,8 +69,6 @@ ACCEPT_INFERENCE_NOTE = (
     "avif+webp, webp -> webp, jpeg/png -> neither); the prediction is also given with the content type "
     "first, and the two make its range"
 )
-_CLASS_NAMES = ("hit", "miss", *EXCLUDED_REASONS)
-_CLASS_CODES = {name: i for i, name in enumerate(_CLASS_NAMES)}
 _CLASS_BY_FORMAT = {"avif": 2, "webp": 1, "jpeg": 0, "png": 0}
 _CHROME = re.compile(r"(?:Chrome|CriOS|Edg|EdgA|EdgiOS)/(\d+)")
 _FIREFOX = re.compile(r"(?:Firefox|FxiOS)/(\d+)")
@@ -242,32 +240,12 @@ def _string_column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
     return pa.array([""] * batch.num_rows, pa.string())
 
 
-_FAST_TYPES = pa.array(["Hit", "RefreshHit", "Miss", "OriginShieldHit"])
-_FAST_METHODS = pa.array(["GET", "HEAD"])
-
-
 def _classes(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
-    """Per row: 0 hit, 1 miss, 2.. excluded reason (index into _CLASS_NAMES), by metrics.classify.
-
-    Exact ``Hit``/``RefreshHit``/``Miss``/``OriginShieldHit`` with ``GET``/``HEAD`` (nearly every row) are
-    looked up directly; any other combination goes through :func:`edgeproof.analytics.metrics.classify`."""
-    rt, method = _string_column(batch, "x_edge_result_type"), _string_column(batch, "cs_method")
-    rt0, m0 = _uniform(rt), _uniform(method)
-    if rt0 is not None and m0 is not None:  # one result type and one method in the whole batch
-        return np.full(len(rt), _CLASS_CODES[classify(rt0, m0)], dtype=np.int64)
-    rt_code = pc.fill_null(pc.index_in(rt, value_set=_FAST_TYPES), 9).to_numpy(zero_copy_only=False)
-    m_code = pc.fill_null(pc.index_in(method, value_set=_FAST_METHODS), 9).to_numpy(zero_copy_only=False)
-    fast_lut = np.array([_CLASS_CODES[classify(t, m)] for t in _FAST_TYPES.to_pylist()
-                         for m in _FAST_METHODS.to_pylist()], dtype=np.int64)
-    slow = (rt_code > 3) | (m_code > 1)
-    cls = fast_lut[np.where(slow, 0, rt_code * 2 + m_code)]
-    if slow.any():
-        mask = pa.array(slow)
-        rt_idx, rt_vals = _encode(rt.filter(mask))
-        m_idx, m_vals = _encode(method.filter(mask))
-        lut = np.array([_CLASS_CODES[classify(t, m)] for t in rt_vals for m in m_vals] or [0], dtype=np.int64)
-        cls[slow] = lut[rt_idx * len(m_vals) + m_idx]
-    return cls
+    """Per row: 0 hit, 1 miss, 2.. excluded reason (codes into ``CLASS_NAMES``), by the one definition
+    (:func:`edgeproof.analytics.metrics.classify_arrays`, equal to ``classify`` row by row)."""
+    names = batch.schema.names
+    return classify_arrays(batch.column("x_edge_result_type") if "x_edge_result_type" in names else None,
+                           batch.column("cs_method") if "cs_method" in names else None).astype(np.int64)
 
 
 def _uniform(values: pa.Array) -> str | None:
@@ -489,9 +467,9 @@ def _scored_rows(batch: pa.RecordBatch | pa.Table, state: _State, warmup_ms: int
     totals = state.totals
     n = batch.num_rows
     cls = _classes(batch)
-    for code, count in enumerate(np.bincount(cls, minlength=len(_CLASS_NAMES))):
+    for code, count in enumerate(np.bincount(cls, minlength=len(CLASS_NAMES))):
         if code >= 2 and count:
-            state.excluded[_CLASS_NAMES[code]] += int(count)
+            state.excluded[CLASS_NAMES[code]] += int(count)
     ts_col = batch.column("timestamp")
     if isinstance(ts_col, pa.ChunkedArray):
         ts_col = ts_col.combine_chunks()
