@@ -66,7 +66,7 @@ def _floor(moment: datetime, step: timedelta) -> datetime:
 def parse_stamp(text: str) -> datetime:
     """An hour or day key as the reports spell them → aware UTC datetime.
 
-    Accepts ``2026-11-18T05`` (the report aggregate's hour key), ``2026-11-18T05:00Z`` (``logs
+    Accepts ``2026-11-18T05`` (the weekly summary.json's hour key), ``2026-11-18T05:00Z`` (``logs
     summarize --by hour``), ``2026-11-18`` (a day key) and any other ISO 8601 form; naive means UTC.
     """
     return _utc(datetime.fromisoformat(text.strip()))

@@ -10,7 +10,7 @@ Two kinds of callers: a counter (``update(advance)``: a bar when the total is kn
 otherwise; the weekly report's file reading) and a caller-formatted line (``show(line)``: the
 rehearsal's edge/origin line). ``note(message)`` prints a line of its own (an event) without
 leaving a half-drawn progress line in front of it. It lives in the kernel so that every layer
-(analytics, origin, the rehearsal) can use it; ``edgeproof.analytics.report.progress`` re-exports it.
+(analytics, origin, the rehearsal) can use it.
 """
 
 from __future__ import annotations

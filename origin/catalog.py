@@ -23,8 +23,6 @@ import json
 import math
 import os
 import random
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ import pyvips
 from edgeproof.origin.stores import FolderStore, Store, open_store
 
 from edgeproof.errors import UsageError
+from edgeproof.progress import Progress
 
 __all__ = ["CatalogResult", "catalog_keys", "generate_catalog", "iter_catalog", "make_product_image"]
 
@@ -203,14 +202,6 @@ def _encode(spec: _Spec) -> bytes:
     return bytes(image.jpegsave_buffer(Q=88, keep="none"))
 
 
-def _progress(done: int, total: int, started: float) -> None:
-    rate = done / max(1e-9, time.monotonic() - started)
-    sys.stderr.write(f"\rsample-catalog: {done}/{total} images  {rate:.0f}/s ")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def _stamp(store: Store) -> dict[str, object] | None:
     data = store.get(STAMP)
     if data is None:
@@ -233,8 +224,7 @@ def generate_catalog(out: str | Path, *, count: int, images_per_sku: int = 2, se
     same = _stamp(store) == want
     todo = [k for k in keys if not (same and store.exists(k))]
     store.put(STAMP, b"", "application/json")  # invalidated until this run completes
-    started = time.monotonic()
-    done = 0
+    bar = Progress("sample-catalog", len(todo), unit=" images", enabled=progress)
 
     def make(key: str) -> str:
         spec = _spec(key, seed)
@@ -243,9 +233,8 @@ def generate_catalog(out: str | Path, *, count: int, images_per_sku: int = 2, se
 
     with ThreadPoolExecutor(jobs or os.cpu_count() or 1) as pool:
         for _key in pool.map(make, todo):
-            done += 1
-            if progress and (done == len(todo) or done % 10 == 0):
-                _progress(done, len(todo), started)
+            bar.update(1)
+    bar.close()
     store.put(MANIFEST, ("\n".join(keys) + "\n").encode(), "text/plain")
     store.put(STAMP, json.dumps(want).encode(), "application/json")
     manifest = str(Path(store.root) / MANIFEST) if isinstance(store, FolderStore) else f"{store.describe()}/{MANIFEST}"

@@ -29,6 +29,7 @@ from edgeproof.origin.stores import Store, open_store
 
 from edgeproof.canonical import Variant, load_presets, parse_ops
 from edgeproof.errors import EdgeproofError, UsageError
+from edgeproof.progress import Progress
 
 __all__ = ["PrescaleSummary", "parse_variants", "run_prescale", "source_keys"]
 
@@ -97,24 +98,9 @@ def source_keys(store: Store, keys_file: str | None) -> Iterator[str]:
             yield key
 
 
-class _Progress:
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.started = time.monotonic()
-        self.last = 0.0
-
-    def show(self, s: PrescaleSummary, final: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (not final and now - self.last < 0.5):
-            return
-        self.last = now
-        elapsed = now - self.started
-        rate = s.made / elapsed if elapsed else 0.0
-        sys.stderr.write(f"\rprescale: {s.sources} sources  {s.made} made  {s.skipped} skipped  "
-                         f"{s.failed} failed  {rate:.1f}/s ")
-        if final:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+def _line(s: PrescaleSummary, elapsed: float) -> str:
+    rate = s.made / elapsed if elapsed > 0 else 0.0
+    return f"prescale: {s.sources} sources  {s.made} made  {s.skipped} skipped  {s.failed} failed  {rate:.1f}/s"
 
 
 def _one_source(key: str, variants: list[Variant], sources: Store, derivatives: Store,
@@ -168,7 +154,7 @@ def run_prescale(
     src, dst = open_store(sources), open_store(derivatives)
     dst.remove_orphans()  # temp files of an earlier run that was killed mid-write
     summary = PrescaleSummary()
-    bar = _Progress(progress)
+    bar = Progress(enabled=progress)
     started = time.monotonic()
     lock = threading.Lock()
     jobs = jobs or os.cpu_count() or 1
@@ -183,7 +169,7 @@ def run_prescale(
             summary.failed += len(errors)
             summary.bytes_written += written
             summary.errors.extend(errors[: max(0, 20 - len(summary.errors))])
-        bar.show(summary)
+        bar.show(_line(summary, time.monotonic() - started))
 
     pool = ThreadPoolExecutor(jobs, thread_name_prefix="prescale")
     try:
@@ -196,10 +182,12 @@ def run_prescale(
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)  # finish in-flight writes (atomic anyway)
         summary.seconds = time.monotonic() - started
-        bar.show(summary, final=True)
+        bar.show(_line(summary, time.monotonic() - started))
+        bar.close()
         print(summary.line(), file=sys.stderr)
         raise
     pool.shutdown(wait=True)
     summary.seconds = time.monotonic() - started
-    bar.show(summary, final=True)
+    bar.show(_line(summary, time.monotonic() - started))
+    bar.close()
     return summary

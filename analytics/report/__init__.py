@@ -11,8 +11,8 @@ __all__ = ["Document", "LogAggregate", "WeeklyResult", "build_weekly", "path_fam
 
 _LAZY = {
     "Document": "edgeproof.analytics.report.document",
-    "LogAggregate": "edgeproof.analytics.report.aggregate",
-    "path_family": "edgeproof.analytics.report.aggregate",
+    "LogAggregate": "edgeproof.analytics.aggregate",
+    "path_family": "edgeproof.analytics.aggregate",
     "WeeklyResult": "edgeproof.analytics.report.weekly",
     "build_weekly": "edgeproof.analytics.report.weekly",
 }

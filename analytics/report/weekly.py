@@ -29,11 +29,11 @@ from typing import Any
 
 from edgeproof.analytics.aggregate import MISSING, REPORT_DIMENSIONS, LogAggregate
 from edgeproof.analytics.coverage import coverage, parse_stamp
-from edgeproof.analytics.report.progress import Progress
 from edgeproof.analytics.report.store import publish_dir, read_json, write_json
 from edgeproof.analytics.report.weekly_render import render_weekly
 
 from edgeproof.errors import EXIT_INCOMPLETE, EXIT_MISSED, EXIT_OK, UsageError
+from edgeproof.progress import Progress
 
 __all__ = ["EXIT_CODES", "VERDICTS", "WeeklyResult", "build_weekly", "iso_week_bounds", "previous_week",
            "week_of"]
