@@ -302,20 +302,15 @@ def _strategy_rows(result: Any) -> list[dict[str, Any]]:
 
 
 def _latency(agg: LogAggregate) -> dict[str, Any]:
-    """Percentiles of hits, misses and both (summary.json's ``all``: the aggregate's ``cacheable``,
-    hit ⊕ miss; weekly_render reads that key)."""
-    out: dict[str, Any] = {}
-    for metric in ("time_taken", "ttfb"):
-        out[metric] = {doc: agg.total.sketch(metric, kind).quantiles()
-                       for doc, kind in (("all", "cacheable"), ("hit", "hit"), ("miss", "miss"))}
-    return out
+    """Percentiles of hits, misses and both (``cacheable``: hit ⊕ miss), the aggregate's labels."""
+    return {metric: {kind: agg.total.sketch(metric, kind).quantiles() for kind in ("cacheable", "hit", "miss")}
+            for metric in ("time_taken", "ttfb")}
 
 
 def _group_list(agg: LogAggregate, dim: str, target: float) -> list[dict[str, Any]]:
     rows = []
     for key, counts in agg.group_rows(dim):
-        # summary.json spells an hour 2026-11-18T05, as weekly_render parses it (the aggregate: …T05:00Z)
-        row = {"key": key.removesuffix(":00Z") if dim == "hour" else key, **counts.to_dict()}
+        row = {"key": key, **counts.to_dict()}  # the aggregate's labels (an hour: 2026-11-18T05:00Z)
         rate = counts.hit_rate
         row["met_target"] = None if rate is None else rate >= target
         rows.append(row)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from edgeproof.analytics.coverage import parse_stamp
 from edgeproof.analytics.report import charts
 from edgeproof.analytics.report.document import Document, fmt_bytes, fmt_count, fmt_delta_pp, fmt_ms, fmt_pct
 
@@ -37,7 +38,7 @@ def _hourly_series(s: dict[str, Any]) -> tuple[list[datetime], list[dict[str, An
     A line drawn only through the hours with data would bridge a missing day with a straight segment;
     with None there the line breaks.
     """
-    rows = {datetime.fromisoformat(h["key"] + ":00:00"): h for h in s["hourly"]}
+    rows = {parse_stamp(h["key"]).replace(tzinfo=None): h for h in s["hourly"]}
     gaps = [(_naive(g["start"]), _naive(g["end"])) for g in (s.get("coverage") or {}).get("missing") or []]
     edges = list(rows) + [a for a, _ in gaps] + [b - timedelta(hours=1) for _, b in gaps]
     if not edges:
@@ -267,7 +268,7 @@ def _latency_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
     doc.table(
         ["measure", "class", "p50", "p90", "p99", "p999"],
         [[m.replace("_", "-"), c, *(fmt_ms(lat[m][c][q]) for q in ("p50", "p90", "p99", "p999"))]
-         for m in ("time_taken", "ttfb") for c in ("hit", "miss", "all")],
+         for m in ("time_taken", "ttfb") for c in ("hit", "miss", "cacheable")],
         caption="From CloudFront's time-taken and time-to-first-byte (mergeable sketch, ≤ 1% relative error)")
 
 
