@@ -356,9 +356,7 @@ def timeline_from_records(table: Any, bin_s: float | None = None) -> tuple[Timel
     of one duration share their bins.
     """
     import numpy as np
-    import pyarrow.compute as pc
-    from edgeproof.analytics.metrics import exact_quantiles, hit_rate
-    from edgeproof.loadtest.gates import row_classes
+    from edgeproof.loadtest.recorder import per_bin
 
     if not table.num_rows:
         return ()
@@ -366,19 +364,8 @@ def timeline_from_records(table: Any, bin_s: float | None = None) -> tuple[Timel
     first = int(start.min())
     span = (int(start.max()) - first) / 1e6
     width = bin_s or (1.0 if span <= 90 else 2.0 if span <= 240 else 5.0)
-    bins = np.floor((start - first) / (width * 1e6)).astype(np.int64)
-    classes = np.array(row_classes(table.column("x_cache").to_pylist()), dtype=object)
-    dropped = pc.fill_null(table.column("dropped"), False).to_numpy(zero_copy_only=False).astype(bool)
-    corr = table.column("latency_corrected_ms").to_numpy(zero_copy_only=False).astype(np.float64)
-    points = []
-    for b in np.unique(bins):
-        m = bins == b
-        sent = m & ~dropped
-        vals = corr[sent]
-        vals = vals[~np.isnan(vals)]
-        hits, misses = int((classes[sent] == "hit").sum()), int((classes[sent] == "miss").sum())
-        p99 = exact_quantiles(vals, [0.99])["p99"] if vals.size else None
-        points.append(TimelinePoint(float(b) * width, float(m.sum()) / width, hit_rate(hits, misses), p99))
+    points = [TimelinePoint(b * width, row["scheduled"] / width, row["hit_rate"], row["p99_corrected"])
+              for b, row in sorted(per_bin(table, first, width).items())]
     return tuple(points)
 
 

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from edgeproof.errors import ConfigError
 
-__all__ = ["RECORD_SCHEMA", "Recorder", "merge_parts", "read_records", "record_parts", "warm_up"]
+__all__ = ["RECORD_SCHEMA", "Recorder", "merge_parts", "per_bin", "read_records", "record_parts", "warm_up"]
 
 RECORD_SCHEMA = pa.schema([
     pa.field("intended_start", pa.timestamp("us", tz="UTC")),
@@ -168,3 +168,31 @@ def merge_parts(paths: str | Path | Iterable[str | Path], dest: str | Path) -> i
                 writer.write_table(t)
                 rows += t.num_rows
     return rows
+
+
+def per_bin(table: pa.Table, origin_us: int, width_s: float) -> dict[int, dict[str, Any]]:
+    """Recorder rows binned by intended start (``width_s`` seconds from ``origin_us``, µs since the
+    epoch): per bin the scheduled and dropped arrivals, hits and misses (by ``X-Cache``), the hit rate,
+    p50/p99 of the corrected latency and p99 of the raw latency over the requests that were sent.
+    The one per-bin computation of the rehearsal's timeline and of the run comparison."""
+    import numpy as np
+    import pyarrow.compute as pc
+    from edgeproof.analytics.metrics import exact_quantiles, hit_rate
+    from edgeproof.loadtest.gates import row_classes
+
+    start = table.column("intended_start").to_numpy(zero_copy_only=False).astype("datetime64[us]").astype(np.int64)
+    bins = np.floor((start - origin_us) / (width_s * 1e6)).astype(np.int64)
+    classes = np.array(row_classes(table.column("x_cache").to_pylist()), dtype=object)
+    dropped = pc.fill_null(table.column("dropped"), False).to_numpy(zero_copy_only=False).astype(bool)
+    corr = table.column("latency_corrected_ms").to_numpy(zero_copy_only=False).astype(np.float64)
+    raw = table.column("latency_ms").to_numpy(zero_copy_only=False).astype(np.float64)
+    out: dict[int, dict[str, Any]] = {}
+    for b in np.unique(bins):
+        m = bins == b
+        sent = m & ~dropped
+        q_corr = exact_quantiles(corr[sent], [0.5, 0.99])
+        hits, misses = int((classes[sent] == "hit").sum()), int((classes[sent] == "miss").sum())
+        out[int(b)] = {"scheduled": int(m.sum()), "dropped": int((m & dropped).sum()), "hits": hits,
+                       "misses": misses, "hit_rate": hit_rate(hits, misses), "p50_corrected": q_corr["p50"],
+                       "p99_corrected": q_corr["p99"], "p99_raw": exact_quantiles(raw[sent], [0.99])["p99"]}
+    return out

@@ -78,26 +78,9 @@ def _client(out: Path, t0: datetime | None) -> tuple[dict[str, Any], Any, dateti
 
 
 def _client_timeline(table: Any, t0: datetime, bin_s: float) -> dict[str, dict[str, Any]]:
-    from edgeproof.loadtest.gates import row_classes
+    from edgeproof.loadtest.recorder import per_bin
 
-    start = table.column("intended_start").to_numpy(zero_copy_only=False).astype("datetime64[ms]").astype(np.int64)
-    t0_ms = int(t0.timestamp() * 1000)
-    bins = np.floor((start - t0_ms) / (bin_s * 1000)).astype(np.int64)
-    classes = np.array(row_classes(table.column("x_cache").to_pylist()), dtype=object)
-    dropped = np.array(pc.fill_null(table.column("dropped"), False).to_pylist(), dtype=bool)
-    corr = table.column("latency_corrected_ms").to_numpy(zero_copy_only=False).astype(np.float64)
-    raw = table.column("latency_ms").to_numpy(zero_copy_only=False).astype(np.float64)
-    out: dict[str, dict[str, Any]] = {}
-    for b in np.unique(bins):
-        m = bins == b
-        s = m & ~dropped
-        q_corr = exact_quantiles(corr[s], [0.5, 0.99])
-        q_raw = exact_quantiles(raw[s], [0.99])
-        h, mi = int((classes[s] == "hit").sum()), int((classes[s] == "miss").sum())
-        out[str(int(b))] = {"scheduled": int(m.sum()), "dropped": int((m & dropped).sum()),
-                            "hits": h, "misses": mi, "hit_rate": hit_rate(h, mi),
-                            "p50_corrected": q_corr["p50"], "p99_corrected": q_corr["p99"], "p99_raw": q_raw["p99"]}
-    return out
+    return {str(b): row for b, row in per_bin(table, int(t0.timestamp() * 1_000_000), bin_s).items()}
 
 
 def _edge(logs: list[str], t0: datetime | None, bin_s: float, spike: tuple[float, float] | None,
