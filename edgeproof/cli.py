@@ -44,11 +44,12 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("edge", "edgeproof.edge.cli", "the local CloudFront stand-in (edge emulator)"),
     ("loadtest", "edgeproof.loadtest.cli", "Locust spike scenarios with an open-model arrival rate and gates"),
     ("rehearse", "edgeproof.rehearsal.cli", "run a spike rehearsal end to end and write its report"),
+    ("prewarm", "edgeproof.rehearsal.prewarm_cli", "warm every POP for a launch: plan one request per cache key, send it"),
     ("report", "edgeproof.analytics.report.cli", "reports over CloudFront logs (weekly hit-rate report)"),
 )
 
 #: the optional dependencies (pyproject extras) each command needs beyond the core
-EXTRAS: dict[str, str] = {"origin": "origin", "edge": "origin", "loadtest": "load", "rehearse": "origin,load"}
+EXTRAS: dict[str, str] = {"origin": "origin", "edge": "origin", "loadtest": "load", "rehearse": "origin,load", "prewarm": "origin"}
 #: the distributions those extras bring, by import name
 _EXTRA_MODULES = {"aiohttp": "origin", "pyvips": "origin", "prometheus_client": "origin", "locust": "load",
                   "gevent": "load", "pandas": "notebooks"}
