@@ -70,6 +70,8 @@ __all__ = [
 
 #: the spelling of a page's image URL: the load-test workload's noise-free form (``Request.clean_url``)
 QUERY_TEMPLATE = "width={width}&format=auto&q={quality}"
+#: the User-Agent of warm requests (a plan line's own header wins): they can be told apart in the logs
+USER_AGENT = "edgeproof-prewarm"
 #: how the X-Cache values a POP answers with are counted (edge/edge.py, "X-Cache by result type")
 _HIT_PREFIXES = ("Hit", "RefreshHit")
 _DPR_RE = r"(?:^|&)(?i:dpr)=(?P<dpr>[^&]*)"
@@ -430,7 +432,7 @@ def _warm_rows(plan: Sequence[WarmRequest], traffic: Traffic, t_ms: int) -> pa.T
         "cs_method": pa.array(["GET"] * n, pa.string()),
         "cs_uri_stem": pa.array(paths * k, pa.string()),
         "cs_uri_query": pa.array(queries * k, pa.string()),
-        "cs_user_agent": pa.array(["edgeproof-prewarm"] * n, pa.string()),
+        "cs_user_agent": pa.array([USER_AGENT] * n, pa.string()),
         "x_edge_result_type": pa.array(["Miss"] * n, pa.string()),
         "sc_content_type": pa.array(["-"] * n, pa.string()),
         "cs_accept": pa.array(accepts * k, pa.string()),
@@ -482,7 +484,7 @@ async def _send_all(work: list[tuple[WarmRequest, str | None]], base: str, pop_h
             if time.monotonic() >= deadline:
                 queue.put_nowait((line, pop))
                 return
-            headers = dict(line.headers)
+            headers = {"User-Agent": USER_AGENT, **line.headers}
             if pop is not None:
                 headers[pop_header] = pop
             result.sent += 1
