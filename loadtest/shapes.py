@@ -19,6 +19,11 @@ The *spike phases* (what the gates score by default) are ``ramp``, ``peak`` and 
 every stage for the other kinds. Arrivals are the open-model schedule: :meth:`Shape.arrivals` yields
 intended start offsets (seconds) whose density follows the rate exactly ("uniform": one arrival per
 unit of the rate's integral) or as a Poisson process ("poisson").
+
+The keys, defaults and checks are declared once, in :class:`ShapeConfig`, :class:`SpikePhases` and
+:class:`StageConfig` (:data:`SHAPE_SETTINGS`, :mod:`edgeproof.settings`), so a bad key reads like every
+other table's (``bad.toml: [shape] steps: must not be empty, got []``), ``--duration``/``--peak-rps``
+are those settings' flags, and ``loadtest run --help`` lists them.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeproof.errors import ConfigError
+from edgeproof.settings import Settings, above, at_least, setting
 
-__all__ = ["SPIKE_PHASES", "Shape", "Stage", "build_shape", "scale_shape"]
+__all__ = ["KINDS", "PHASE_SETTINGS", "SHAPE_SETTINGS", "SPIKE_PHASES", "STAGE_SETTINGS", "Shape", "ShapeConfig",
+           "SpikePhases", "Stage", "StageConfig", "build_shape", "scale_shape"]
 
 SPIKE_PHASES = ("ramp", "peak", "decay")
 
@@ -135,23 +142,68 @@ class Shape:
                 yield t
 
 
-def _num(where: str, table: dict[str, Any], key: str, default: float, lo: float = 0.0) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < lo:
-        raise ConfigError(f"{where}: shape.{key}: expected a number >= {lo}, got {value!r}")
-    return float(value)
+_FRACTION = at_least(0)
 
 
-def _spike(where: str, t: dict[str, Any], d: float, p: float) -> tuple[list[Stage], tuple[str, ...]]:
-    base = _num(where, t, "baseline", 0.1) * p
-    fr = {"baseline": 0.25, "ramp": 0.10, "peak": 0.45, "decay": 0.20}
-    given = t.get("phases", {})
-    if not isinstance(given, dict) or set(given) - set(fr):
-        raise ConfigError(f"{where}: shape.phases: a table with keys {', '.join(fr)}")
-    fr.update({k: _num(where, given, k, 0.0) for k in given})
+def _below_one(v: float) -> str | None:
+    return None if 0 <= v < 1 else "must be >= 0 and below 1 (a fraction of the duration)"
+
+
+def _non_empty(v: tuple[Any, ...]) -> str | None:
+    return None if v else "must not be empty"
+
+
+KINDS = ("spike", "waves", "step", "soak", "stages")
+
+
+@dataclass(frozen=True, slots=True)
+class ShapeConfig:
+    """``[shape]``: the arrival-rate shape; each kind reads the keys it uses (the others keep their
+    defaults). ``phases`` (spike) and ``stages`` (stages) are tables of their own below."""
+
+    kind: str = setting("spike", "the shape: spike | waves | step | soak | stages", choices=KINDS)
+    duration: float = setting(120.0, "seconds of load; the shape's phases scale to it", check=above(0))
+    peak_rps: float = setting(50.0, "requests/s at the peak; the shape scales to it", check=above(0))
+    baseline: float = setting(0.1, "spike: baseline and decay-end rate as a fraction of the peak", check=_FRACTION)
+    low: float = setting(0.2, "waves: the low rate as a fraction of the peak", check=_FRACTION)
+    waves: int = setting(3, "waves: how many swings low → peak → low", check=at_least(1))
+    steps: tuple[float, ...] = setting((0.25, 0.5, 0.75, 1.0), "step: equal-length steps, fractions of the peak",
+                                       check=_non_empty, item_check=_FRACTION)
+    ramp: float = setting(0.05, "soak: the ramp up as a fraction of the duration", check=_below_one)
+
+
+@dataclass(frozen=True, slots=True)
+class SpikePhases:
+    """``[shape] phases``: a spike's phase lengths as fractions of the duration (normalised to their sum)."""
+
+    baseline: float = setting(0.25, "before the spike", check=_FRACTION)
+    ramp: float = setting(0.10, "rate rising to the peak", check=_FRACTION)
+    peak: float = setting(0.45, "the peak held", check=_FRACTION)
+    decay: float = setting(0.20, "rate falling back to the baseline", check=_FRACTION)
+
+
+@dataclass(frozen=True, slots=True)
+class StageConfig:
+    """One entry of ``[shape] stages`` (absolute seconds and rates)."""
+
+    name: str = setting("", "the phase name (default stageN)")
+    seconds: float = setting(1.0, "its length", check=_FRACTION)
+    rps: float = setting(0.0, "requests/s at its start", check=_FRACTION)
+    to_rps: float | None = setting(None, "requests/s at its end (default: rps)", check=_FRACTION)
+
+
+#: ``[shape]`` and its sub-tables (``[shape] phases``, each ``[shape] stages[i]``), from their dataclasses
+SHAPE_SETTINGS: Settings[ShapeConfig] = Settings.of(ShapeConfig, "shape")
+PHASE_SETTINGS: Settings[SpikePhases] = Settings.of(SpikePhases, "shape.phases")
+STAGE_SETTINGS: Settings[StageConfig] = Settings.of(StageConfig, "shape.stages[i]")
+
+
+def _spike(where: str, c: ShapeConfig, phases: Any, d: float, p: float) -> tuple[list[Stage], tuple[str, ...]]:
+    base = c.baseline * p
+    fr = PHASE_SETTINGS.read(phases, where=where)
     total = sum(fr.values())
     if total <= 0:
-        raise ConfigError(f"{where}: shape.phases must not all be 0")
+        raise ConfigError(f"{where}: [shape] phases: must not all be 0")
     secs = {k: d * v / total for k, v in fr.items()}
     stages = [
         Stage("baseline", secs["baseline"], base, base),
@@ -162,78 +214,59 @@ def _spike(where: str, t: dict[str, Any], d: float, p: float) -> tuple[list[Stag
     return [s for s in stages if s.seconds > 0], SPIKE_PHASES
 
 
-def _waves(where: str, t: dict[str, Any], d: float, p: float) -> list[Stage]:
-    low = _num(where, t, "low", 0.2) * p
-    waves = int(_num(where, t, "waves", 3, 1))
-    half = d / (2 * waves)
+def _waves(c: ShapeConfig, d: float, p: float) -> list[Stage]:
+    low = c.low * p
+    half = d / (2 * c.waves)
     out: list[Stage] = []
-    for i in range(waves):
+    for i in range(c.waves):
         out += [Stage(f"wave{i + 1}-up", half, low, p), Stage(f"wave{i + 1}-down", half, p, low)]
     return out
 
 
-def _step(where: str, t: dict[str, Any], d: float, p: float) -> list[Stage]:
-    steps = t.get("steps", [0.25, 0.5, 0.75, 1.0])
-    if not isinstance(steps, list) or not steps or not all(
-        isinstance(x, int | float) and not isinstance(x, bool) and x >= 0 for x in steps
-    ):
-        raise ConfigError(f"{where}: shape.steps: a list of fractions of the peak, e.g. [0.5, 1.0]")
-    top = max(steps) or 1.0
-    return [Stage(f"step{i + 1}", d / len(steps), p * x / top, p * x / top) for i, x in enumerate(steps)]
+def _step(c: ShapeConfig, d: float, p: float) -> list[Stage]:
+    top = max(c.steps) or 1.0
+    return [Stage(f"step{i + 1}", d / len(c.steps), p * x / top, p * x / top) for i, x in enumerate(c.steps)]
 
 
-def _soak(where: str, t: dict[str, Any], d: float, p: float) -> list[Stage]:
-    ramp = _num(where, t, "ramp", 0.05)
-    if ramp >= 1:
-        raise ConfigError(f"{where}: shape.ramp is a fraction of the duration below 1")
-    stages = [Stage("ramp", d * ramp, 0.0, p)] if ramp > 0 else []
-    return [*stages, Stage("soak", d * (1 - ramp), p, p)]
+def _soak(c: ShapeConfig, d: float, p: float) -> list[Stage]:
+    stages = [Stage("ramp", d * c.ramp, 0.0, p)] if c.ramp > 0 else []
+    return [*stages, Stage("soak", d * (1 - c.ramp), p, p)]
 
 
-def _stages(where: str, t: dict[str, Any]) -> list[Stage]:
-    raw = t.get("stages")
+def _stages(where: str, raw: Any) -> list[Stage]:
     if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"{where}: shape.stages: a list of {{name, seconds, rps[, to_rps]}} tables")
+        raise ConfigError(f"{where}: [shape] stages: expected a non-empty list of {{name, seconds, rps[, to_rps]}} "
+                          f"tables")
     out = []
     for i, st in enumerate(raw):
-        if not isinstance(st, dict):
-            raise ConfigError(f"{where}: shape.stages[{i}] must be a table")
-        rps = _num(where, st, "rps", 0.0)
-        out.append(Stage(str(st.get("name", f"stage{i + 1}")), _num(where, st, "seconds", 1.0), rps,
-                         _num(where, st, "to_rps", rps)))
+        v = Settings(f"shape.stages[{i}]", STAGE_SETTINGS.rows).read(st, where=where)
+        rps = v["rps"]
+        out.append(Stage(v["name"] or f"stage{i + 1}", v["seconds"], rps,
+                         rps if v["to_rps"] is None else v["to_rps"]))
     return out
-
-
-KINDS = ("spike", "waves", "step", "soak", "stages")
-_KEYS = {"kind", "duration", "peak_rps", "baseline", "phases", "low", "waves", "steps", "ramp", "stages"}
 
 
 def build_shape(table: dict[str, Any], *, duration: float | None = None, peak_rps: float | None = None,
                 where: str = "<scenario>") -> Shape:
-    """A :class:`Shape` from a ``[shape]`` table; ``duration``/``peak_rps`` override the table's."""
-    unknown = set(table) - _KEYS
-    if unknown:
-        raise ConfigError(f"{where}: shape.{sorted(unknown)[0]}: unknown key")
-    kind = table.get("kind", "spike")
-    if kind not in KINDS:
-        raise ConfigError(f"{where}: shape.kind: unknown shape {kind!r}", detail=f"known: {', '.join(KINDS)}")
-    d = duration if duration is not None else _num(where, table, "duration", 120.0)
-    p = peak_rps if peak_rps is not None else _num(where, table, "peak_rps", 50.0)
-    if d <= 0 or p <= 0:
-        raise ConfigError(f"{where}: duration and peak_rps must be above 0 (got {d}, {p})")
-    if kind == "spike":
-        stages, scored = _spike(where, table, d, p)
-    elif kind == "stages":
-        stages = _stages(where, table)
+    """A :class:`Shape` from a ``[shape]`` table; ``duration``/``peak_rps`` override the table's (and
+    are checked by the same table: ``[shape] duration: must be > 0``)."""
+    c = SHAPE_SETTINGS.build(table, where=where, ignore=("phases", "stages"))
+    given = SHAPE_SETTINGS.validate({k: v for k, v in (("duration", duration), ("peak_rps", peak_rps))
+                                     if v is not None}, where=where)
+    d, p = given.get("duration", c.duration), given.get("peak_rps", c.peak_rps)
+    if c.kind == "spike":
+        stages, scored = _spike(where, c, table.get("phases"), d, p)
+    elif c.kind == "stages":
+        stages = _stages(where, table.get("stages"))
         if duration is not None or peak_rps is not None:
-            stages = list(scale_shape(Shape(kind, tuple(stages), ()), duration, peak_rps).stages)
+            stages = list(scale_shape(Shape(c.kind, tuple(stages), ()), duration, peak_rps).stages)
         scored = ()
     else:
-        stages = {"waves": _waves, "step": _step, "soak": _soak}[kind](where, table, d, p)
+        stages = {"waves": _waves, "step": _step, "soak": _soak}[c.kind](c, d, p)
         scored = ()
-    shape = Shape(kind, tuple(stages), scored or tuple(s.name for s in stages))
+    shape = Shape(c.kind, tuple(stages), scored or tuple(s.name for s in stages))
     if shape.duration <= 0:
-        raise ConfigError(f"{where}: the shape has no length")
+        raise ConfigError(f"{where}: [shape]: the shape has no length")
     return shape
 
 
