@@ -339,6 +339,15 @@ class Settings(Generic[_T]):
             else:
                 parser.add_argument(*names, type=r.type, **common)
 
+    def with_flags(self, **flags: str | Mapping[str, Any]) -> Settings[_T]:
+        """The table (or the rows named) with other flags, for a command whose flag names its table
+        (``[replay] speed`` is ``loadtest run --replay-speed``): ``with_flags(speed="--replay-speed")``
+        or ``with_flags(rules={"flag": "--gate", "metavar": "EXPR"})``. Only the CLI spelling changes:
+        default, check and help stay the one declaration's."""
+        rows = [dataclasses.replace(r, **({"flag": f} if isinstance(f, str) else dict(f)))
+                if (f := flags.get(r.name)) is not None else r for r in self.rows]
+        return Settings(self.table, rows, self.cls)
+
     def from_args(self, args: argparse.Namespace, *, where: str | None = None) -> dict[str, Any]:
         """The settings given as flags (absent flags and None values left out), checked."""
         given = {r.name: getattr(args, r.dest) for r in self.rows

@@ -8,33 +8,68 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
+from typing import Any
 
 from edgeproof.errors import UsageError
 
 __all__ = ["register"]
 
+_OVERRIDES = ("flags that mirror a scenario key (--duration, --peak-rps, --gate, --replay-speed, --keys-file) "
+              "override it, checked the same way; --gate is repeatable and replaces [gates] rules; a path given "
+              "as a flag is relative to the current folder.")
+
+
+def _flag_tables() -> dict[str, Any]:
+    """The scenario tables whose settings are also ``run``/``show``/``verdict`` flags, with the flags'
+    names (help, check and default stay the one declaration's)."""
+    from edgeproof.loadtest.scenario import SETTINGS
+    from edgeproof.loadtest.shapes import SHAPE_SETTINGS
+
+    return {
+        "shape": SHAPE_SETTINGS,
+        "catalog": SETTINGS["catalog"],
+        "gates": SETTINGS["gates"].with_flags(rules={"flag": "--gate", "metavar": "EXPR"}),
+        "replay": SETTINGS["replay"].with_flags(speed="--replay-speed"),
+    }
+
+
+def _scenario_help() -> str:
+    """Every key of a scenario file, for the ``run`` epilog (docs/loadtest.md has the same)."""
+    from edgeproof.loadtest.scenario import SETTINGS
+    from edgeproof.loadtest.shapes import PHASE_SETTINGS, SHAPE_SETTINGS, STAGE_SETTINGS
+
+    tables = [*SETTINGS.values(), SHAPE_SETTINGS, PHASE_SETTINGS, STAGE_SETTINGS]
+    return "scenario files (docs/loadtest.md):\n" + "\n\n".join(t.help_text() for t in tables)
+
+
+def _overrides(args: argparse.Namespace, tables: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The flags given that override scenario keys, by table, checked by their tables."""
+    return {name: t.from_args(args) for name, t in tables.items()}
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="loadtest_command", metavar="SUBCOMMAND")
+    tables = _flag_tables()
 
     p = sub.add_parser("run", help="run a scenario headless under Locust and print the verdict",
                        description="Run a scenario (open-model arrival rate) under Locust in a subprocess, "
                                    "record every request to Parquet, then evaluate the gates. Exit code 1 "
-                                   "when a gate fails.")
+                                   "when a gate fails.",
+                       epilog=textwrap.fill(_OVERRIDES, 100) + "\n\n" + _scenario_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", nargs="?", default="spike", help="built-in name (see 'scenarios') or a TOML path")
     p.add_argument("--host", required=True, help="target base URL, e.g. http://127.0.0.1:8080")
-    p.add_argument("--duration", type=float, help="seconds; the shape's phases scale to it")
-    p.add_argument("--peak-rps", type=float, help="requests/s at the peak; the shape scales to it")
+    tables["shape"].add_arguments(p, only=("duration", "peak_rps"), defaults=False)
     p.add_argument("--out", help="output folder (default loadtest-runs/<timestamp>)")
     p.add_argument("--processes", type=int, default=0,
                    help="Locust worker processes on this machine (one schedule lane each); -1 = one per core")
-    p.add_argument("--gate", action="append", metavar="EXPR",
-                   help="gate such as 'p99_ms <= 150' (repeatable; replaces the scenario's gates)")
+    tables["gates"].add_arguments(p, only=("rules",), defaults=False)
     p.add_argument("--replay", action="append", metavar="LOG",
                    help="replay this CloudFront log's requests (file, folder or s3://; repeatable)")
-    p.add_argument("--replay-speed", type=float, help="log seconds per test second (default: fit --duration)")
-    p.add_argument("--keys-file", help="catalog keys, one per line (e.g. DIR/catalog.txt of origin sample-catalog)")
+    tables["replay"].add_arguments(p, only=("speed",), defaults=False)
+    tables["catalog"].add_arguments(p, only=("keys_file",), defaults=False)
     p.add_argument("--json", action="store_true", help="print the verdict JSON instead of the table")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_run)
@@ -44,15 +79,14 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     sh = sub.add_parser("show", help="print a scenario's phases and sample URLs (no traffic sent)")
     sh.add_argument("scenario", nargs="?", default="spike")
-    sh.add_argument("--duration", type=float)
-    sh.add_argument("--peak-rps", type=float)
+    tables["shape"].add_arguments(sh, only=("duration", "peak_rps"), defaults=False)
     sh.add_argument("--sample", type=int, default=10, help="how many example requests to print")
-    sh.add_argument("--keys-file")
+    tables["catalog"].add_arguments(sh, only=("keys_file",), defaults=False)
     sh.set_defaults(func=_show)
 
     v = sub.add_parser("verdict", help="evaluate gates over recorded rows (e.g. parts gathered from several hosts)")
     v.add_argument("paths", nargs="+", help="run folders (with records/) or part files")
-    v.add_argument("--gate", action="append", metavar="EXPR")
+    tables["gates"].add_arguments(v, only=("rules",), defaults=False)
     v.add_argument("--out", help="folder for verdict.json and whose run.json gives scope/gates (default: first path)")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_verdict)
@@ -90,11 +124,11 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.processes < -1:
         raise UsageError("--processes must be -1, 0 or a positive count")
-    if args.duration is not None and args.duration <= 0 or args.peak_rps is not None and args.peak_rps <= 0:
-        raise UsageError("--duration and --peak-rps must be above 0")
-    verdict = run(args.scenario, args.host, args.duration, args.peak_rps, args.out, args.processes,
-                  gates=args.gate, replay=args.replay, replay_speed=args.replay_speed, keys_file=args.keys_file,
-                  **({"events_callback": None} if args.quiet else {}))
+    given = _overrides(args, _flag_tables())
+    shape = given["shape"]
+    verdict = run(args.scenario, args.host, shape.get("duration"), shape.get("peak_rps"), args.out, args.processes,
+                  gates=given["gates"].get("rules"), replay=args.replay, replay_speed=given["replay"].get("speed"),
+                  keys_file=given["catalog"].get("keys_file"), **({"events_callback": None} if args.quiet else {}))
     _print_verdict(verdict, args.json)
     return verdict.exit_code
 
@@ -115,10 +149,12 @@ def _show(args: argparse.Namespace) -> int:
     from edgeproof.loadtest.shapes import build_shape
     from edgeproof.loadtest.workload import Workload
 
+    given = _overrides(args, _flag_tables())
     sc = load_scenario(args.scenario)
-    if args.keys_file:
-        sc = dataclasses.replace(sc, catalog=dataclasses.replace(sc.catalog, keys_file=str(Path(args.keys_file).resolve())))
-    shape = build_shape(sc.shape, duration=args.duration, peak_rps=args.peak_rps, where=sc.source)
+    keys_file = given["catalog"].get("keys_file")
+    if keys_file:
+        sc = dataclasses.replace(sc, catalog=dataclasses.replace(sc.catalog, keys_file=str(Path(keys_file).resolve())))
+    shape = build_shape(sc.shape, where=sc.source, **given["shape"])
     print(f"scenario {sc.name}: {sc.description}")
     print(f"shape {shape.kind}: {shape.duration:.1f} s, peak {shape.peak_rps:.1f} req/s, "
           f"{shape.expected(0, shape.duration):.0f} requests; scored phases: {', '.join(shape.scored)}")
@@ -142,7 +178,7 @@ def _verdict(args: argparse.Namespace) -> int:
     if out.name == "records" and not (out / "run.json").is_file():
         out = out.parent
     config = RunConfig.read(out / "run.json") if (out / "run.json").is_file() else None
-    verdict = judge(out, args.gate, config=config, records=args.paths)
+    verdict = judge(out, _overrides(args, _flag_tables())["gates"].get("rules"), config=config, records=args.paths)
     _print_verdict(verdict, args.json)
     return verdict.exit_code
 

@@ -15,26 +15,29 @@ examples:
   edgeproof rehearse --target https://dxxxx.cloudfront.net --logs s3://my-cf-logs/E2ABC/
   edgeproof rehearse compare rehearsals/A rehearsals/B --html compare.html   # exit 1: B regressed
 
-exit status: 0 when every gate passed, 1 when a gate failed, 2 on bad usage.
+--strategy, --duration and --peak-rps override the scenario file's keys of the same name (checked the same way).
 """
+_EXIT = "exit status: 0 when every gate passed, 1 when a gate failed, 2 on bad usage.\n"
+
+#: the scenario settings that are also flags (their help and checks are the scenario table's)
+_FLAGS = ("strategy", "duration", "peak_rps")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from edgeproof.rehearsal.config import list_rehearsal_scenarios
+    from edgeproof.rehearsal.config import SCENARIO_SETTINGS, STACK_SETTINGS, list_rehearsal_scenarios
 
     parser.description = textwrap.fill(
         "Run a spike rehearsal: start the embedded stack (sample catalog, origin tasks, edge emulator) or "
         "target a real distribution, play the scenario's spike and events with Locust, stop everything, "
         "analyse the edge logs with the recorder rows, and write summary.json, report.html and the charts. "
         "See docs/rehearsal.md.", 100)
-    parser.epilog = _EPILOG
+    parser.epilog = "\n".join([_EPILOG, "scenario files (docs/rehearsal.md):", SCENARIO_SETTINGS.help_text(), "",
+                               STACK_SETTINGS.help_text(), "", _EXIT])
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--scenario", metavar="NAME|FILE",
                         help=f"rehearsal scenario: built-in ({', '.join(list_rehearsal_scenarios())}) or a TOML "
                              "path (default: default)")
-    parser.add_argument("--strategy", help="override the scenario's cache-key strategy (edgeproof strategies list)")
-    parser.add_argument("--duration", type=float, help="seconds of load (the spike shape scales to it)")
-    parser.add_argument("--peak-rps", type=float, help="requests/s at the peak")
+    SCENARIO_SETTINGS.add_arguments(parser, only=_FLAGS, defaults=False)
     parser.add_argument("--out", help="output folder (default rehearsals/<timestamp>)")
     parser.add_argument("--target", metavar="URL", help="rehearse a real distribution instead of the embedded stack")
     parser.add_argument("--logs", metavar="s3://bucket/prefix",
@@ -63,14 +66,16 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from edgeproof.rehearsal.config import SCENARIO_SETTINGS
     from edgeproof.rehearsal.run import RehearsalOptions, run_rehearsal
 
     from edgeproof.errors import UsageError
 
     if args.logs and not args.target:
         raise UsageError("--logs goes with --target", detail="the embedded stack's own logs are always analysed")
+    overrides = SCENARIO_SETTINGS.from_args(args)
     result = run_rehearsal(RehearsalOptions(
-        scenario=args.scenario, strategy=args.strategy, duration=args.duration, peak_rps=args.peak_rps,
+        scenario=args.scenario, **{k: overrides.get(k) for k in _FLAGS},
         out=args.out, target=args.target, logs=args.logs, cache_dir=args.cache_dir,
         what_if=not args.no_what_if, quiet=args.quiet,
     ))

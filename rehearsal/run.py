@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeproof.rehearsal.calibration import edge_config, edge_serve_args
-from edgeproof.rehearsal.config import RehearsalScenario, dump_toml, load_rehearsal
+from edgeproof.rehearsal.config import SCENARIO_SETTINGS, RehearsalScenario, dump_toml, load_rehearsal
 from edgeproof.rehearsal.stack import (
     Child,
     Processes,
@@ -57,6 +57,9 @@ __all__ = ["RehearsalOptions", "RehearsalResult", "catalog_dir", "run_rehearsal"
 
 @dataclass
 class RehearsalOptions:
+    """What ``edgeproof rehearse`` was asked; ``strategy``, ``duration`` and ``peak_rps`` override the
+    scenario's keys of the same name (None: the scenario's), checked by the scenario's table."""
+
     scenario: str | None = None
     strategy: str | None = None
     duration: float | None = None
@@ -291,18 +294,11 @@ def run_prescale(scenario: RehearsalScenario, scenario_file: Path, sources: Path
 
 
 def _resolve(options: RehearsalOptions) -> RehearsalScenario:
+    """The scenario with the options' overrides, checked by the scenario's own table
+    (:data:`SCENARIO_SETTINGS`), so a value the file refuses is refused as an option too."""
     scenario = load_rehearsal(options.scenario)
-    changes: dict[str, Any] = {}
-    if options.strategy:
-        changes["strategy"] = options.strategy
-    if options.duration is not None:
-        if options.duration < 5:
-            raise UsageError("--duration must be at least 5 seconds")
-        changes["duration"] = float(options.duration)
-    if options.peak_rps is not None:
-        if options.peak_rps <= 0:
-            raise UsageError("--peak-rps must be > 0")
-        changes["peak_rps"] = float(options.peak_rps)
+    given = {"strategy": options.strategy, "duration": options.duration, "peak_rps": options.peak_rps}
+    changes = SCENARIO_SETTINGS.validate({k: v for k, v in given.items() if v is not None})
     return replace(scenario, **changes) if changes else scenario
 
 

@@ -201,3 +201,98 @@ def test_edge_config_checks_are_the_tables(tmp_path: Path) -> None:
 
     config = EdgeConfig(**EDGE_SETTINGS.from_args(args))
     assert (config.strategy, config.tier, config.origin_response_timeout, config.pops) == ("sorted", "shield", 2.5, 4)
+
+
+# ------------------------------------------------------------------------------ the commands' --help
+
+
+def _cli(*argv: str, cwd: Path | None = None) -> Any:
+    """The real ``edgeproof`` command in a subprocess (as a user runs it)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "edgeproof.cli", *argv], capture_output=True, text=True,
+                          timeout=120, cwd=cwd)
+
+
+def test_every_rehearsal_setting_is_in_rehearse_help() -> None:
+    from edgeproof.rehearsal.cli import _FLAGS
+    from edgeproof.rehearsal.config import SCENARIO_SETTINGS, STACK_SETTINGS
+
+    res = _cli("rehearse", "--help")
+    assert res.returncode == 0, res.stderr
+    for table in (SCENARIO_SETTINGS, STACK_SETTINGS):
+        for r in table:
+            prefix = f"[{table.table}] " if table.table else ""
+            line = next((ln for ln in res.stdout.splitlines() if ln.strip().startswith(f"{prefix}{r.name} ")), None)
+            assert line is not None, f"rehearse --help does not list {prefix}{r.name}"
+            assert f"= {r.spelled_default()}" in line, f"rehearse --help: {line!r}, the code says {r.spelled_default()}"
+    for name in _FLAGS:  # the flags that override a scenario key are the table's
+        assert SCENARIO_SETTINGS[name].option in res.stdout and SCENARIO_SETTINGS[name].help.split(" (")[0] in res.stdout
+
+
+def test_every_loadtest_setting_is_in_loadtest_run_help() -> None:
+    from edgeproof.loadtest.scenario import SETTINGS
+    from edgeproof.loadtest.shapes import PHASE_SETTINGS, SHAPE_SETTINGS, STAGE_SETTINGS
+
+    res = _cli("loadtest", "run", "--help")
+    assert res.returncode == 0, res.stderr
+    lines = [ln.strip() for ln in res.stdout.splitlines()]
+    count = 0
+    for table in (*SETTINGS.values(), SHAPE_SETTINGS, PHASE_SETTINGS, STAGE_SETTINGS):
+        for r in table:
+            count += 1
+            key = f"[{table.table}] {r.name}" if table.table else r.name
+            line = next((ln for ln in lines if ln.startswith(key + " ")), None)
+            assert line is not None, f"loadtest run --help does not list {key}"
+            assert f"= {r.spelled_default()}" in line, f"loadtest run --help: {line!r}"
+    assert count >= 45
+    for flag in ("--duration", "--peak-rps", "--gate", "--replay-speed", "--keys-file"):
+        assert flag in res.stdout
+    show = _cli("loadtest", "show", "--help")
+    assert "--duration" in show.stdout and "--keys-file" in show.stdout
+
+
+def test_shape_settings_are_the_documented_ones() -> None:
+    """``[shape]`` in docs/loadtest.md: the keys it sets have the code's defaults, the other kinds' keys
+    are in its comments with theirs (``low = 0.2``)."""
+    from edgeproof.loadtest.shapes import PHASE_SETTINGS, SHAPE_SETTINGS
+
+    doc = _toml_block("loadtest.md", "## Scenario files")["shape"]
+    block = re.search(r"\n\[shape\]\n.*?\n\n", (DOCS / "loadtest.md").read_text(), re.S)
+    assert block
+    for r in SHAPE_SETTINGS:
+        if r.name in doc:
+            want = list(r.default) if isinstance(r.default, tuple) else r.default
+            assert doc[r.name] == want, f"docs/loadtest.md: [shape] {r.name} = {doc[r.name]!r}, the code says {want!r}"
+        else:
+            assert f"{r.name} = {r.spelled_default()}" in block.group(0), f"docs/loadtest.md: [shape] {r.name}"
+    _check_block(PHASE_SETTINGS, doc["phases"], "loadtest.md")
+
+
+def test_a_flag_and_a_scenario_file_refuse_the_same_peak_rps(tmp_path: Path) -> None:
+    """``--peak-rps 0.05`` was accepted (its own check: > 0) while a scenario file refused it (>= 0.1):
+    now both go through the scenario's table, and so does a programmatic override."""
+    from edgeproof.rehearsal.run import RehearsalOptions, _resolve
+
+    message = "must be >= 0.1, got 0.05"
+    flag = _cli("rehearse", "--peak-rps", "0.05", "--out", str(tmp_path / "a"), "--quiet", cwd=tmp_path)
+    scenario = tmp_path / "slow.toml"
+    scenario.write_text('name = "slow"\npeak_rps = 0.05\n')
+    file = _cli("rehearse", "--scenario", str(scenario), "--out", str(tmp_path / "b"), "--quiet", cwd=tmp_path)
+    assert (flag.returncode, file.returncode) == (2, 2), (flag.stderr, file.stderr)
+    assert f"--peak-rps: {message}" in flag.stderr
+    assert f"{scenario}: peak_rps: {message}" in file.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before anything started
+    with pytest.raises(ConfigError, match=f"peak_rps: {message}"):
+        _resolve(RehearsalOptions(peak_rps=0.05))
+    with pytest.raises(ConfigError, match="duration: must be >= 5, got 4"):
+        _resolve(RehearsalOptions(duration=4))
+    assert _resolve(RehearsalOptions(peak_rps=0.1, strategy="passthrough")).peak_rps == 0.1
+
+
+def test_loadtest_flags_are_checked_by_the_scenario_tables() -> None:
+    res = _cli("loadtest", "show", "spike", "--peak-rps", "0", "--sample", "1")
+    assert res.returncode == 2 and "--peak-rps: must be > 0" in res.stderr, res.stderr
+    res = _cli("loadtest", "run", "spike", "--host", "http://127.0.0.1:9", "--replay-speed", "-1")
+    assert res.returncode == 2 and "--replay-speed: must be >= 0" in res.stderr, res.stderr
