@@ -17,7 +17,6 @@ examples:
 
 --strategy, --duration and --peak-rps override the scenario file's keys of the same name (checked the same way).
 """
-_EXIT = "exit status: 0 when every gate passed, 1 when a gate failed, 2 on bad usage.\n"
 
 #: the scenario settings that are also flags (their help and checks are the scenario table's)
 _FLAGS = ("strategy", "duration", "peak_rps")
@@ -32,7 +31,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "analyse the edge logs with the recorder rows, and write summary.json, report.html and the charts. "
         "See docs/rehearsal.md.", 100)
     parser.epilog = "\n".join([_EPILOG, "scenario files (docs/rehearsal.md):", SCENARIO_SETTINGS.help_text(), "",
-                               STACK_SETTINGS.help_text(), "", _EXIT])
+                               STACK_SETTINGS.help_text()])
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--scenario", metavar="NAME|FILE",
                         help=f"rehearsal scenario: built-in ({', '.join(list_rehearsal_scenarios())}) or a TOML "
