@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
@@ -159,6 +160,31 @@ class EdgeProc:
                 self.proc.kill()
                 self.proc.wait()
         return int(self.proc.returncode)
+
+
+def start_origin(sources: Path, derivatives: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A real ``edgeproof origin serve`` (one worker) on a free port, ready (its ``/readyz`` answered)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeproof.cli", "origin", "serve", "--port", str(port), "--sources", str(sources),
+         "--derivatives", str(derivatives), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while True:  # /readyz answers 200 once the workers serve (not just any status)
+            assert proc.poll() is None, f"origin exited with {proc.returncode}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return proc, port
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "origin not ready in 60 s"
+            time.sleep(0.2)
+    except BaseException:
+        proc.kill()
+        raise
 
 
 def start_edge(tmp: Path, origin_group: str, *flags: str, env: dict[str, str] | None = None) -> EdgeProc:

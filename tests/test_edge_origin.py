@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -13,8 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from _edge_helpers import EdgeProc, get, start_edge
-from conftest import free_port
+from _edge_helpers import EdgeProc, get, start_edge, start_origin
 
 
 def _transforms(port: int) -> int:
@@ -34,24 +32,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EdgeProc, 
     derivatives.mkdir()
     image = (pyvips.Image.black(96, 64) + [200, 120, 40]).cast("uchar").copy(interpretation="srgb")
     image.write_to_file(str(sources / "images" / "sku-1.jpg"))
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeproof.cli", "origin", "serve", "--port", str(port), "--sources", str(sources),
-         "--derivatives", str(derivatives), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    proc, port = start_origin(sources, derivatives)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "origin exited"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "origin not ready"
-            time.sleep(0.2)
         edge = start_edge(tmp, f"{derivatives},http://127.0.0.1:{port}", "--strategy", "canonical", "--pops", "2")
         try:
             yield edge, port, derivatives

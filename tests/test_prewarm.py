@@ -8,15 +8,12 @@ import gzip
 import json
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from _edge_helpers import EdgeProc, get, start_edge
-from conftest import free_port
+from _edge_helpers import EdgeProc, get, start_edge, start_origin
 from edgeproof.analytics.reader import read_logs
 from edgeproof.analytics.replay import ACCEPT_BY_CLASS
 from edgeproof.analytics.strategies import get_strategy
@@ -145,24 +142,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EdgeProc, 
     for sku in (1, 2):
         image = (pyvips.Image.black(96, 64) + [200, 40 * sku, 40]).cast("uchar").copy(interpretation="srgb")
         image.write_to_file(str(sources / "images" / f"sku-{sku:05d}-1.jpg"))
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeproof.cli", "origin", "serve", "--port", str(port), "--sources", str(sources),
-         "--derivatives", str(derivatives), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    proc, port = start_origin(sources, derivatives)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, "origin exited"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "origin not ready"
-            time.sleep(0.2)
         edge = start_edge(tmp, f"{derivatives},http://127.0.0.1:{port}", "--strategy", "canonical", "--pops", "2")
         try:
             yield edge, tmp
