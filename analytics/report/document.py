@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Document", "Figure", "Table", "Verdict", "fmt_ms", "fmt_pct", "fmt_count", "fmt_bytes", "fmt_delta_pp"]
+__all__ = ["Document", "Figure", "Table", "Banner", "fmt_ms", "fmt_pct", "fmt_count", "fmt_bytes", "fmt_delta_pp"]
 
 
 def fmt_pct(value: float | None, digits: int = 2) -> str:
@@ -66,8 +66,9 @@ class Figure:
 
 
 @dataclass(slots=True)
-class Verdict:
-    """A banner: ``passed`` True (green), False (red) or None (amber: no verdict, e.g. incomplete data)."""
+class Banner:
+    """The verdict banner of a report (the verdict itself is the gates' :class:`edgeproof.loadtest.gates.Verdict`
+    or the weekly report's MET/MISSED/INCOMPLETE): ``passed`` True (green), False (red) or None (amber: no verdict, e.g. incomplete data)."""
 
     passed: bool | None
     title: str
@@ -91,7 +92,7 @@ class _Metrics:
     items: Sequence[tuple[str, str]]
 
 
-Block = _Heading | _Paragraph | _Metrics | Table | Figure | Verdict
+Block = _Heading | _Paragraph | _Metrics | Table | Figure | Banner
 
 _CSS = """
 :root { --fg:#1d2330; --muted:#5d6675; --line:#e3e6eb; --bg:#f6f7f9; --ok:#1f7a4d; --okbg:#e7f5ee;
@@ -185,7 +186,7 @@ class Document:
         return self
 
     def verdict(self, passed: bool | None, title: str, detail: str = "") -> Document:
-        self.blocks.append(Verdict(passed, title, detail))
+        self.blocks.append(Banner(passed, title, detail))
         return self
 
     def table(
@@ -238,7 +239,7 @@ class Document:
                 for k, v in block.items
             )
             return f'<div class="metrics">{cells}</div>'
-        if isinstance(block, Verdict):
+        if isinstance(block, Banner):
             cls = "warn" if block.passed is None else "pass" if block.passed else "fail"
             detail = f"<span>{esc(block.detail)}</span>" if block.detail else ""
             return f'<div class="verdict {cls}"><strong>{esc(block.title)}</strong>{detail}</div>'
@@ -283,7 +284,7 @@ class Document:
                 out += ["| " + " | ".join(k for k, _ in block.items) + " |",
                         "|" + "---|" * len(block.items),
                         "| " + " | ".join(v for _, v in block.items) + " |", ""]
-            elif isinstance(block, Verdict):
+            elif isinstance(block, Banner):
                 mark = "" if block.passed is None else "PASS" if block.passed else "FAIL"
                 title = block.title if block.title.upper().startswith(mark) else f"{mark}: {block.title}"
                 out += [f"> **{title}**" + (f" {block.detail.strip()}" if block.detail else ""), ""]
