@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeproof.loadtest.scenario import Scenario, load_scenario, scenario_from_dict
-from edgeproof.loadtest.shapes import Shape, build_shape
+from edgeproof.loadtest.shapes import SHAPE_SETTINGS, Shape, build_shape
 
 from edgeproof.errors import ConfigError
-from edgeproof.settings import Settings, above, setting
+from edgeproof.settings import Settings, setting
 
 __all__ = ["ENV_SETTINGS", "LEAD_S", "LocustEnv", "RunConfig", "config_from_env"]
 
@@ -31,15 +31,18 @@ LEAD_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class LocustEnv:
-    """The environment of a plain ``locust -f loadtest/locustfile.py`` (no ``edgeproof loadtest run``)."""
+    """The environment of a plain ``locust -f loadtest/locustfile.py`` (no ``edgeproof loadtest run``).
+
+    ``duration`` and ``peak_rps`` override ``[shape]``'s keys, so they take its checks (one rule, in
+    :data:`~edgeproof.loadtest.shapes.SHAPE_SETTINGS`)."""
 
     config: str = setting("", "a run.json written by edgeproof loadtest run (then the others are ignored)",
                           env="EDGEPROOF_CONFIG")
     scenario: str = setting("spike", "built-in scenario name or TOML path", env="EDGEPROOF_SCENARIO")
     duration: float | None = setting(None, "seconds; the shape scales to it (default: the scenario's)",
-                                     env="EDGEPROOF_DURATION", check=above(0))
+                                     env="EDGEPROOF_DURATION", check=SHAPE_SETTINGS["duration"].check)
     peak_rps: float | None = setting(None, "requests/s at the peak (default: the scenario's)",
-                                     env="EDGEPROOF_PEAK_RPS", check=above(0))
+                                     env="EDGEPROOF_PEAK_RPS", check=SHAPE_SETTINGS["peak_rps"].check)
     out: str = setting("loadtest-out", "output folder for the recorder parts (records/)", env="EDGEPROOF_OUT")
     replay: str = setting("", "a compact traffic file (edgeproof loadtest prepare-traffic; default: the "
                               "scenario's [replay] file)", env="EDGEPROOF_REPLAY")
