@@ -97,6 +97,8 @@ def _headline_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None
                     f" Spike hit rate {fmt_pct(s['spike_hit_rate'])} (target {fmt_pct(s['hit_rate_target'], 1)}).")
     else:
         doc.verdict(False, f"FAIL — {len(failed)} of {len(gates)} gates failed", " Failed: " + "; ".join(failed))
+    for line in _generator_lines(s, problems_only=True):
+        doc.paragraph(line)
     if s.get("description"):
         doc.paragraph(s["description"])
     lat = s["latency_ms"]
@@ -151,6 +153,40 @@ def _latency_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
                      fmt_ms(lat["client_uncorrected"][cls]["p99"]),
                      fmt_ms(edge_lat.get(cls, {}).get("p50")), fmt_ms(edge_lat.get(cls, {}).get("p99"))])
     doc.table(["class", "client p50", "client p99", "client p99 uncorrected", "edge p50", "edge p99"], rows)
+
+
+def _generator_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
+    """Did the load generator keep its schedule? A late send is in the corrected latency, not the stack's doing."""
+    g = s.get("generator")
+    if not g:
+        return
+    doc.heading("Load generator")
+    for line in _generator_lines(s):
+        doc.paragraph(line)
+    doc.table(["arrivals (scored)", f"left > {g['late_ms']:g} ms late", "dropped", "p99 send lag", "kept schedule"],
+              [[g["arrivals"], fmt_pct(g["late_share"]), fmt_pct(g["dropped_share"]), fmt_ms(g["send_lag_p99_ms"]),
+                "yes" if g["kept_schedule"] else "NO"]],
+              caption=f"Send lag = actual start - intended start, from the recorder rows; rule: {g['rule']}",
+              row_classes=["pass" if g["kept_schedule"] else "fail"])
+    behind = [b for b in g["by_bin"] if b["behind"]]
+    if behind:
+        doc.table(["t (s)", "arrivals", "left late", "dropped", "p99 send lag"],
+                  [[b["t"], b["arrivals"], fmt_pct(b["late_share"]), fmt_pct(b["dropped_share"]),
+                    fmt_ms(b["send_lag_p99_ms"])] for b in behind], caption="Time bins where the generator fell behind")
+
+
+def _generator_lines(s: RehearsalSummary, *, problems_only: bool = False) -> list[str]:
+    """The generator's one line (behind, or on time) and, when it kept the schedule but a latency gate
+    failed, the slow-stack line: the two causes of a high latency told apart."""
+    from edgeproof.rehearsal.analysis import slow_stack_line
+
+    g = s.get("generator")
+    if not g:
+        return []
+    slow = slow_stack_line(s)
+    if problems_only:
+        return [line for line in (None if g["kept_schedule"] else g["line"], slow) if line]
+    return [line for line in (g["line"], slow) if line]
 
 
 def _pop_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
@@ -232,7 +268,8 @@ def _notes_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
 
 #: the report's sections, in order: each adds its headings, figures and tables to the document
 _SECTIONS: tuple[Callable[[Document, RehearsalSummary, _Charts], None], ...] = (
-    _headline_section, _gates_section, _traffic_section, _latency_section, _pop_section, _origin_section,
+    _headline_section, _gates_section, _traffic_section, _latency_section, _generator_section, _pop_section,
+    _origin_section,
     _misses_section, _cross_check_section, _notes_section,
 )
 
@@ -243,6 +280,8 @@ def print_verdict(s: RehearsalSummary, out: Path) -> None:
           f"{s.get('hit_rate_source', 'edge logs')}, "
           f"spike {fmt_pct(s['spike_hit_rate'])}")
     print(s["verdict_table"])
+    for line in _generator_lines(s):
+        print(f"  generator: {line}")
     for line in s.get("why") or []:
         print(f"  why: {line}")
     for line in (s.get("what_if") or {}).get("calibration_notes") or []:
