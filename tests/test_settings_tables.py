@@ -296,3 +296,82 @@ def test_loadtest_flags_are_checked_by_the_scenario_tables() -> None:
     assert res.returncode == 2 and "--peak-rps: must be > 0" in res.stderr, res.stderr
     res = _cli("loadtest", "run", "spike", "--host", "http://127.0.0.1:9", "--replay-speed", "-1")
     assert res.returncode == 2 and "--replay-speed: must be >= 0" in res.stderr, res.stderr
+
+
+def test_every_origin_setting_is_in_origin_serve_help_and_docs_with_its_default() -> None:
+    """``origin serve``'s flags are made by :data:`ORIGIN_SETTINGS`: the real ``--help`` shows each with
+    the code's default, the argparse names and defaults are the config's, and docs/origin.md agrees."""
+    from edgeproof.origin.config import ORIGIN_SETTINGS, OriginConfig, add_arguments, from_args
+
+    res = _cli("origin", "serve", "--help")
+    assert res.returncode == 0, res.stderr
+    lines: list[str] = []  # one entry per flag, argparse's wrapping undone
+    for ln in res.stdout.split("\noptions:\n", 1)[1].split("\n\n", 1)[0].splitlines():
+        if ln.strip().startswith("-"):
+            lines.append(ln.strip())
+        elif lines:
+            lines[-1] += " " + ln.strip()
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    actions = {a.dest: a for a in parser._actions}
+    assert from_args(parser.parse_args([])) == OriginConfig()  # no flag: the dataclass's defaults
+    docs = (DOCS / "origin.md").read_text()
+    section = docs.split("## `edgeproof origin serve`", 1)[1].split("\n## ", 1)[0]
+    cells = [re.split(r"(?<!\\)\|", line) for line in section.splitlines() if line.startswith("| `--")]
+    rows = {c[1].strip(): c[2].strip() for c in cells}
+    for r in ORIGIN_SETTINGS:
+        shown = r.spelled_default(quoted=False)
+        line = next((ln for ln in lines if ln.startswith(f"{r.option} ") or ln.startswith(f"{r.option},")), None)
+        assert line is not None, f"origin serve --help does not show {r.option}"
+        assert line.endswith(f"(default: {shown})"), f"origin serve --help: {line!r}, the code says {shown}"
+        assert r.dest == r.name and r.name in actions, r.name  # args.<name>, as before the table
+        if r.type is not list:
+            assert actions[r.name].default == r.default, r.name
+        cell = next((v for k, v in rows.items() if re.search(rf"`{re.escape(r.option)}`", k)), None)
+        assert cell is not None, f"docs/origin.md has no row for {r.option}"
+        spelled = re.findall(r"`([^`]*)`", cell)
+        assert shown in spelled or cell.startswith(shown) or (r.shown_default and shown in cell), \
+            f"docs/origin.md: {r.option} is {cell!r}, the code says {shown}"
+    assert len(ORIGIN_SETTINGS.rows) >= 25
+
+
+def test_origin_config_checks_are_the_tables() -> None:
+    """A keyword-built OriginConfig and a flag go through the one validator: a bool is no number, and
+    the error names the flag and what it must be."""
+    from edgeproof.origin.config import OriginConfig
+
+    cases = [
+        ({"port": True}, ConfigTypeError, "--port: expected a whole number, got true"),
+        ({"max_source_mb": False}, ConfigTypeError, "--max-source-mb: expected a number, got false"),
+        ({"write_derivatives": 1}, ConfigTypeError, "--write-derivatives: expected true or false, got 1"),
+        ({"signing_key": ("k", 7)}, ConfigTypeError, "--signing-key[1]: expected a string, got 7"),
+        ({"port": 70000}, ConfigError, "--port: must be 0..65535, got 70000"),
+        ({"queue_limit": -1}, ConfigError, "--queue-limit: must be >= 0, got -1"),
+        ({"avif_effort": 10}, ConfigError, "--avif-effort: must be 0..9, got 10"),
+        ({"max_width": 0}, ConfigError, "--max-width: must be >= 1, got 0"),
+        ({"keepalive_timeout": 0.0}, ConfigError, "--keepalive-timeout: must be > 0, got 0.0"),
+        ({"metrics_bind": "nonsense"}, ConfigError, "--metrics-bind: must be HOST:PORT"),
+    ]
+    for values, kind, message in cases:
+        with pytest.raises(kind) as caught:
+            OriginConfig(**values)
+        assert str(caught.value).startswith(message), (values, str(caught.value))
+    config = OriginConfig(max_source_mb=2, signing_key=("a",), metrics_bind=":9464")
+    assert isinstance(config.max_source_mb, float) and config.limits.max_source_bytes == 2 * 1024 * 1024
+    assert config.metrics_address == ("127.0.0.1", 9464)
+    res = _cli("origin", "serve", "--queue-limit", "-1")
+    assert res.returncode == 2 and "--queue-limit: must be >= 0, got -1" in res.stderr, res.stderr
+
+
+def test_locust_env_duration_and_peak_rps_take_the_shapes_checks() -> None:
+    """``EDGEPROOF_DURATION`` / ``EDGEPROOF_PEAK_RPS`` override ``[shape]``'s keys: one rule, the shape's."""
+    from edgeproof.loadtest.config import ENV_SETTINGS
+    from edgeproof.loadtest.shapes import SHAPE_SETTINGS
+
+    for name, env in (("duration", "EDGEPROOF_DURATION"), ("peak_rps", "EDGEPROOF_PEAK_RPS")):
+        assert ENV_SETTINGS[name].check is SHAPE_SETTINGS[name].check, name
+        with pytest.raises(ConfigError) as caught:
+            ENV_SETTINGS.from_env({env: "0"})
+        with pytest.raises(ConfigError) as shape:
+            SHAPE_SETTINGS.read({name: 0.0})
+        assert str(caught.value).split(": ", 1)[1] == str(shape.value).split(f"{name}: ", 1)[1]
