@@ -27,6 +27,7 @@ from typing import Any
 
 from edgeproof.cloudfront import (
     DEFAULT_TIER,
+    MAX_URL_LENGTH,
     ORIGIN_CONNECTION_ATTEMPTS,
     ORIGIN_CONNECTION_TIMEOUT,
     ORIGIN_RESPONSE_TIMEOUT,
@@ -68,7 +69,7 @@ class EdgeConfig:
     max_origin_inflight: int = setting(1024, "origin requests in flight above which misses get 503 CapacityExceeded",
                                        check=at_least(1))
     #: CloudFront's quotas (not flags): the longest URL and request head ("Quotas", cloudfront-limits.html)
-    max_uri: int = 8192
+    max_uri: int = MAX_URL_LENGTH
     max_head: int = 20480
     #: tries per origin (connection failures and, for GET/HEAD, response timeouts), 1..3
     origin_connection_attempts: int = setting(

@@ -337,7 +337,7 @@ class Edge:
         target = first[1] if complete and first[1] else "-"
         pop = self.pops[self.selector.pick(None, conn.client_ip)]
         kind = {494: "InvalidRequestHeader", 408: "ClientHungUpRequest"}.get(status, "InvalidRequest")
-        self._generated(conn, None, pop, status, "Error", kind, detail, t0, method, target[:8192], len(head))
+        self._generated(conn, None, pop, status, "Error", kind, detail, t0, method, target[: self.max_uri], len(head))
 
     # -- the request path -----------------------------------------------------------------------
     def handle(self, conn: ViewerProtocol, req: Request) -> None:
@@ -351,7 +351,7 @@ class Edge:
             return
         target = req.target
         if len(target) > self.max_uri:
-            self._generated(conn, req, pop, 414, "Error", "InvalidRequest", "URL longer than 8192 bytes", req.t0)
+            self._generated(conn, req, pop, 414, "Error", "InvalidRequest", f"URL longer than {self.max_uri} bytes", req.t0)
             return
         if "%" in target and _BAD_PCT.search(target):
             self._generated(conn, req, pop, 400, "Error", "InvalidRequest", "malformed percent-encoding", req.t0)

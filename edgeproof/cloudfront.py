@@ -51,6 +51,7 @@ __all__ = [
     "ERROR_CACHING_MIN_TTL",
     "ERROR_NO_STORE_HONOURED",
     "MAX_TTL",
+    "MAX_URL_LENGTH",
     "ORIGIN_CONNECTION_ATTEMPTS",
     "ORIGIN_CONNECTION_TIMEOUT",
     "ORIGIN_RESPONSE_TIMEOUT",
@@ -84,6 +85,10 @@ ERROR_CACHING_MIN_TTL = 10.0
 ORIGIN_CONNECTION_ATTEMPTS = 3
 ORIGIN_CONNECTION_TIMEOUT = 10.0
 ORIGIN_RESPONSE_TIMEOUT = 30.0
+
+#: the longest URL CloudFront accepts, in bytes ("Quotas" → "Maximum length of a URL",
+#: cloudfront-limits.html); longer requests get 414
+MAX_URL_LENGTH = 8192
 
 #: HTTPStatusCodes.html, "HTTP 4xx and 5xx status codes that CloudFront always caches"
 ERROR_ALWAYS_CACHED = frozenset({404, 414, 500, 501, 502, 503, 504})

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from edgeproof.origin.limits import DEFAULT_LIMITS, Limits
 
+from edgeproof.cloudfront import MAX_URL_LENGTH
 from edgeproof.errors import UsageError
 from edgeproof.settings import Settings, above, at_least, between, setting
 
@@ -85,7 +86,7 @@ class OriginConfig:
                                           "(nginx client_header_timeout; 0 = off)", check=at_least(0))
     keepalive_timeout: float = setting(75.0, "seconds an idle keep-alive connection stays open "
                                              "(nginx keepalive_timeout)", check=above(0))
-    max_url_bytes: int = setting(8192, "longest URL (request-target) in bytes; longer: 414 (CloudFront's URL quota)",
+    max_url_bytes: int = setting(MAX_URL_LENGTH, "longest URL (request-target) in bytes; longer: 414 (CloudFront's URL quota)",
                                  check=at_least(16))
     metrics_bind: str | None = setting(None, "serve /metrics on this HOST:PORT only, not on the image port "
                                              "(like imgproxy's IMGPROXY_PROMETHEUS_BIND)", check=_host_port,
