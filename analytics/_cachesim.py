@@ -176,13 +176,18 @@ def _miss_class(s, c, v, flags, now, ttl, revalidate, L, S, VC, VT, counted):
 
 @njit(cache=True)
 def _run(t, c0, c1, c2, key, var, size, scored, HT, D, VC, VT, S, L, n_slots, head, tail, used, vseen,
-         counters, ttl, capacity, count_firsts, revalidate):
+         counters, ttl, capacity, count_firsts, revalidate, start, limit, VN, vlimit):
+    """Requests ``start..`` in order; returns the index of the first request not replayed: the end, or
+    the request before which the slots could pass ``limit`` (a request makes at most 3), so that the
+    caller grows the tables (to what is used, not to the worst case of the batch) and resumes there."""
     bounded = capacity > 0  # no capacity: no eviction, so no LRU order to keep
     direct = D.shape[0] > 0  # one cache (c == 0) whose slots are found by key id in D, not by hashing
     counted = VC.shape[0] > 0  # one cache: VC[v] = (its cached keys in variant v's ring, a ring member)
     passed_s = np.empty(3, dtype=np.int64)  # the slots (and caches) a request passed without a fresh copy
     passed_c = np.empty(3, dtype=np.int64)
-    for i in range(t.shape[0]):
+    for i in range(start, t.shape[0]):
+        if n_slots[0] + 3 > limit or VN[0] + 1 > vlimit:
+            return i
         now = t[i]
         k = key[i]
         v = var[i]
@@ -232,6 +237,7 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, D, VC, VT, S, L, n_slots, he
                         if m == -1:
                             VT[vj, 0] = (c << 32) | v
                             VT[vj, 1] = s
+                            VN[0] += 1
                     if m == -1:
                         L[s, _VNEXT] = s
                     else:
@@ -273,6 +279,7 @@ def _run(t, c0, c1, c2, key, var, size, scored, HT, D, VC, VT, S, L, n_slots, he
             if served == 2:
                 row[_SHIELD] += 1
             row[pop_cls] += 1
+    return t.shape[0]
 
 
 class CacheModel:
@@ -290,6 +297,7 @@ class CacheModel:
         self.capacity = int(capacity)
         self.revalidate = revalidate
         self._n_keys = 0  # a bound on every key id seen so far (the dense index must cover them all)
+        self._vn = np.zeros(1, dtype=np.int64)  # entries in the (POP, variant) ring table _vt
         self.count_firsts = count_firsts  # False: ``transforms`` is counted by the caller (PopCacheModel)
         self.single = single
         self.counters = np.zeros((16, len(COUNTERS)), dtype=np.int64)  # a row per POP cache id (``c0``)
@@ -309,7 +317,7 @@ class CacheModel:
     def slots(self) -> int:
         return int(self._n_slots[0])
 
-    def _grow(self, new_slots: int, n_caches: int, n_variants: int, n_keys: int) -> None:
+    def _grow(self, new_slots: int, n_caches: int, n_variants: int, n_keys: int, new_rings: int = 0) -> None:
         need = self.slots + new_slots
         if need > self._slots.shape[0]:
             new = np.zeros((max(need, 2 * self._slots.shape[0]), 8), dtype=np.int32)
@@ -322,8 +330,8 @@ class CacheModel:
                 count[:, 1] = -1
                 count[: self._vcount.shape[0]] = self._vcount
                 self._vcount = count
-        else:
-            self._vt = grow_table(self._vt, need)
+        else:  # the (POP, variant) ring table: sized by its own entries (far fewer than the slots)
+            self._vt = grow_table(self._vt, int(self._vn[0]) + (new_rings or new_slots))
         if n_caches > self.counters.shape[0]:
             rows = np.zeros((max(n_caches, 2 * self.counters.shape[0]), len(COUNTERS)), dtype=np.int64)
             rows[: self.counters.shape[0]] = self.counters
@@ -351,7 +359,8 @@ class CacheModel:
                 self._ht = grow_table(new_table(1 << 12), need)
                 _rehash(pairs, self._ht)
                 rings = np.nonzero(self._vcount[:, 1] >= 0)[0]
-                self._vt = grow_table(new_table(1 << 12), need)
+                self._vn[0] = rings.size
+                self._vt = grow_table(new_table(1 << 12), rings.size + (need - self.slots))
                 _rehash(np.stack([rings, self._vcount[rings, 1].astype(np.int64)], axis=1), self._vt)
                 self._direct, self._vcount = np.zeros(0, dtype=np.int32), np.zeros((0, 2), dtype=np.int32)
                 return
@@ -372,6 +381,7 @@ class CacheModel:
             rings = self._vt[:, 0] != -1
             count[self._vt[rings, 0], 1] = self._vt[rings, 1]
             self._direct, self._vcount, self._ht, self._vt = direct, count, new_table(1 << 4), new_table(1 << 4)
+            self._vn[0] = 0
             return
         self._ht = grow_table(self._ht, need)
 
@@ -387,18 +397,31 @@ class CacheModel:
         i64 = np.int64
         key = key.astype(i64, copy=False)
         tiers = 1 + int(c1[0] >= 0) + int(c2[0] >= 0)
-        self._grow(n * tiers, n_caches, n_variants, n_keys or int(key.max()) + 1)
+        n_keys = n_keys or int(key.max()) + 1
         size = size.astype(i64, copy=False)
         if int(size.min()) < 0 or int(size.max()) > _SIZE_MASK:
             size = np.clip(size, 0, _SIZE_MASK)
-        _run(
-            t.astype(i64, copy=False), c0.astype(i64, copy=False), c1.astype(i64, copy=False),
-            c2.astype(i64, copy=False), key, var.astype(i64, copy=False), size,
-            scored.astype(np.bool_, copy=False), self._ht, self._direct, self._vcount, self._vt,
-            self._slots.view(np.int64),
-            self._slots, self._n_slots, self._head, self._tail, self._used, self._vseen, self.counters,
-            self.ttl_ms, self.capacity, self.count_firsts, self.revalidate,
-        )
+        arrays = (t.astype(i64, copy=False), c0.astype(i64, copy=False), c1.astype(i64, copy=False),
+                  c2.astype(i64, copy=False), key, var.astype(i64, copy=False), size,
+                  scored.astype(np.bool_, copy=False))
+        pos = 0
+        while pos < n:
+            # room for what is used plus a margin (not the batch's worst case: every row new at every tier)
+            self._grow(max(3, min((n - pos) * tiers, max(1 << 14, self.slots))), n_caches, n_variants, n_keys,
+                       new_rings=max(1, min(n - pos, max(1 << 14, int(self._vn[0])))))
+            pos = _run(
+                *arrays, self._ht, self._direct, self._vcount, self._vt, self._slots.view(np.int64),
+                self._slots, self._n_slots, self._head, self._tail, self._used, self._vseen, self.counters,
+                self.ttl_ms, self.capacity, self.count_firsts, self.revalidate, pos, self._slot_limit(),
+                self._vn, self._vt.shape[0] // 2 if not self._vcount.shape[0] else 1 << 62,
+            )
+
+    def _slot_limit(self) -> int:
+        """The most slots the tables hold at a load of at most 1/2 (the slot rows, the key and ring tables)."""
+        limit = self._slots.shape[0]
+        if not self._direct.shape[0]:
+            limit = min(limit, self._ht.shape[0] // 2)
+        return limit
 
     def result(self) -> dict[str, int]:
         """Every counter, summed over the POPs."""
