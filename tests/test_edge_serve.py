@@ -262,15 +262,16 @@ def test_sigterm_flushes_logs_and_round_trip(origin: ScriptedOrigin, tmp_path: P
         target = f"/images/rt{i % 4}.jpg?w={i % 4}&x=a%2Cb"
         req = (f"GET {target} HTTP/1.1\r\nHost: shop.example\r\nX-Edge-Pop: {i % 2}\r\nUser-Agent: {ua}\r\n"
                f"Referer: http://ref.example/p?q=1\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n")
+        t0 = time.time()
         reply = raw_request(edge.port, req.encode())
-        sent.append((target, len(req), reply))
+        sent.append((target, len(req), reply, t0, time.time()))
     assert edge.stop(signal.SIGTERM) == 0  # the flush interval is an hour: only shutdown writes them
     files = sorted(edge.log_dir.glob("E2TESTDIST.*.gz"))
     assert len(files) >= 1 and all(len(f.name.split(".")) == 4 for f in files)
     rows = _rows(read_logs([str(f) for f in files]))
     assert len(rows) == 30
     by_id = {r["x_edge_request_id"]: r for r in rows}
-    for target, req_len, reply in sent:
+    for target, req_len, reply, t0, t1 in sent:
         row = by_id[reply.headers["x-amz-cf-id"]]
         path, _, query = target.partition("?")
         result = reply.headers["x-cache"].split(" ")[0]
@@ -289,9 +290,11 @@ def test_sigterm_flushes_logs_and_round_trip(origin: ScriptedOrigin, tmp_path: P
         }
         for col, value in expected.items():
             assert row[col] == value, (col, row[col], value)
-        assert 0 <= row["time_to_first_byte"] <= row["time_taken"] < 5
+        # the log line's times lie inside the client's own view of the request (time-taken in ms, hence
+        # 1 ms; the standard log's date and time are whole seconds)
+        assert 0 <= row["time_to_first_byte"] <= row["time_taken"] <= (t1 - t0) + 0.001
+        assert int(t0) <= row["timestamp"].timestamp() <= t1
         assert 1024 < row["c_port"] < 65536
-        assert abs(row["timestamp"].timestamp() - time.time()) < 120
     # every column of the schema is accounted for
     assert set(expected) | {"timestamp", "time_taken", "time_to_first_byte", "c_port", "x_edge_request_id",
                             "cs_user_agent_raw", "c_country", "asn", "distribution_id"} >= set(rows[0])
