@@ -4,6 +4,7 @@ subprocess started through the CLI."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,29 +164,35 @@ class EdgeProc:
         return int(self.proc.returncode)
 
 
-def start_origin(sources: Path, derivatives: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """A real ``edgeproof origin serve`` (one worker) on a free port, ready (its ``/readyz`` answered)."""
+@contextlib.contextmanager
+def running_origin(sources: Path, derivatives: Path) -> Iterator[int]:
+    """A real ``edgeproof origin serve`` (one worker) on a free port while the block runs, ready (its
+    ``/readyz`` answered 200); yields the port, stops the origin after."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeproof.cli", "origin", "serve", "--port", str(port), "--sources", str(sources),
          "--derivatives", str(derivatives), "--workers", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
     try:
+        deadline = time.monotonic() + 60
         while True:  # /readyz answers 200 once the workers serve (not just any status)
             assert proc.poll() is None, f"origin exited with {proc.returncode}"
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                     if r.status == 200:
-                        return proc, port
+                        break
             except OSError:
                 pass
             assert time.monotonic() < deadline, "origin not ready in 60 s"
             time.sleep(0.2)
-    except BaseException:
-        proc.kill()
-        raise
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def start_edge(tmp: Path, origin_group: str, *flags: str, env: dict[str, str] | None = None) -> EdgeProc:

@@ -4,7 +4,6 @@ the derivative store to the transformer, write-back, and request collapsing down
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from _edge_helpers import EdgeProc, get, start_edge, start_origin
+from _edge_helpers import EdgeProc, get, running_origin, start_edge
 
 
 def _transforms(port: int) -> int:
@@ -32,19 +31,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EdgeProc, 
     derivatives.mkdir()
     image = (pyvips.Image.black(96, 64) + [200, 120, 40]).cast("uchar").copy(interpretation="srgb")
     image.write_to_file(str(sources / "images" / "sku-1.jpg"))
-    proc, port = start_origin(sources, derivatives)
-    try:
+    with running_origin(sources, derivatives) as port:
         edge = start_edge(tmp, f"{derivatives},http://127.0.0.1:{port}", "--strategy", "canonical", "--pops", "2")
         try:
             yield edge, port, derivatives
         finally:
             edge.stop()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_failover_to_transformer_then_served_from_store(stack: tuple[EdgeProc, int, Path]) -> None:

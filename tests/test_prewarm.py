@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from _edge_helpers import EdgeProc, get, start_edge, start_origin
+from _edge_helpers import EdgeProc, get, running_origin, start_edge
 from edgeproof.analytics.reader import read_logs
 from edgeproof.analytics.replay import ACCEPT_BY_CLASS
 from edgeproof.analytics.strategies import get_strategy
@@ -142,19 +142,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EdgeProc, 
     for sku in (1, 2):
         image = (pyvips.Image.black(96, 64) + [200, 40 * sku, 40]).cast("uchar").copy(interpretation="srgb")
         image.write_to_file(str(sources / "images" / f"sku-{sku:05d}-1.jpg"))
-    proc, port = start_origin(sources, derivatives)
-    try:
+    with running_origin(sources, derivatives) as port:
         edge = start_edge(tmp, f"{derivatives},http://127.0.0.1:{port}", "--strategy", "canonical", "--pops", "2")
         try:
             yield edge, tmp
         finally:
             edge.stop()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_run_warms_every_pop(stack: tuple[EdgeProc, Path], tmp_path: Path) -> None:
