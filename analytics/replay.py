@@ -426,12 +426,15 @@ def _replay_batch(batch: pa.RecordBatch | pa.Table, runs: list[_Run], state: _St
         return
     sub, t, scored, hit_obs = picked
     c0, c1, c2 = _caches(sub, state, tier)
-    for c, h in zip(*np.unique(c0[scored], return_counts=True), strict=True):
-        hits = int(np.count_nonzero(hit_obs[scored] & (c0[scored] == c)))
-        old = state.observed_by_pop.get(int(c), (0, 0))
-        state.observed_by_pop[int(c)] = (old[0] + hits, old[1] + int(h) - hits)
+    total = np.bincount(c0[scored])
+    hits = np.bincount(c0[scored], weights=hit_obs[scored]).astype(np.int64)
+    for c in np.nonzero(total)[0].tolist():
+        old = state.observed_by_pop.get(c, (0, 0))
+        state.observed_by_pop[c] = (old[0] + int(hits[c]), old[1] + int(total[c] - hits[c]))
     row_path, new_paths = _path_ids(sub, state)
-    row_query, new_queries = _query_ids(sub, state)
+    # the second Accept inference only when a run can use it (the range)
+    both = any(run.wants_twin for run in runs)
+    row_query, new_queries = _query_ids(sub, state, INFERENCES if both else INFERENCES[:1])
     size = pc.fill_null(sub.column("sc_bytes"), 0).to_numpy(zero_copy_only=False).astype(np.int64) \
         if "sc_bytes" in sub.schema.names else np.zeros(t.size, dtype=np.int64)
     n_caches = len(state.cache_ids)
@@ -442,7 +445,7 @@ def _replay_batch(batch: pa.RecordBatch | pa.Table, runs: list[_Run], state: _St
             run.index.add_queries(new_queries)
     # the other inference gives a row another cache key: from here on it is a run of its own. Only the
     # twin's hit rate is used (the range), and that depends on the keys alone, not on the variants.
-    for run in list(runs):
+    for run in list(runs) if both else ():
         if run.wants_twin and run.twin is None and \
                 not run.index.same_keys(row_query[INFERENCES[0]], row_query[INFERENCES[1]]):
             run.twin = run.fork(INFERENCES[1])
@@ -551,8 +554,10 @@ def _pins_format(query: str) -> bool:
     return False
 
 
-def _query_ids(sub: pa.RecordBatch | pa.Table, state: _State) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
-    """Per inference, global (query, Accept) ids per row; and the pairs first seen in this batch.
+def _query_ids(sub: pa.RecordBatch | pa.Table, state: _State, inferences: Sequence[str] = INFERENCES,
+               ) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
+    """Per inference (of ``inferences``), global (query, Accept) ids per row; and the pairs first seen in
+    this batch.
 
     The Accept of a row is the logged one (``cs_accept``) when present; otherwise inferred (see
     :data:`INFERENCES`): from the user agent and from the served content type, in either order. The
@@ -572,7 +577,7 @@ def _query_ids(sub: pa.RecordBatch | pa.Table, state: _State) -> tuple[dict[str,
     n_inferred = int(inferred.sum())
     totals["accept_from_log"] += n - n_inferred
     totals["accept_inferred"] += n_inferred
-    by_inference = {inf: acc_log.copy() for inf in INFERENCES}
+    by_inference = {inf: acc_log.copy() for inf in inferences}
     if n_inferred:
         mask = pa.array(inferred)
         ua_idx, ua_vals = _encode(_string_column(sub, "cs_user_agent").filter(mask))
@@ -587,7 +592,8 @@ def _query_ids(sub: pa.RecordBatch | pa.Table, state: _State) -> tuple[dict[str,
         first_ua = np.where(ua >= 0, ua, np.where(ct >= 0, ct, 0))
         first_ct = np.where(ct >= 0, ct, np.where(ua >= 0, ua, 0))
         by_inference["user-agent"][inferred] = first_ua
-        by_inference["content-type"][inferred] = first_ct
+        if "content-type" in by_inference:
+            by_inference["content-type"][inferred] = first_ct
         totals["accept_from_user_agent"] += int((ua >= 0).sum())
         totals["accept_from_content_type"] += int(((ua < 0) & (ct >= 0)).sum())
         totals["accept_unknown"] += int(((ua < 0) & (ct < 0)).sum())
@@ -598,6 +604,10 @@ def _query_ids(sub: pa.RecordBatch | pa.Table, state: _State) -> tuple[dict[str,
     new_queries: list[tuple[str, str]] = []
     out: dict[str, np.ndarray] = {}
     for inf, acc in by_inference.items():
+        same = next((out[o] for o in out if np.array_equal(by_inference[o], acc)), None)
+        if same is not None:  # the inferences agree on every row of this batch
+            out[inf] = same
+            continue
         local = q_idx * n_acc + acc
         codes, inverse = np.unique(local, return_inverse=True)
         gids = np.empty(codes.size, dtype=np.int64)
