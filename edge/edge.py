@@ -46,7 +46,6 @@ import os
 import re
 import time
 from dataclasses import replace
-from typing import TypedDict
 
 from edgeproof.analytics.metrics import classify, hit_rate
 
@@ -60,8 +59,9 @@ from .http import Request, ViewerConnections, ViewerProtocol
 from .logsink import LogSink
 from .origin_group import KEPT_HEADERS, OriginGroup, OriginResponse
 from .pops import PopSelector, pop_ids
+from .stats import EdgeStats, PopStats, TierStats
 
-__all__ = ["Edge", "EdgeStats", "Pop", "PopStats", "Tier"]
+__all__ = ["Edge", "Pop", "Tier"]
 
 _BAD_PCT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _REASONS = {
@@ -656,81 +656,3 @@ class Edge:
                 "realtime_written": self.logs.realtime_lines_written if self.logs else 0,
             },
         }
-
-
-# -- the stats() result ----------------------------------------------------------------------------
-# Typed because it crosses packages: the admin API serves it as JSON (``GET /stats``), the rehearsal
-# polls it (edgeproof.rehearsal.run samples, edgeproof.rehearsal.analysis), telemetry reads it in-process.
-# The keys are the JSON's, in its order.
-
-
-class PopStats(TypedDict):
-    """One POP: its requests, hit rate (edgeproof.analytics.metrics classes) and its cache."""
-
-    requests: int
-    hits: int
-    misses: int
-    hit_rate: float | None
-    results: dict[str, int]  # by x-edge-result-type
-    detailed: dict[str, int]  # by x-edge-detailed-result-type
-    sc_bytes: int
-    cache_objects: int
-    cache_bytes: int
-    evictions: int
-
-
-class TierStats(TypedDict):
-    """One regional edge cache or the Origin Shield."""
-
-    kind: str
-    objects: int
-    bytes: int
-    evictions: int
-
-
-class OriginGroupStats(TypedDict):
-    """The origin group's fetches: primary (derivative store) and secondary (transformers)."""
-
-    primary: int
-    secondary: int
-    failovers: int
-    retries: int
-    inflight: int
-    backends: dict[str, int]  # requests per transformer backend URL
-
-
-class ViewerStats(TypedDict):
-    """The viewer connections: open now, closed by the header timeout or the idle timeout."""
-
-    open: int
-    header_timeouts: int
-    idle_closed: int
-
-
-class LogSinkStats(TypedDict):
-    """The log sink: lines pending and written, the last upload errors."""
-
-    pending: int
-    written: int
-    errors: list[str]
-    realtime_written: int
-
-
-class EdgeStats(TypedDict):
-    """What :meth:`Edge.stats` returns: the whole edge, per POP and per shared tier."""
-
-    requests: int
-    hits: int
-    misses: int
-    excluded: int
-    results: dict[str, int]
-    detailed: dict[str, int]
-    hit_rate: float | None
-    collapsed: int
-    origin_requests: int
-    origin: OriginGroupStats
-    pops: dict[str, PopStats]
-    tiers: dict[str, TierStats]
-    viewers: ViewerStats
-    drain_aborted: int
-    logs: LogSinkStats

@@ -1,7 +1,7 @@
 """The rehearsal tells "the generator fell behind" from "the stack was slow".
 
 Recorder-row tables built here (in :data:`edgeproof.loadtest.recorder.RECORD_SCHEMA`, with chosen
-intended and actual starts) go through :func:`edgeproof.rehearsal.analysis.generator_schedule`; no clock
+intended and actual starts) go through :func:`edgeproof.rehearsal.generator.generator_schedule`; no clock
 is read: every time is a fixed offset from ``T0``.
 """
 
@@ -15,7 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from edgeproof.loadtest.recorder import RECORD_SCHEMA
-from edgeproof.rehearsal.analysis import GENERATOR_LATE_MS, generator_schedule, slow_stack_line
+from edgeproof.rehearsal.analysis import slow_stack_line
+from edgeproof.rehearsal.generator import GENERATOR_LATE_MS, generator_schedule
 from edgeproof.rehearsal.report import print_verdict
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
