@@ -322,6 +322,11 @@ def test_s3_stores_and_local_cache(tmp_path: Path, s3_bucket: str, s3_env: dict[
         obj = s3.get_object(Bucket=s3_bucket, Key=key)
         assert obj["Body"].read() == first.body and obj["ContentType"] == "image/webp"
         assert obj["ETag"] == first.headers["etag"]  # one ETag whichever member of an origin group answers
+        # the object is listed as soon as S3 has it; the writer counts it when put_object returns
+        for _ in range(100):
+            if metric_labelled(proc.port, 'edgeproof_origin_store_writes_total{result="ok"}') >= 1:
+                break
+            time.sleep(0.05)
         assert metric_labelled(proc.port, 'edgeproof_origin_store_writes_total{result="ok"}') == 1
         assert request(proc.port, "/images/missing.jpg?w=10").status == 404
         assert request(proc.port, "/images/text.jpg?w=10").status == 422
