@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from edgeproof.analytics.cost import add_cost_arguments
 from edgeproof.analytics.strategies import get_strategy, list_strategies
 
 from edgeproof.cloudfront import DEFAULT_TIER, TIERS
@@ -62,6 +63,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=("fast", "reference"), default="fast",
                    help="the cache model: fast (compiled) or reference (plain Python, the oracle; slow)")
     p.add_argument("--target", type=float, default=0.96, help="hit-rate target (default 0.96)")
+    add_cost_arguments(p)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.set_defaults(func=_compare)
 
@@ -70,6 +72,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
     p.set_defaults(func=_export)
 
+    from edgeproof.analytics.cli_deploy import add_commands  # deploy, export-cloudformation
+
+    add_commands(sub)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -134,25 +139,35 @@ def _pct(value: float | None) -> str:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from edgeproof.analytics.cost import cost_options, replay_costs, uses_viewer_function
     from edgeproof.analytics.replay import compare_strategies
 
     names = args.strategy or list_strategies()
-    result = compare_strategies(args.logs, names, ttl=args.ttl, capacity=args.capacity, warmup=args.warmup,
+    options = cost_options(args)  # a bad price file stops the command before the replay
+    strategies = [get_strategy(n) for n in names]
+    result = compare_strategies(args.logs, strategies, ttl=args.ttl, capacity=args.capacity, warmup=args.warmup,
                                 tier=args.tier, target=args.target, revalidate=args.revalidate,
                                 accept_range=args.accept_range, model=args.model)
     if result["scored"] == 0:
         raise UsageError("no request to replay", detail="the logs hold no GET/HEAD hit or miss after the warm-up")
+    costs = replay_costs(result, functions=[s.name for s in strategies if uses_viewer_function(s)], **options)
     if args.json:
-        json.dump(result, sys.stdout, indent=2)
+        out: dict[str, Any] = {**result, "strategies": {name: {**row, "cost": costs["strategies"][name]}
+                                                        for name, row in result["strategies"].items()},
+                               "cost": {"observed": costs["observed"], "prices": costs["prices"],
+                                        "price_files": costs["price_files"]}}
+        json.dump(out, sys.stdout, indent=2)
         print()
     else:
-        print(format_compare(result))
+        print(format_compare(result, costs))
     met = any(r["meets_target"] for r in result["strategies"].values())
     return EXIT_OK if met else EXIT_MISSED
 
 
-def format_compare(result: dict[str, Any]) -> str:
-    """The human-readable compare report (what ``strategies compare`` prints without ``--json``)."""
+def format_compare(result: dict[str, Any], costs: dict[str, Any] | None = None) -> str:
+    """The human-readable compare report (what ``strategies compare`` prints without ``--json``), with
+    the $/month and saving-vs-observed columns when ``costs`` (:func:`edgeproof.analytics.cost.replay_costs`)
+    is given, and the cost's line items below the table."""
     s = result["settings"]
     lines = [
         f"replayed {result['replayed']:,} GET/HEAD hit/miss requests of {result['requests']:,} log rows; "
@@ -181,23 +196,39 @@ def format_compare(result: dict[str, Any]) -> str:
             "(benchmarks/calibration_bench.py)")
     if result.get("bad_lines"):
         lines.append(f"bad log lines skipped: {result['bad_lines']:,} (e.g. {result['bad_line_examples'][:1]})")
+    from edgeproof.analytics.cost import items_table, money, price_line, scale_line
+
     header = ("strategy", "hit_rate", "range", "target", "refresh", "origin_req", "transforms", "keys", "keys/var",
               "cold", "expired", "evicted", "fragmented", "refused")
+    if costs is not None:
+        header += ("$/month", "saving_vs_observed")
     rows = [header]
     for name, r in result["strategies"].items():
         kpv = r["keys_per_variant"]
         rng = r.get("hit_rate_range")
-        rows.append((name, _pct(r["hit_rate"]), "-" if not rng else f"{_pct(rng[0])}..{_pct(rng[1])}",
-                     "meets" if r["meets_target"] else "below", f"{r.get('refresh_hits', 0):,}",
-                     f"{r['origin_requests']:,}", f"{r['transforms']:,}", f"{r['unique_keys']:,}",
-                     "-" if kpv is None else f"{kpv:.2f}", f"{r['cold']:,}", f"{r['expired']:,}",
-                     f"{r['evicted']:,}", f"{r['fragmented']:,}", f"{r['refused']:,}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        row: tuple[str, ...] = (
+            name, _pct(r["hit_rate"]), "-" if not rng else f"{_pct(rng[0])}..{_pct(rng[1])}",
+            "meets" if r["meets_target"] else "below", f"{r.get('refresh_hits', 0):,}",
+            f"{r['origin_requests']:,}", f"{r['transforms']:,}", f"{r['unique_keys']:,}",
+            "-" if kpv is None else f"{kpv:.2f}", f"{r['cold']:,}", f"{r['expired']:,}",
+            f"{r['evicted']:,}", f"{r['fragmented']:,}", f"{r['refused']:,}")
+        if costs is not None:
+            cost = costs["strategies"][name]
+            row += (money(cost["total"]), money(cost["saving_over"]["observed"]))
+        rows.append(row)
     lines.append("")
-    for row in rows:
-        lines.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
-                               enumerate(zip(row, widths, strict=True))))
+    lines += _aligned(rows)
     lines.append(f"target: hit rate >= {100 * s['target']:.1f}%")
+    if costs is not None:
+        observed = costs["observed"]
+        lines.append(f"cost: observed traffic {money(observed['total'])}/month; saving_vs_observed > 0 is cheaper")
+        lines.append(scale_line(observed))
+        header_i, rows_i = items_table(costs)
+        lines.append("")
+        lines += _aligned([tuple(header_i), *(tuple(r) for r in rows_i)])
+        lines.append(price_line(costs))
+        for note in observed["notes"]:
+            lines.append(f"cost note: {note}")
     if any(r.get("hit_rate_range") for r in result["strategies"].values()):
         lines.append("range: the hit rate with the Accept of unlogged requests inferred from the user agent first "
                      "and from the served content type first")
@@ -205,6 +236,13 @@ def format_compare(result: dict[str, Any]) -> str:
         lines.append("POP codes not in the region table (each its own regional cache): "
                      + ", ".join(result["pops_without_region"]))
     return "\n".join(lines)
+
+
+def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as columns: the first left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                      enumerate(zip(row, widths, strict=True))) for row in rows]
 
 
 def _export(args: argparse.Namespace) -> int:

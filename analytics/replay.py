@@ -132,6 +132,9 @@ class StrategyPrediction(TypedDict):
     expired: int
     evicted: int
     fragmented: int
+    #: bytes of the distinct variants (each at the largest response logged for it, warm-up included):
+    #: what a derivative store holds for them
+    variant_bytes: int
     by_pop: dict[str, PopCounters]
 
 
@@ -139,6 +142,8 @@ class ObservedCounts(TypedDict):
     hits: int
     misses: int
     hit_rate: float | None
+    #: response bytes (``sc-bytes``) of the scored requests, as logged
+    bytes: int
 
 
 class Calibration(TypedDict):
@@ -146,6 +151,12 @@ class Calibration(TypedDict):
     observed_hit_rate: float | None
     predicted_hit_rate: float | None
     difference: float | None
+    #: the calibration replay's origin work (what the observed deployment's origin rendered and stored,
+    #: which the log does not say): ``transforms``, ``unique_variants``, ``variant_bytes``; None when
+    #: no calibration replay ran
+    transforms: int | None
+    unique_variants: int | None
+    variant_bytes: int | None
 
 
 class ReplayResult(TypedDict, total=False):
@@ -208,6 +219,8 @@ class _Run:
         self.model = model
         self.index = KeyIndex(strategy)
         self.refused = 0
+        #: per variant id, the largest response size logged for it (a derivative store's object size)
+        self.variant_bytes = np.zeros(0, dtype=np.int64)
         #: the run under the other Accept inference, for the hit-rate range: made (as a copy of this run's
         #: state) at the first batch where the two inferences give a row different cache keys; until
         #: then its hit rate would equal this run's
@@ -219,6 +232,16 @@ class _Run:
         twin = copy.deepcopy(self, memo={id(self.strategy): self.strategy})
         twin.inference, twin.wants_twin, twin.twin = inference, False, None
         return twin
+
+    def note_sizes(self, var: np.ndarray, size: np.ndarray) -> None:
+        """Keep, per variant id of ``var`` (-1: not a variant), the largest of its ``size``."""
+        n = self.index.unique_variants
+        if self.variant_bytes.size < n:
+            grown = np.zeros(max(n, 2 * self.variant_bytes.size), dtype=np.int64)
+            grown[: self.variant_bytes.size] = self.variant_bytes
+            self.variant_bytes = grown
+        keep = var >= 0
+        np.maximum.at(self.variant_bytes, var[keep], size[keep])
 
 
 def _model(kind: str, *, tier: str, ttl_ms: int, capacity: int, revalidate: bool) -> Any:
@@ -349,8 +372,8 @@ def compare_strategies(
         mine = [run] + ([run.twin] if run.twin is not None else [])
         results[run.strategy.name] = _summary(mine, target, locations,
                                               inferred=accept_range and totals["accept_inferred"] > 0)
-    cal_rate = _summary([calibration], target, locations, inferred=False)["hit_rate"] \
-        if calibration is not None else None
+    cal = _summary([calibration], target, locations, inferred=False) if calibration is not None else None
+    cal_rate = cal["hit_rate"] if cal is not None else None
     out: ReplayResult = {
         "settings": {"ttl_seconds": ttl_s, "capacity_bytes": cap or None, "warmup_seconds": warmup_s,
                      "tier": tier, "target": target, "revalidate": revalidate, "model": model},
@@ -371,14 +394,18 @@ def compare_strategies(
             "unknown": totals["accept_unknown"],
             "avif_webp": state.accept_counts[2], "webp": state.accept_counts[1], "neither": state.accept_counts[0],
         },
-        "observed": {"hits": totals["observed_hits"], "misses": totals["observed_misses"], "hit_rate": observed},
-        "observed_by_pop": {locations[c]: {"hits": h, "misses": m, "hit_rate": hit_rate(h, m)}
-                            for c, (h, m) in sorted(state.observed_by_pop.items())},
+        "observed": {"hits": totals["observed_hits"], "misses": totals["observed_misses"], "hit_rate": observed,
+                     "bytes": totals["observed_bytes"]},
+        "observed_by_pop": {locations[c]: {"hits": h, "misses": m, "hit_rate": hit_rate(h, m), "bytes": b}
+                            for c, (h, m, b) in sorted(state.observed_by_pop.items())},
         "calibration": {
             "strategy": "passthrough",
             "observed_hit_rate": observed,
             "predicted_hit_rate": cal_rate,
             "difference": None if observed is None or cal_rate is None else cal_rate - observed,
+            "transforms": cal["transforms"] if cal is not None else None,
+            "unique_variants": cal["unique_variants"] if cal is not None else None,
+            "variant_bytes": cal["variant_bytes"] if cal is not None else None,
         },
         "strategies": results,
         "pops_without_region": sorted(state.no_region) if tier != "pop" else [],
@@ -403,11 +430,12 @@ class _State:
         self.no_region: set[str] = set()
         self.excluded = dict.fromkeys(EXCLUDED_REASONS, 0)
         self.totals = dict.fromkeys(
-            ("rows", "replayed", "scored", "observed_hits", "observed_misses", "out_of_order", "no_timestamp",
+            ("rows", "replayed", "scored", "observed_hits", "observed_misses", "observed_bytes", "out_of_order",
+             "no_timestamp",
              "accept_from_log", "accept_from_user_agent", "accept_from_content_type", "accept_unknown",
              "accept_inferred"), 0)
         self.accept_counts = [0, 0, 0]
-        self.observed_by_pop: dict[int, tuple[int, int]] = {}
+        self.observed_by_pop: dict[int, tuple[int, int, int]] = {}  # POP cache id -> (hits, misses, bytes)
         self.t_first: int | None = None
         self.t_last: int | None = None
         self.warm_end: int | None = None
@@ -426,17 +454,20 @@ def _replay_batch(batch: pa.RecordBatch | pa.Table, runs: list[_Run], state: _St
         return
     sub, t, scored, hit_obs = picked
     c0, c1, c2 = _caches(sub, state, tier)
+    size = pc.fill_null(sub.column("sc_bytes"), 0).to_numpy(zero_copy_only=False).astype(np.int64) \
+        if "sc_bytes" in sub.schema.names else np.zeros(t.size, dtype=np.int64)
     total = np.bincount(c0[scored])
     hits = np.bincount(c0[scored], weights=hit_obs[scored]).astype(np.int64)
+    nbytes = np.zeros(total.size, dtype=np.int64)
+    np.add.at(nbytes, c0[scored], size[scored])  # exact integer sums (bincount weights are floats)
+    totals["observed_bytes"] += int(nbytes.sum())
     for c in np.nonzero(total)[0].tolist():
-        old = state.observed_by_pop.get(c, (0, 0))
-        state.observed_by_pop[c] = (old[0] + int(hits[c]), old[1] + int(total[c] - hits[c]))
+        old = state.observed_by_pop.get(c, (0, 0, 0))
+        state.observed_by_pop[c] = (old[0] + int(hits[c]), old[1] + int(total[c] - hits[c]), old[2] + int(nbytes[c]))
     row_path, new_paths = _path_ids(sub, state)
     # the second Accept inference only when a run can use it (the range)
     both = any(run.wants_twin for run in runs)
     row_query, new_queries = _query_ids(sub, state, INFERENCES if both else INFERENCES[:1])
-    size = pc.fill_null(sub.column("sc_bytes"), 0).to_numpy(zero_copy_only=False).astype(np.int64) \
-        if "sc_bytes" in sub.schema.names else np.zeros(t.size, dtype=np.int64)
     n_caches = len(state.cache_ids)
     for run in runs:
         if new_paths:
@@ -452,6 +483,8 @@ def _replay_batch(batch: pa.RecordBatch | pa.Table, runs: list[_Run], state: _St
             runs.append(run.twin)
     for run in runs:
         key, var = run.index.ids(row_path, row_query[run.inference], state.paths, state.queries)
+        if run.inference == INFERENCES[0]:  # a twin's variants are not reported (only its hit rate)
+            run.note_sizes(var, size)
         ok = key >= 0
         if not ok.all():
             run.refused += int((~ok & scored).sum())
@@ -657,5 +690,6 @@ def _summary(runs: list[_Run], target: float, locations: dict[int, str], *, infe
         "expired": c["expired"],
         "evicted": c["evicted"],
         "fragmented": c["fragmented"],
+        "variant_bytes": int(run.variant_bytes.sum()),
         "by_pop": by_pop,
     }

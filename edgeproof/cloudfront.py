@@ -9,6 +9,10 @@ every distribution has regional edge caches (RECs) between its edge locations (P
 origin, so the default tier is ``regional``; ``shield`` adds Origin Shield above the RECs
 ("Using Amazon CloudFront Origin Shield", origin-shield.html); ``pop`` models POP caches alone.
 
+Pricing geographies (:func:`geographies`, :func:`geography_of`): the columns of the CloudFront pricing
+page (https://aws.amazon.com/cloudfront/pricing/) and the price class that serves each, from the same
+``data/regions.toml`` as the regional edge caches, so an edge location has one region and one geography.
+
 What the viewer's log line says (standard log fields ``x-edge-result-type`` and
 ``x-edge-detailed-result-type``, standard-logs-reference.html), by :func:`viewer_result`:
 
@@ -40,8 +44,10 @@ Error caching, as the two AWS pages say it (:func:`error_caching_ttl`):
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 __all__ = [
     "DEFAULT_TIER",
@@ -50,14 +56,19 @@ __all__ = [
     "ERROR_CACHED_WITH_MAX_AGE",
     "ERROR_CACHING_MIN_TTL",
     "ERROR_NO_STORE_HONOURED",
+    "FAILOVER_STATUSES",
     "MAX_TTL",
     "MAX_URL_LENGTH",
     "ORIGIN_CONNECTION_ATTEMPTS",
     "ORIGIN_CONNECTION_TIMEOUT",
     "ORIGIN_RESPONSE_TIMEOUT",
+    "PRICE_CLASSES",
     "TIERS",
+    "Geography",
     "cache_directives",
     "error_caching_ttl",
+    "geographies",
+    "geography_of",
     "known_region",
     "region_of",
     "regions",
@@ -90,6 +101,13 @@ ORIGIN_RESPONSE_TIMEOUT = 30.0
 #: cloudfront-limits.html); longer requests get 414
 MAX_URL_LENGTH = 8192
 
+#: the primary origin's answers on which an origin group fails over to the secondary, as the edge
+#: emulator's origin group does and the CloudFormation export configures (``FailoverCriteria``):
+#: "Optimizing high availability with CloudFront origin failover" (high_availability_origin_failover.html)
+#: lets a group fail over on 400, 403, 404, 416, 500, 502, 503 or 504; a derivative store answers 403/404
+#: for a rendition it does not hold yet, 5xx when it fails, and the transformer then renders it
+FAILOVER_STATUSES = frozenset({403, 404, 500, 502, 503, 504})
+
 #: HTTPStatusCodes.html, "HTTP 4xx and 5xx status codes that CloudFront always caches"
 ERROR_ALWAYS_CACHED = frozenset({404, 414, 500, 501, 502, 503, 504})
 #: HTTPStatusCodes.html, "HTTP 4xx status codes that CloudFront caches based on Cache-Control headers"
@@ -101,11 +119,32 @@ ERROR_NO_STORE_HONOURED = frozenset({404, 410, 414, 501})
 _NO_STORE = ("no-store", "no-cache", "private")
 
 
+#: CloudFront's price classes, smallest first ("PriceClass" in the CloudFront API reference); each serves
+#: the geographies of the ones before it and more (``edgeproof/data/regions.toml`` [geographies])
+PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
+
+
+@dataclass(frozen=True, slots=True)
+class Geography:
+    """A CloudFront pricing geography (a column of https://aws.amazon.com/cloudfront/pricing/): its key,
+    the pricing page's name for it, the smallest price class that serves it, and its airport codes."""
+
+    key: str
+    name: str
+    price_class: str
+    codes: tuple[str, ...]
+
+
+@cache
+def _table() -> dict[str, Any]:
+    text = resources.files("edgeproof").joinpath("data/regions.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
 @cache
 def regions() -> dict[str, str]:
     """Airport code → region of its regional edge cache, from ``edgeproof/data/regions.toml``."""
-    text = resources.files("edgeproof").joinpath("data/regions.toml").read_text(encoding="utf-8")
-    table = tomllib.loads(text)["regions"]
+    table = _table()["regions"]
     out: dict[str, str] = {}
     for region, codes in table.items():
         for code in codes:
@@ -113,6 +152,41 @@ def regions() -> dict[str, str]:
                 raise ValueError(f"regions.toml: {code} is in both {out[code]} and {region}")
             out[code] = region
     return out
+
+
+@cache
+def geographies() -> dict[str, Geography]:
+    """The pricing geographies of ``edgeproof/data/regions.toml`` [geographies], in the file's order.
+
+    Raises ValueError when the table and [regions] disagree: a code in two geographies, a code of
+    [regions] in none, a geography code that is in no region, or a price class CloudFront does not have."""
+    out: dict[str, Geography] = {}
+    seen: dict[str, str] = {}
+    for key, row in _table()["geographies"].items():
+        if row["price_class"] not in PRICE_CLASSES:
+            raise ValueError(f"regions.toml: [geographies.{key}] price_class {row['price_class']!r} is not one of "
+                             f"{', '.join(PRICE_CLASSES)}")
+        for code in row["codes"]:
+            if code in seen:
+                raise ValueError(f"regions.toml: {code} is in both geographies {seen[code]} and {key}")
+            seen[code] = key
+        out[key] = Geography(key, row["name"], row["price_class"], tuple(row["codes"]))
+    if set(seen) != set(regions()):
+        stray = sorted(set(seen) ^ set(regions()))
+        raise ValueError(f"regions.toml: [regions] and [geographies] must list the same codes; not in both: "
+                         f"{', '.join(stray)}")
+    return out
+
+
+def geography_of(location: str) -> str | None:
+    """The pricing geography of an edge location (``IAD89-C1`` → ``us``), None for a code the table
+    does not know (callers price it as a stated default and list it)."""
+    return _geography_by_code().get(location[:3].upper())
+
+
+@cache
+def _geography_by_code() -> dict[str, str]:
+    return {code: geo.key for geo in geographies().values() for code in geo.codes}
 
 
 def known_region(location: str) -> bool:

@@ -28,7 +28,8 @@ def test_one_top_level_package(wheel: zipfile.ZipFile) -> None:
     for module in ("edgeproof/analytics/replay.py", "edgeproof/origin/server.py", "edgeproof/edge/edge.py",
                    "edgeproof/loadtest/locustfile.py", "edgeproof/rehearsal/run.py", "edgeproof/cloudfront.py"):
         assert module in names
-    for data in ("edgeproof/data/regions.toml", "edgeproof/analytics/strategies/builtin/aggressive.toml",
+    for data in ("edgeproof/data/regions.toml", "edgeproof/analytics/data/prices.toml",
+                 "edgeproof/analytics/strategies/builtin/aggressive.toml",
                  "edgeproof/analytics/strategies/viewer_request.js", "edgeproof/rehearsal/scenarios/default.toml",
                  "edgeproof/loadtest/scenarios/spike.toml"):
         assert data in names

@@ -59,7 +59,8 @@ def test_fragmentation_hits_and_cold_misses_are_exact() -> None:
     # aggressive: w=600 snaps to 640, so FRA's second request hits; one variant, one transform
     assert (a["hits"], a["cold"], a["unique_keys"], a["transforms"], a["origin_requests"]) == (3, 2, 1, 1, 2)
     assert a["hit_rate"] == pytest.approx(0.6) and not a["meets_target"]
-    assert out["observed"] == {"hits": 1, "misses": 4, "hit_rate": 0.2}
+    assert out["observed"] == {"hits": 1, "misses": 4, "hit_rate": 0.2, "bytes": 5000}
+    assert out["observed_by_pop"]["FRA2-C1"] == {"hits": 0, "misses": 2, "hit_rate": 0.0, "bytes": 2000}
     assert out["calibration"]["predicted_hit_rate"] == pytest.approx(0.2)
     assert out["calibration"]["difference"] == pytest.approx(0.0)
     assert "inferred" in out["accept_inference"]["note"]

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from edgeproof.analytics.cost import add_cost_arguments
+
 __all__ = ["register"]
 
 _WEEKLY_EPILOG = """\
@@ -53,6 +55,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="processes reading the week's files in parallel (default 1; aggregates merge)")
     weekly.add_argument("--no-what-if", action="store_true", help="skip the strategy replay (faster)")
     weekly.add_argument("--quiet", action="store_true", help="no progress line")
+    add_cost_arguments(weekly)
     weekly.set_defaults(func=_weekly)
 
 
@@ -88,13 +91,14 @@ def _coverage_lines(s: dict[str, Any]) -> list[str]:
 
 
 def _weekly(args: argparse.Namespace) -> int:
+    from edgeproof.analytics.cost import cost_options, money
     from edgeproof.analytics.report.document import fmt_delta_pp, fmt_pct
     from edgeproof.analytics.report.weekly import build_weekly
 
     result = build_weekly(
         args.logs, week=args.week, start=args.start, end=args.end, allow_gaps=args.allow_gaps, out=args.out,
         target=args.target, history=args.history, publish=args.publish, what_if=not args.no_what_if,
-        progress=not args.quiet, jobs=args.jobs,
+        progress=not args.quiet, jobs=args.jobs, cost=cost_options(args),
     )
     s = result.summary
     over = " (the data there is)" if not s["coverage"]["complete"] else ""
@@ -120,6 +124,14 @@ def _weekly(args: argparse.Namespace) -> int:
     if what_if.get("best"):
         print(f"  best strategy by replay: {what_if['best']} {fmt_pct(what_if['best_hit_rate'])} "
               f"(predicted gain {fmt_delta_pp(what_if.get('predicted_gain'))})")
+    cost = s.get("cost")
+    if cost:
+        cheapest = min(cost["strategies"].items(), key=lambda kv: kv[1]["total"], default=None)
+        line = f"  cost: observed {money(cost['observed']['total'])}/month (scaled ×{cost['observed']['scale']:,.2f})"
+        if cheapest:
+            line += (f"; cheapest by replay {cheapest[0]} {money(cheapest[1]['total'])}/month, saving "
+                     f"{money(cheapest[1]['saving_over']['observed'])}")
+        print(line)
     print(f"report: {result.out_dir / 'report.html'}")
     for url in result.published:
         if url.endswith("report.html"):

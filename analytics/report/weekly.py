@@ -253,17 +253,25 @@ def _variants_of_missed(agg: LogAggregate) -> tuple[list[dict[str, Any]], list[d
     return top_variants, families[:TOP_N]
 
 
-def _what_if(week_inputs: list[str], target: float, observed: float | None) -> dict[str, Any]:
-    """Replay the week under each strategy (edgeproof.analytics.replay); the best one and its predicted gain.
+def _what_if(week_inputs: list[str], target: float, observed: float | None,
+             cost: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Replay the week under each strategy (edgeproof.analytics.replay); the best one and its predicted gain,
+    and (``cost``: options of :func:`edgeproof.analytics.cost.replay_costs`) each one's bill per month.
 
     ``week_inputs`` are the log objects whose names place them in the week (``expand_inputs``), so the
     replay streams exactly the week's files (a second pass over them).
     """
+    from edgeproof.analytics.cost import replay_costs, uses_viewer_function
+    from edgeproof.analytics.prices import load_prices
     from edgeproof.analytics.replay import compare_strategies
-    from edgeproof.analytics.strategies import list_strategies
+    from edgeproof.analytics.strategies import get_strategy, list_strategies
 
     names = [s for s in WHAT_IF_STRATEGIES if s in set(list_strategies())]
     result = compare_strategies(week_inputs, names, target=target)
+    options = dict(cost or {})
+    options.setdefault("prices", load_prices())
+    costs = replay_costs(result, functions=[n for n in names if uses_viewer_function(get_strategy(n))], **options) \
+        if result["scored"] else None
     rows = _strategy_rows(result)
     for row in rows:
         row["miss_anatomy"] = {k: row.get(k) for k in ("cold", "expired", "evicted", "fragmented")}
@@ -280,6 +288,7 @@ def _what_if(week_inputs: list[str], target: float, observed: float | None) -> d
         "calibration": result.get("calibration"),
         "miss_anatomy": (baseline or {}).get("miss_anatomy"),
         "notes": [n for n in (accept,) if n],
+        "cost": costs,
     }
 
 
@@ -381,12 +390,15 @@ def build_weekly(
     progress: bool = True,
     reader_options: dict[str, Any] | None = None,
     jobs: int = 1,
+    cost: dict[str, Any] | None = None,
 ) -> WeeklyResult:
     """Build the weekly report (see the module docstring).
 
     The window is ``week`` (default: the last complete ISO week) or ``start``/``end`` (UTC, end
     exclusive). ``allow_gaps`` accepts hours without data (a known outage): the verdict is then MET or
-    MISSED on the data there is instead of INCOMPLETE.
+    MISSED on the data there is instead of INCOMPLETE. ``cost``: the cost model's options
+    (:func:`edgeproof.analytics.cost.cost_options`: prices, transform CPU; default the built-in prices),
+    used with the what-if's replay (the ``cost`` object of summary.json; None without the what-if).
     """
     if not 0.0 < target <= 1.0:
         raise UsageError(f"bad target {target}", detail="the hit-rate target is a fraction such as 0.96")
@@ -458,13 +470,16 @@ def build_weekly(
             from edgeproof.analytics.inputs import expand_inputs
 
             week_inputs = [i.name for i in expand_inputs(logs, start=t0, end=t1)]
-            summary["what_if"] = _what_if(week_inputs, target, overall)
+            summary["what_if"] = _what_if(week_inputs, target, overall, cost)
         except ImportError:
             summary["what_if"] = None
             notes.append("replay what-if skipped: edgeproof.analytics.replay is not available")
     else:
         summary["what_if"] = None
     summary["miss_anatomy"] = (summary["what_if"] or {}).get("miss_anatomy")
+    summary["cost"] = (summary["what_if"] or {}).pop("cost", None)
+    if summary["cost"] is None:
+        notes.append("cost per month skipped: it is computed from the what-if's replay (off or empty)")
 
     previous = read_json(history, f"{previous_week(week)}.json") if history and week else None
     summary["week_over_week"] = _deltas(summary, previous)

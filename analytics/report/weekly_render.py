@@ -330,6 +330,29 @@ def _what_if_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
         doc.paragraph("Replay what-if not run.", muted=True)
 
 
+def _cost_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
+    """Dollars per month: the observed traffic and each strategy by line item, the CloudFront bill per
+    geography, how the window was scaled and where the prices came from (edgeproof.analytics.cost)."""
+    from edgeproof.analytics.cost import geography_table, items_table, money, price_line, scale_line
+
+    doc.heading("Cost per month")
+    cost = s.get("cost")
+    if not cost:
+        doc.paragraph("Cost not computed: it needs the replay what-if.", muted=True)
+        return
+    observed = cost["observed"]
+    doc.paragraph(f"The observed traffic costs {money(observed['total'])} a month; each strategy's bill is its "
+                  "replay of the same requests (saving > 0: cheaper than observed).")
+    header, rows = items_table(cost)
+    doc.table(header, rows, caption=scale_line(observed))
+    header, rows = geography_table(observed)
+    doc.table(header, rows, caption="CloudFront requests (HTTPS) and data transfer out of the observed traffic, by "
+                                    "pricing geography of the edge location; data transfer tiered per geography")
+    doc.paragraph(price_line(cost), muted=True)
+    for note in observed["notes"]:
+        doc.paragraph(note, muted=True)
+
+
 def _week_over_week_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
     """The change against last week's summary from the history store."""
     doc.heading("Week over week")
@@ -361,5 +384,5 @@ def _notes_section(doc: Document, s: dict[str, Any], made: _Charts) -> None:
 #: the report's sections, in order: each adds its headings, figures and tables to the document
 _SECTIONS: tuple[Callable[[Document, dict[str, Any], _Charts], None], ...] = (
     _headline_section, _coverage_step, _time_sections, _group_sections, _latency_section, _bytes_section,
-    _errors_section, _misses_section, _what_if_section, _week_over_week_section, _notes_section,
+    _errors_section, _misses_section, _what_if_section, _cost_section, _week_over_week_section, _notes_section,
 )
