@@ -50,6 +50,7 @@ __all__ = [
     "money",
     "monthly_cost",
     "price_line",
+    "rehearsal_cost",
     "replay_costs",
     "saving",
     "scale_line",
@@ -396,3 +397,62 @@ def cost_options(args: argparse.Namespace) -> dict[str, Any]:
     if cpu is not None and not cpu > 0:
         raise UsageError(f"--transform-cpu-ms must be > 0, got {cpu:g}")
     return {"prices": prices, "transform_cpu_ms": cpu, "cpu_source": "--transform-cpu-ms" if cpu is not None else None}
+
+
+def _spike_seconds(summary: Mapping[str, Any]) -> float:
+    """The span of the scored (spike) phases, the window of the summary's per-POP counts."""
+    names = set(summary.get("spike_phases") or [])
+    spans = [(p["start"], p["end"]) for p in summary.get("phases") or [] if p["name"] in names]
+    return max(b for _, b in spans) - min(a for a, _ in spans) if spans else float(summary.get("duration") or 0)
+
+
+def rehearsal_cost(summary: Mapping[str, Any], prices: Prices | None = None) -> CostReport | None:
+    """The month's bill of a rehearsal's traffic, from its ``summary.json`` (None without edge-log counts).
+
+    The scored (spike) window's requests, bytes and misses per edge location (``by_pop``, from the edge
+    logs), the origin's transforms (its counters, the whole run) at the CPU per transform the origin measured
+    (``origin_work.transform_seconds`` / ``timed_transforms``, its ``transform_duration_seconds`` histogram;
+    the price table's default when the run has none), derivative storage for the distinct variants made at
+    the mean response size, and a viewer-request function when the run's strategy is canonical-mode."""
+    from edgeproof.analytics.strategies import get_strategy
+
+    from edgeproof.errors import EdgeproofError
+
+    pops = [p for p in summary.get("by_pop") or [] if p.get("requests")]
+    window = _spike_seconds(summary)
+    if not pops or window <= 0:
+        return None
+    prices = prices or load_prices()
+    notes = ["the scored (spike) window's requests at the edge, scaled to a month (the spike's rate held a whole "
+             "month: an upper bound); transforms are the origin's over the whole run"]
+    requests = {p["pop"]: int(p["requests"]) for p in pops}
+    total = sum(requests.values())
+    run_bytes = int(((summary.get("what_if") or {}).get("observed") or {}).get("bytes") or 0)
+    if all(p.get("bytes") is not None for p in pops):
+        nbytes = {p["pop"]: int(p["bytes"]) for p in pops}
+    elif run_bytes:  # a summary without per-POP bytes: the replayed bytes split by each POP's share of requests
+        nbytes = {pop: round(run_bytes * n / total) for pop, n in requests.items()}
+        notes.append("bytes per POP estimated from the replayed bytes by each POP's share of requests")
+    else:
+        nbytes = {}
+        notes.append("response bytes unknown (no per-POP bytes, no what-if): no data transfer or storage counted")
+    work = summary.get("origin_work") or {}
+    transforms = summary.get("transforms")
+    cpu_ms, source = None, None
+    if work.get("transform_seconds") and work.get("timed_transforms"):
+        cpu_ms = 1000.0 * work["transform_seconds"] / work["timed_transforms"]
+        source = f"measured: the origin's transform_duration_seconds over {work['timed_transforms']:,} transforms"
+    variants = work.get("distinct_variants")
+    stored = round(variants * sum(nbytes.values()) / total) if variants and nbytes else None
+    if stored is not None:
+        notes.append("derivative storage: the distinct variants made × the mean response size")
+    try:
+        function = uses_viewer_function(get_strategy(str(summary.get("strategy"))))
+    except EdgeproofError:  # a strategy file that is no longer there: no function counted, and said
+        function = False
+        notes.append(f"strategy {summary.get('strategy')!r} not found: no viewer-request function counted")
+    traffic = Traffic(window, requests, nbytes, origin_requests=sum(int(p.get("misses") or 0) for p in pops),
+                      function_invocations=total if function else 0, transforms=transforms,
+                      stored_variants=variants, stored_bytes=stored, transform_cpu_ms=cpu_ms, cpu_source=source,
+                      notes=tuple(notes))
+    return monthly_cost(traffic, prices)

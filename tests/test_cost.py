@@ -268,3 +268,31 @@ def test_weekly_summary_has_the_cost_object(synthetic_logs: Path, tmp_path: Path
     assert requests == pytest.approx(summary["cacheable"] * cost["observed"]["scale"])
     assert "Cost per month" in (tmp_path / "wk" / "report.md").read_text()
     assert "cost: observed $" in out.stdout
+
+
+def test_rehearsal_cost_from_its_summary() -> None:
+    from edgeproof.analytics.cost import rehearsal_cost
+
+    summary = {
+        "strategy": "aggressive", "duration": 300.0, "spike_phases": ["spike"],
+        "phases": [{"name": "warm", "start": 0.0, "end": 60.0}, {"name": "spike", "start": 60.0, "end": 240.0}],
+        "by_pop": [{"pop": "IAD", "requests": 900, "hits": 850, "misses": 50, "bytes": 9_000_000},
+                   {"pop": "NRT", "requests": 100, "hits": 90, "misses": 10, "bytes": 1_000_000}],
+        "transforms": 40, "origin_work": {"distinct_variants": 30, "transform_seconds": 6.0, "timed_transforms": 40},
+    }
+    p = builtin_prices()
+    cost = rehearsal_cost(summary, p)
+    assert cost is not None
+    scale = 730 * 3600 / 180.0  # the spike's 180 s
+    assert cost["scale"] == pytest.approx(scale)
+    assert cost["transformer"]["cpu_ms"] == pytest.approx(150.0)  # 6 s over 40 transforms, measured
+    assert cost["transformer"]["cpu_source"].startswith("measured")
+    https = p["cloudfront.https_requests_per_10k"]
+    assert cost["items"]["cloudfront_requests"] == pytest.approx(scale * (900 * https["us"] + 100 * https["japan"]) / 1e4)
+    assert cost["items"]["cloudfront_functions"] == pytest.approx(1000 * scale / 1e6 * 0.10)  # canonical mode
+    assert cost["items"]["s3_requests"] == pytest.approx(
+        (60 + 40) * scale / 1000 * p["s3"]["get_per_1000"] + 40 * scale / 1000 * p["s3"]["put_per_1000"])
+    assert cost["items"]["s3_storage"] == pytest.approx(30 * 10_000 / GB * p["s3"]["storage_per_gb_month"][0])
+    summary["origin_work"] = {"distinct_variants": 30}  # no histogram: the price table's default CPU
+    assert rehearsal_cost(summary, p)["transformer"]["cpu_source"] == "price table [transformer] cpu_ms"
+    assert rehearsal_cost({**summary, "by_pop": []}, p) is None
