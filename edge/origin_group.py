@@ -5,7 +5,8 @@
   ``http://host:port/bucket[/prefix]`` S3-compatible (or any HTTP) endpoint, fetched with GET.
 - Secondary: one or more transformer base URLs (``http://127.0.0.1:8081``) balanced round-robin
   like an ALB; the set can change at run time (:class:`BackendPool`, driven by the admin API).
-- Failover from primary to secondary on 403, 404, 500, 502, 503, 504, on connection failures and on
+- Failover from primary to secondary on :data:`edgeproof.cloudfront.FAILOVER_STATUSES` (403, 404, 500, 502,
+  503, 504), on connection failures and on
   timeouts ("Optimizing high availability with CloudFront origin failover",
   high_availability_origin_failover.html: "CloudFront fails to connect to the primary origin" / "the
   response from the primary origin takes too long (times out)"). The secondary's answer is final.
@@ -43,6 +44,7 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 
 from edgeproof.cloudfront import (
+    FAILOVER_STATUSES,
     ORIGIN_CONNECTION_ATTEMPTS,
     ORIGIN_CONNECTION_TIMEOUT,
     ORIGIN_RESPONSE_TIMEOUT,
@@ -51,7 +53,6 @@ from edgeproof.errors import BadRequest, ConfigError, EdgeproofError, error_body
 
 __all__ = ["FAILOVER_STATUSES", "BackendPool", "OriginGroup", "OriginResponse"]
 
-FAILOVER_STATUSES = frozenset({403, 404, 500, 502, 503, 504})
 #: edge-made answers after which the same origin is tried again (connection failure, timeout)
 _RETRIED = frozenset({"OriginConnectError", "OriginCommError"})
 

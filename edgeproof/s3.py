@@ -8,14 +8,17 @@ and timeouts, and boto3's ``S3UploadFailedError`` escaped the edge's upload untr
 
 - :func:`parse_s3_url` is the one parser; a bad URL is a :class:`~edgeproof.errors.UsageError` that
   names it (exit 2).
-- :func:`client` makes at most one client per (endpoint, region, thread, process). A boto3 client is
+- :func:`client` makes at most one client per (service, endpoint, region, thread, process): S3 by
+  default, and every other AWS service edgeproof calls (``client("cloudfront")`` for the function
+  deploy) through the same factory, so they share the retries, timeouts and endpoint rules. A boto3 client is
   thread-safe, but making one is not free: 50-80 ms with its own session, measured on the 2-core dev
   machine, plus a new connection pool. Each client gets a ``boto3.session.Session`` of its own,
   because boto3's default session must not be shared between threads while clients are made, and a
   session resolves credentials once (a client made later for another endpoint reads them afresh).
   A forked child makes its own (a connection pool is not fork-safe).
   ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` point every part at an S3-compatible server (moto,
-  MinIO); the other ``AWS_*`` variables (credentials, profile, region) apply as boto3 reads them.
+  MinIO), ``AWS_ENDPOINT_URL_<SERVICE>`` (``AWS_ENDPOINT_URL_CLOUDFRONT``) another service; the other
+  ``AWS_*`` variables (credentials, profile, region) apply as boto3 reads them.
 - Every client has retries (botocore's "standard" mode) and connect/read timeouts, the defaults below;
   ``AWS_MAX_ATTEMPTS`` and ``AWS_RETRY_MODE`` still override the retry defaults.
 - Errors: every botocore/boto3 failure raised inside this module becomes a
@@ -23,7 +26,8 @@ and timeouts, and boto3's ``S3UploadFailedError`` escaped the edge's upload untr
   reason in words (no such bucket, no such key, access denied, endpoint unreachable, no credentials),
   with botocore's own text as ``detail`` and ``raise ... from err`` (STYLE.md: library errors
   translated at one boundary, as httpx's ``map_httpcore_exceptions``). A streaming body read later is
-  inside the boundary too (:class:`S3Body`).
+  inside the boundary too (:class:`S3Body`). :func:`aws_reason` is the service-neutral half of that
+  wording (credentials, region, endpoint, timeouts), used by every other service's boundary too.
 
 boto3 and botocore are imported lazily, inside functions: the kernel is imported by parts (the load
 generator, the CLI's parser) that must start without them.
@@ -50,6 +54,7 @@ __all__ = [
     "S3Body",
     "S3Object",
     "S3Url",
+    "aws_reason",
     "client",
     "endpoint_url",
     "get_bytes",
@@ -130,9 +135,11 @@ def parse_s3_url(url: str | os.PathLike[str]) -> S3Url:
 _local = threading.local()
 
 
-def endpoint_url() -> str | None:
-    """The S3 endpoint the environment names (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``), or None."""
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+def endpoint_url(service: str = "s3") -> str | None:
+    """The endpoint the environment names for ``service`` (``AWS_ENDPOINT_URL_S3``,
+    ``AWS_ENDPOINT_URL_CLOUDFRONT`` …, else ``AWS_ENDPOINT_URL``), or None (AWS itself)."""
+    specific = "AWS_ENDPOINT_URL_" + service.upper().replace("-", "_")
+    return os.environ.get(specific) or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 def _region() -> str | None:
@@ -151,29 +158,30 @@ def _config() -> Any:
                   max_pool_connections=MAX_POOL_CONNECTIONS)
 
 
-def client(*, endpoint: str | None = None, region: str | None = None) -> Any:
-    """The S3 client of this thread for (``endpoint``, ``region``), made on first use.
+def client(service: str = "s3", *, endpoint: str | None = None, region: str | None = None) -> Any:
+    """The ``service`` client (S3 by default) of this thread for (``endpoint``, ``region``), made on first use.
 
     Both default to what the environment says now (:func:`endpoint_url`, ``AWS_REGION`` /
     ``AWS_DEFAULT_REGION``), so a process that is pointed elsewhere gets a client for the new place.
+    A global service (CloudFront) needs no region: botocore resolves its one endpoint.
     """
-    endpoint = endpoint or endpoint_url()
+    endpoint = endpoint or endpoint_url(service)
     region = region or _region()
     pid = os.getpid()
     if getattr(_local, "pid", None) != pid:  # first use in this thread, or a forked child
         _local.pid, _local.clients = pid, {}
-    clients: dict[tuple[str | None, str | None], Any] = _local.clients
-    made = clients.get((endpoint, region))
+    clients: dict[tuple[str, str | None, str | None], Any] = _local.clients
+    made = clients.get((service, endpoint, region))
     if made is None:
         import boto3
 
         # a session of its own: a Session resolves credentials once, and is not to be shared by threads
         session = boto3.session.Session()
         try:
-            made = session.client("s3", endpoint_url=endpoint, region_name=region, config=_config())
+            made = session.client(service, endpoint_url=endpoint, region_name=region, config=_config())
         except ValueError as err:  # botocore's word for an endpoint URL it cannot use
-            raise UsageError(f"bad S3 endpoint {endpoint!r}", detail=str(err)) from err
-        clients[(endpoint, region)] = made
+            raise UsageError(f"bad {_label(service)} endpoint {endpoint!r}", detail=str(err)) from err
+        clients[(service, endpoint, region)] = made
     return made
 
 
@@ -182,7 +190,9 @@ def client(*, endpoint: str | None = None, region: str | None = None) -> Any:
 #: error codes that mean "this object does not exist" (HEAD answers carry no body, so only "404")
 _MISSING_KEY = frozenset({"NoSuchKey", "404", "NotFound"})
 _DENIED = frozenset({"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "AccountProblem"})
-_BAD_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"})
+#: S3 says InvalidAccessKeyId, the other services InvalidClientTokenId / UnrecognizedClientException
+_BAD_CREDENTIALS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "InvalidClientTokenId",
+                              "UnrecognizedClientException"})
 _EXPIRED = frozenset({"ExpiredToken", "TokenRefreshRequired", "RequestExpired"})
 
 
@@ -195,8 +205,40 @@ def _is_missing_key(err: Exception) -> bool:
     return _code(err) in _MISSING_KEY
 
 
+#: how a service is named in messages
+_LABELS = {"s3": "S3", "cloudfront": "CloudFront"}
+
+
+def _label(service: str) -> str:
+    return _LABELS.get(service, service)
+
+
+def aws_reason(err: Exception, service: str = "s3") -> str:
+    """What went wrong in a call to ``service``, in words a user can act on: the part that is the same
+    for every AWS service (credentials, region, endpoint, timeouts; an error code otherwise)."""
+    from botocore import exceptions as bx
+
+    label = _label(service)
+    if isinstance(err, bx.ClientError):
+        code = _code(err)
+        if code in _BAD_CREDENTIALS:
+            return "the AWS credentials were refused"
+        if code in _EXPIRED:
+            return "the AWS credentials have expired"
+        return f"{label} answered {code or 'an error'}"
+    if isinstance(err, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
+        return "no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+    if isinstance(err, bx.NoRegionError):
+        return "no AWS region (set AWS_REGION)"
+    if isinstance(err, bx.ReadTimeoutError):
+        return f"the {label} endpoint did not answer within {READ_TIMEOUT:g} s"
+    if isinstance(err, bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ConnectionClosedError):
+        return f"cannot reach the {label} endpoint {endpoint_url(service) or '(AWS)'}"
+    return f"the {label} request failed ({type(err).__name__})"
+
+
 def _reason(err: Exception, bucket: str) -> str:
-    """What went wrong, in words a user can act on."""
+    """What went wrong with S3, in words a user can act on."""
     from botocore import exceptions as bx
 
     if isinstance(err, bx.ClientError):
@@ -207,20 +249,7 @@ def _reason(err: Exception, bucket: str) -> str:
             return "no such key"
         if code in _DENIED:
             return f"access denied to bucket {bucket!r}"
-        if code in _BAD_CREDENTIALS:
-            return "the AWS credentials were refused"
-        if code in _EXPIRED:
-            return "the AWS credentials have expired"
-        return f"S3 answered {code or 'an error'}"
-    if isinstance(err, bx.NoCredentialsError | bx.PartialCredentialsError | bx.CredentialRetrievalError):
-        return "no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
-    if isinstance(err, bx.NoRegionError):
-        return "no AWS region (set AWS_REGION)"
-    if isinstance(err, bx.ReadTimeoutError):
-        return f"the S3 endpoint did not answer within {READ_TIMEOUT:g} s"
-    if isinstance(err, bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ConnectionClosedError):
-        return f"cannot reach the S3 endpoint {endpoint_url() or '(AWS)'}"
-    return f"the S3 request failed ({type(err).__name__})"
+    return aws_reason(err, "s3")
 
 
 def _error(err: Exception, action: str, bucket: str, key: str) -> StoreError:
