@@ -48,6 +48,9 @@ __all__ = [
     "parse_canonical",
     "parse_ops",
     "parse_request",
+    "peek_request",
+    "preset_from_ops",
+    "presets_from_table",
     "split_canonical",
     "validate_source_key",
     "variant_from_params",
@@ -149,21 +152,40 @@ DEFAULT_PRESETS: dict[str, Variant] = {
 
 def load_presets(path: str | Path | None) -> dict[str, Variant]:
     """Presets from a TOML file with ``[presets.NAME]`` tables of ops; built-ins when ``path`` is None."""
-    presets = dict(DEFAULT_PRESETS)
     if path is None:
-        return presets
+        return dict(DEFAULT_PRESETS)
     try:
         data = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"cannot read presets from {path}: {err}") from err
-    for name, ops in data.get("presets", {}).items():
+    return {**DEFAULT_PRESETS, **presets_from_table(data.get("presets", {}), DEFAULT_PRESETS, where=str(path))}
+
+
+def preset_from_ops(ops: Mapping[str, object], presets: Mapping[str, Variant] = DEFAULT_PRESETS) -> Variant:
+    """One preset from its table of ops (``{"w": 160, "fit": "cover", "preset": "thumb"}``: a TOML
+    ``[presets.NAME]`` table or a presets-table item), built on ``presets`` when it names one.
+
+    The one preset parser: the TOML file, ``origin presets push`` and the origin reading a DynamoDB
+    item all go through it. A bad op or value raises BadRequest."""
+    return _variant_from_ops({k: str(v) for k, v in ops.items()}, presets)
+
+
+def presets_from_table(table: object, base: Mapping[str, Variant] = DEFAULT_PRESETS, *,
+                       where: str = "presets") -> dict[str, Variant]:
+    """The presets of a ``[presets]`` table (name → table of ops), in order, each able to build on
+    ``base`` and on the ones before it; ConfigError naming ``where`` and the preset."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [presets] must be a table of presets")
+    known = dict(base)
+    out: dict[str, Variant] = {}
+    for name, ops in table.items():
         if not isinstance(ops, dict):
-            raise ConfigError(f"{path}: [presets.{name}] must be a table of ops")
+            raise ConfigError(f"{where}: [presets.{name}] must be a table of ops")
         try:
-            presets[name] = _variant_from_ops({k: str(v) for k, v in ops.items()}, presets)
+            known[name] = out[name] = preset_from_ops(ops, known)
         except BadRequest as err:
-            raise ConfigError(f"{path}: preset {name!r}: {err.message}") from err
-    return presets
+            raise ConfigError(f"{where}: preset {name!r}: {err.message}") from err
+    return out
 
 
 #: RFC 9110 section 12.4.2 ``qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )``
@@ -357,6 +379,27 @@ def variant_from_params(
         variant = Variant(round(variant.w * dpr), round(variant.h * dpr), variant.fit, variant.g, variant.bg,
                           variant.q, variant.f)
     return variant
+
+
+def peek_request(path: str, query: Mapping[str, str]) -> tuple[str, str | None]:
+    """The source key and the preset name (lower case, as the parser looks it up) of a request, or
+    None for no preset, without parsing the rest: what the origin needs to start fetching the source
+    and the preset's table item at once. The key is validated (BadRequest); the ops are not."""
+    split = split_canonical(path)
+    name: str | None = None
+    if split is not None:
+        key, ops = split
+        for item in ops.split(","):
+            op, sep, value = item.partition("=")
+            if sep and op == "preset":
+                name = value
+    else:
+        key = path[1:] if path.startswith("/") else path
+        for param, value in query.items():
+            if PARAM_ALIASES.get(param.strip().lower()) == "preset":
+                name = value
+    name = name.strip().lower() if name is not None else None
+    return validate_source_key(key), name or None
 
 
 def parse_request(

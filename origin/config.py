@@ -65,8 +65,14 @@ class OriginConfig:
     signing_key: tuple[str, ...] = setting(
         (), "HMAC-SHA256 URL signing key; repeat for rotation (env EDGEPROOF_SIGNING_KEYS, comma-separated)",
         metavar="KEY")
-    presets: str | None = setting(None, "TOML file with [presets.NAME] tables (added to thumb/card/pdp/zoom)",
-                                  metavar="FILE")
+    presets: str | None = setting(None, "TOML file with [presets.NAME] tables (added to thumb/card/pdp/zoom) "
+                                        "and [policies.\"/prefix/\"] tables", metavar="FILE")
+    presets_table: str | None = setting(None, "DynamoDB table of presets and path policies, read alongside the "
+                                              "source; --presets is the fallback", metavar="TABLE")
+    presets_ttl: float = setting(60.0, "seconds a worker keeps what it read from --presets-table "
+                                       "(0 = read it for every request)", check=at_least(0))
+    server_timing: bool = setting(False, "add a Server-Timing header: start/end (monotonic ms) of the presets-table "
+                                         "and source reads of the request")
     cache_control: str = setting(DEFAULT_CACHE_CONTROL, "Cache-Control header of image responses")
     write_derivatives: bool = setting(True, "store each new variant in the derivative store")
     max_width: int = setting(DEFAULT_LIMITS.max_width, "largest output width (400 above)", check=at_least(1))

@@ -2,8 +2,11 @@
 
 Request path for ``GET /{source_key}/{ops}`` or ``GET /{source_key}?w=…&format=…``:
 
-1. parse with :func:`edgeproof.canonical.parse_request` (the raw path is percent-decoded here, so
-   ``..%2f`` is caught as traversal), check output limits, check the signature when signing is on;
+1. resolve the request's preset and path policy (:mod:`edgeproof.origin.presets_table`): from
+   memory, or, when the presets table must be read, that read and the source read start together
+   and both are awaited (the source bytes go on to step 4); parse with
+   :func:`edgeproof.canonical.parse_request` (the raw path is percent-decoded here, so ``..%2f`` is
+   caught as traversal), check output limits, check the signature when signing is on, apply the policy;
 2. the per-process local LRU cache (``--local-cache-mb``);
 3. single-flight on the derivative key: the first request for a variant starts one *producer*
    task, concurrent requests for the same variant join it;
@@ -12,7 +15,8 @@ Request path for ``GET /{source_key}/{ops}`` or ``GET /{source_key}?w=…&format
    a thread (pyvips releases the GIL), and schedules the derivative write in the background;
 5. the response carries Content-Type, Cache-Control, a strong ETag (MD5 of the bytes, as S3 gives),
    Content-Length, ``Vary: Accept`` when the format was negotiated, and ``X-Origin-Source``
-   (``local_cache``, ``derivative_store`` or ``transform``). ``If-None-Match`` gets a 304.
+   (``local_cache``, ``derivative_store`` or ``transform``), and ``X-Origin-Preset`` /
+   ``X-Origin-Policy`` saying where the preset and policy came from. ``If-None-Match`` gets a 304.
 
 Every refusal is an :class:`~edgeproof.errors.EdgeproofError` rendered as JSON
 ``{"error", "detail"}`` with its status (and ``Retry-After`` for 503).
@@ -32,19 +36,23 @@ from typing import Any, TypeVar
 from aiohttp import web
 from edgeproof.origin.config import OriginConfig
 from edgeproof.origin.flow import Admission, CachedObject, LocalCache, SingleFlight
+from edgeproof.origin.presets import load_preset_file, match_policy
+from edgeproof.origin.presets_table import PresetResolver, PresetsTable
 from edgeproof.origin.responses import error_response, json_error
 from edgeproof.origin.signing import format_negotiated, signed_message, verify
 from edgeproof.origin.stores import etag_for, open_store
 from edgeproof.origin.telemetry import Metrics
 from edgeproof.origin.transform import Deadline, configure_vips, transform
 
-from edgeproof.canonical import Variant, load_presets, parse_request
+from edgeproof.canonical import Variant, parse_request, peek_request
 from edgeproof.errors import (
+    BadPresetItem,
     BadRequest,
     EdgeproofError,
     MethodNotAllowed,
     NotFound,
     Overloaded,
+    PresetsUnavailable,
     StoreError,
     Unprocessable,
 )
@@ -64,6 +72,39 @@ def _first_values(query: Any) -> dict[str, str]:
     return params
 
 
+class Timings:
+    """``--server-timing``: when this request's presets-table and source reads ran, as a
+    ``Server-Timing`` header (W3C Server Timing: ``name;dur=MS``, plus ``start``/``end`` on the
+    worker's monotonic clock in ms, so two reads can be seen to overlap)."""
+
+    __slots__ = ("spans",)
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, float, float]] = []
+
+    def add(self, name: str, start: float, end: float) -> None:
+        self.spans.append((name, start, end))
+
+    def header(self) -> str:
+        return ", ".join(f"{name};start={s * 1000:.3f};end={e * 1000:.3f};dur={(e - s) * 1000:.3f}"
+                         for name, s, e in self.spans)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a finished future's exception as seen (asyncio logs one that never was)."""
+    if not future.cancelled():
+        future.exception()
+
+
+async def _timed(awaitable: Any, timings: Timings | None, name: str) -> Any:
+    start = time.monotonic()
+    try:
+        return await awaitable
+    finally:
+        if timings is not None:
+            timings.add(name, start, time.monotonic())
+
+
 class Origin:
     """One worker's state: stores, pools, flow control, metrics; :meth:`app` builds the aiohttp app."""
 
@@ -71,7 +112,9 @@ class Origin:
         self.config = config
         self.metrics = metrics or Metrics(1)
         self.limits = config.limits
-        self.presets = load_presets(config.presets)
+        self.preset_file = load_preset_file(config.presets)
+        table = PresetsTable(config.presets_table) if config.presets_table else None
+        self.resolver = PresetResolver(self.preset_file, table, ttl=config.presets_ttl)
         self.sources = open_store(config.sources, create=False)
         self.derivatives = open_store(config.derivatives)
         self.signing_keys = config.signing_keys
@@ -96,21 +139,75 @@ class Origin:
     async def _run(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
-    def _parse(self, request: web.Request) -> tuple[str, Variant, bool]:
+    async def _parse(self, request: web.Request, deadline: Deadline, timings: Timings | None
+                     ) -> tuple[str, Variant, bool, dict[str, str], asyncio.Future[bytes] | None]:
+        """(key, variant, negotiated, headers naming the preset's and policy's origin, the source read
+        started alongside the presets table, if one was)."""
         raw_path = request.raw_path.split("?", 1)[0]
         path = urllib.parse.unquote(raw_path, errors="strict")
         params = _first_values(request.query)
-        key, variant = parse_request(path, params, request.headers.get("Accept"), self.presets)
+        accept = request.headers.get("Accept")
+        key, name = peek_request(path, params)
+        resolved = self.resolver.ready(name)
+        prefetched: asyncio.Future[bytes] | None = None
+        if resolved is None:  # the table must be read: start that and the source read, await both
+            resolving, led = self.resolver.fetch(name)
+            fetch = asyncio.ensure_future(_timed(resolving, timings, "preset"))
+            reads: list[asyncio.Future[Any]] = [fetch]
+            if led:  # a request that joined a read in flight leaves the early source read to the first
+                prefetched = asyncio.ensure_future(self._read_source(key, timings))
+                reads.append(prefetched)
+            for read in reads:  # an outcome nobody awaits (the deadline passed, the other one failed)
+                read.add_done_callback(_retrieved)
+            remaining = None if deadline.at is None else max(0.0, deadline.at - time.monotonic())
+            _done, pending = await asyncio.wait(reads, timeout=remaining)
+            if pending:
+                raise Overloaded("deadline exceeded", detail="the presets table or the source did not answer in time")
+            resolved = fetch.result()
+        key, variant = parse_request(path, params, accept, resolved.presets)
         negotiated = format_negotiated(path, params)
         self.limits.check_variant(variant)
-        if self.signing_keys:
+        if self.signing_keys:  # over the request as the client made it, before the policy
             verify(signed_message(key, variant, negotiated=negotiated), params.get("sig"), self.signing_keys)
-        return key, variant, negotiated
+        headers: dict[str, str] = {}
+        if resolved.preset is not None:
+            headers["X-Origin-Preset"] = f"{resolved.preset[0]}; from={resolved.preset[1]}"
+        rule = match_policy(resolved.policies, key)
+        if rule is not None:
+            if isinstance(rule.policy, BadPresetItem):
+                raise BadPresetItem(rule.policy.message, detail=rule.policy.detail)
+            variant = rule.policy.apply(variant, negotiated=negotiated, accept=accept, prefix=rule.prefix)
+            self.limits.check_variant(variant)
+            headers["X-Origin-Policy"] = f"{urllib.parse.quote(rule.prefix, safe='/')}; from={rule.source}"
+        return key, variant, negotiated, headers, prefetched
+
+    async def _read_source(self, key: str, timings: Timings | None) -> bytes:
+        """The source's bytes (at most the byte limit), counted; NotFound when there is none."""
+        started = time.monotonic()
+        try:
+            data = await self._run(self.io, self.sources.get, key, self.limits.max_source_bytes)
+        except StoreError:
+            self.metrics.inc("store_reads_total", "source", "error")
+            raise
+        except EdgeproofError:
+            self.metrics.inc("store_reads_total", "source", "hit")
+            raise
+        finally:
+            if timings is not None:
+                timings.add("source", started, time.monotonic())
+        if data is None:
+            self.metrics.inc("store_reads_total", "source", "miss")
+            raise NotFound("source not found", detail=f"no source image {key!r}")
+        self.metrics.inc("store_reads_total", "source", "hit")
+        return data
 
     # ------------------------------------------------------------------ producing a variant
 
-    async def _produce(self, key: str, variant: Variant, dkey: str, deadline: Deadline) -> tuple[CachedObject, str]:
-        """Derivative store, else transform (in a slot). Runs once per variant at a time."""
+    async def _produce(self, key: str, variant: Variant, dkey: str, deadline: Deadline,
+                       prefetched: asyncio.Future[bytes] | None = None,
+                       timings: Timings | None = None) -> tuple[CachedObject, str]:
+        """Derivative store, else transform (in a slot). Runs once per variant at a time. The source
+        is ``prefetched`` when the request read it alongside the presets table (done by now)."""
         try:
             stored = await self._run(self.io, self.derivatives.get, dkey)
         except StoreError as err:
@@ -125,18 +222,7 @@ class Origin:
         await self.admission.acquire(deadline.at)
         try:
             deadline.check("queue")
-            try:
-                data = await self._run(self.io, self.sources.get, key, self.limits.max_source_bytes)
-            except StoreError:
-                self.metrics.inc("store_reads_total", "source", "error")
-                raise
-            except EdgeproofError:
-                self.metrics.inc("store_reads_total", "source", "hit")
-                raise
-            if data is None:
-                self.metrics.inc("store_reads_total", "source", "miss")
-                raise NotFound("source not found", detail=f"no source image {key!r}")
-            self.metrics.inc("store_reads_total", "source", "hit")
+            data = prefetched.result() if prefetched is not None else await self._read_source(key, timings)
             started = time.perf_counter()
             try:
                 rendition = await self._run(self.cpu, self._transform, data, variant, key, deadline)
@@ -184,7 +270,9 @@ class Origin:
         finally:
             self.flight.forget(dkey)
 
-    async def _lookup(self, key: str, variant: Variant, deadline: Deadline) -> tuple[CachedObject, str]:
+    async def _lookup(self, key: str, variant: Variant, deadline: Deadline,
+                      prefetched: asyncio.Future[bytes] | None = None,
+                      timings: Timings | None = None) -> tuple[CachedObject, str]:
         dkey = variant.path(key)[1:]
         if self.cache.capacity:
             cached = self.cache.get(dkey)
@@ -192,7 +280,7 @@ class Origin:
                 self.metrics.inc("local_cache_hits_total")
                 return cached, "local_cache"
             self.metrics.inc("local_cache_misses_total")
-        task, joined = self.flight.run(dkey, lambda: self._produce(key, variant, dkey, deadline))
+        task, joined = self.flight.run(dkey, lambda: self._produce(key, variant, dkey, deadline, prefetched, timings))
         if joined:
             self.metrics.inc("singleflight_joins_total")
         remaining = None if deadline.at is None else max(0.0, deadline.at - time.monotonic()) + 0.25
@@ -213,14 +301,18 @@ class Origin:
         source = "none"
         try:
             deadline = Deadline(self.config.deadline_ms / 1000)
-            key, variant, negotiated = self._parse(request)
-            obj, source = await self._lookup(key, variant, deadline)
+            timings = Timings() if self.config.server_timing else None
+            key, variant, negotiated, resolved_from, prefetched = await self._parse(request, deadline, timings)
+            obj, source = await self._lookup(key, variant, deadline, prefetched, timings)
             headers = {
                 "Content-Type": obj.content_type,
                 "Cache-Control": self.config.cache_control,
                 "ETag": obj.etag,
                 "X-Origin-Source": source,
+                **resolved_from,
             }
+            if timings is not None and timings.spans:
+                headers["Server-Timing"] = timings.header()
             if negotiated:
                 headers["Vary"] = "Accept"
             inm = request.headers.get("If-None-Match")
@@ -228,6 +320,9 @@ class Origin:
                 response: web.StreamResponse = web.Response(status=304, headers=headers)
             else:
                 response = web.Response(body=obj.data, headers=headers)
+        except (BadPresetItem, PresetsUnavailable) as err:  # the public detail names the item, not the endpoint
+            log.warning("presets for %s: %s", request.raw_path, err.message)
+            response = error_response(err)
         except StoreError as err:  # internal detail (paths, endpoints) goes to the log, not the client
             log.warning("store error for %s: %s %s", request.raw_path, err.message, err.detail or "")
             response = error_response(StoreError("image store unavailable", detail="the image store failed; retry later"))
@@ -337,5 +432,6 @@ class Origin:
                 await asyncio.wait(self.background, timeout=max(0.0, end - time.monotonic()))
 
     def close(self) -> None:
+        self.resolver.close()
         self.cpu.shutdown(wait=False, cancel_futures=True)
         self.io.shutdown(wait=False, cancel_futures=True)
