@@ -56,9 +56,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from edgeproof.analytics.deploy import deploy, dry_run_calls, format_call, worst_case_requests
+    from edgeproof.analytics.deploy import (
+        check_max_utilization,
+        deploy,
+        dry_run_calls,
+        format_call,
+        worst_case_requests,
+    )
     from edgeproof.analytics.strategies import get_strategy
 
+    check_max_utilization(args.max_utilization)
     strategy = get_strategy(args.name)
     if args.dry_run:
         calls = dry_run_calls(strategy, args.function_name, publish=args.publish)

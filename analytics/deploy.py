@@ -51,6 +51,7 @@ __all__ = [
     "RUNTIME",
     "STAGE",
     "Call",
+    "check_max_utilization",
     "DeployResult",
     "GateVerdict",
     "RequestOutcome",
@@ -579,6 +580,12 @@ def send_call(client: Any, call: Call, *, missing_ok: bool = False) -> dict[str,
     return response
 
 
+def check_max_utilization(max_utilization: float) -> None:
+    """The gate's limit is a percentage of CloudFront's maximum run time: above 0, at most 100."""
+    if not 0 < max_utilization <= 100:
+        raise UsageError(f"--max-utilization must be in (0, 100], not {max_utilization:g}")
+
+
 def deploy(strategy: Strategy, function_name: str, *, publish: bool = False,
            max_utilization: float = DEFAULT_MAX_UTILIZATION, client: Any = None,
            progress: Callable[[str], None] | None = None) -> DeployResult:
@@ -588,8 +595,7 @@ def deploy(strategy: Strategy, function_name: str, *, publish: bool = False,
     ``progress`` is told each step as it is done. Raises :class:`AwsError` for an AWS error; a failed
     gate is in the result (``verdict.passed``), and then nothing is published.
     """
-    if not 0 < max_utilization <= 100:
-        raise UsageError(f"--max-utilization must be in (0, 100], not {max_utilization:g}")
+    check_max_utilization(max_utilization)
     say = progress or (lambda _line: None)
     code = export_cf_function(strategy)
     requests = worst_case_requests(strategy)

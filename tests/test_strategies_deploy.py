@@ -239,6 +239,8 @@ def test_dry_run_makes_no_call_and_validates(tmp_path: Path) -> None:
     bad = run("deploy", "aggressive", "--function-name", "not a name!", "--dry-run", env=env)
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
     assert "Name 'not a name!' does not match [a-zA-Z0-9-_]{1,64}" in bad.stderr
+    limit = run("deploy", "aggressive", "--function-name", "img-key", "--dry-run", "--max-utilization", "0", env=env)
+    assert limit.returncode == 2 and "--max-utilization must be in (0, 100]" in limit.stderr
     query_mode = run("deploy", "passthrough", "--function-name", "img-key", "--dry-run", env=env)
     assert query_mode.returncode == 2 and "query-mode strategy" in query_mode.stderr
 

@@ -114,7 +114,8 @@ def cache_key_parameters(strategy: Strategy) -> tuple[dict[str, Any], list[str]]
                                         ("lowercase_values", p.lowercase_values),
                                         ("drop_defaults", p.drop_defaults), ("dedupe", p.dedupe)) if on]
         if blocks:
-            notes.append(f"the strategy's {', '.join(blocks)}: {'needs' if len(blocks) == 1 else 'need'} a viewer-request function (edgeproof exports "
+            verb = "needs" if len(blocks) == 1 else "need"
+            notes.append(f"the strategy's {', '.join(blocks)} {verb} a viewer-request function (edgeproof exports "
                          "one for canonical mode only); the cache policy alone keys on the query as received")
         notes.append("query mode: the derivative store is keyed by the canonical path, so every miss fails "
                      "over to the transformer")
