@@ -46,7 +46,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     # every flag, its default and help from the settings tables of edgeproof.edge.config
     SERVE_SETTINGS.add_arguments(p, only=("port", "host", "origin_group", "backend"),
                                  required=("port", "origin_group"))
-    EDGE_SETTINGS.add_arguments(p, only=("strategy", "pops", "tier", "capacity_mb", "tier_capacity_mb"),
+    EDGE_SETTINGS.add_arguments(p, only=("strategy", "pops", "pop_ids", "tier", "capacity_mb", "tier_capacity_mb"),
                                 required=("strategy",))
     TTL_SETTINGS.add_arguments(p)
     SERVE_SETTINGS.add_arguments(p, only=("log_dir",), required=("log_dir",))

@@ -33,6 +33,7 @@ from edgeproof.cloudfront import (
     ORIGIN_RESPONSE_TIMEOUT,
     TIERS,
 )
+from edgeproof.errors import ConfigError
 from edgeproof.settings import Settings, above, at_least, between, setting
 
 from .cache import TtlPolicy
@@ -44,6 +45,11 @@ def _seconds_up_to(hi: float) -> Any:
     return lambda v: None if 0 < v <= hi else f"must be > 0 and <= {hi:g} seconds (as CloudFront)"
 
 
+def _pop_id(text: str) -> str | None:
+    ok = len(text) >= 4 and text[:3].isalpha() and text[:3].isupper() and text[3:].replace("-", "").isalnum()
+    return None if ok else "must look like an edge location id (IAD89-C1: three capital letters, then digits)"
+
+
 def _alnum(text: str) -> str | None:
     return None if text.isalnum() else "must be letters and digits (like E2QWRUHEXAMPLE)"
 
@@ -52,6 +58,10 @@ def _alnum(text: str) -> str | None:
 class EdgeConfig:
     strategy: str = setting("canonical", "cache-key strategy name or TOML file (edgeproof strategies list)")
     pops: int = setting(4, "number of POPs, each with its own cache", check=between(1, 1000))
+    #: explicit POP ids (then ``pops`` is their number); default: the first ``pops`` of the built-in list
+    pop_ids: tuple[str, ...] = setting((), "a POP id such as IAD12-C2, repeatable: these POPs instead of the first "
+                                           "--pops of the built-in list (its region from the airport code)",
+                                       flag="--pop-id", metavar="ID", item_check=_pop_id)
     #: ``pop`` (POP caches only), ``regional`` (+ regional edge caches, CloudFront's default),
     #: ``shield`` (+ Origin Shield); :data:`edgeproof.cloudfront.TIERS`
     tier: str = setting(DEFAULT_TIER, "cache tiers: pop (POP caches only), regional (+ regional edge caches, which "
@@ -105,6 +115,17 @@ class EdgeConfig:
         # every setting through its table's check, the errors naming the flag (keyword construction too)
         for r in EDGE_SETTINGS:
             r.validate(getattr(self, r.name), table="", key=r.option)
+        if self.pop_ids:
+            if len(set(self.pop_ids)) != len(self.pop_ids):
+                raise ConfigError("--pop-id: each POP id once")
+            object.__setattr__(self, "pops", len(self.pop_ids))
+
+    @property
+    def pop_list(self) -> list[str]:
+        """The POP ids this edge runs (:func:`edgeproof.edge.pops.pop_ids` unless given)."""
+        from .pops import pop_ids
+
+        return list(self.pop_ids) if self.pop_ids else pop_ids(self.pops)
 
     @property
     def host(self) -> str:

@@ -58,7 +58,7 @@ from .config import EdgeConfig
 from .http import Request, ViewerConnections, ViewerProtocol
 from .logsink import LogSink
 from .origin_group import KEPT_HEADERS, OriginGroup, OriginResponse
-from .pops import PopSelector, pop_ids
+from .pops import PopSelector
 from .stats import EdgeStats, PopStats, TierStats
 
 __all__ = ["Edge", "Pop", "Tier"]
@@ -175,7 +175,7 @@ class Edge:
         self.max_head = config.max_head
         self.max_uri = config.max_uri
         self.host = config.host
-        ids = pop_ids(config.pops)
+        ids = config.pop_list
         self.selector = PopSelector(ids)
         shield = Tier("shield", "shield", config.tier_capacity_bytes) if config.tier == "shield" else None
         regional: dict[str, Tier] = {}

@@ -30,7 +30,10 @@ whose ``exit_code`` is 0 or 1 or outside the contract.
     │   ├── UriTooLong          414    a URL over the limit (never echoed back)
     │   └── HeaderTooLarge      431    a request header line over the limit
     ├── Overloaded              503    load shedding / deadline exceeded (carries retry_after; exit 3)
+    ├── AwsError                       an AWS API call failed: refused input, credentials, endpoint (exit 2)
     └── StoreError                     a source/derivative store failed (I/O, S3; exit 2)
+        ├── BadPresetItem       502    a presets-table (DynamoDB) item that is no valid preset/policy
+        └── PresetsUnavailable  503    the presets table cannot be read (unreachable, throttled, missing)
 
 Library errors (pyvips, aiohttp, pyarrow, botocore) are translated into these at one boundary
 per area, with ``raise ... from err``; messages are public and never leak internals.
@@ -53,6 +56,8 @@ __all__ = [
     "EXIT_OK",
     "EXIT_STATUSES",
     "EXIT_USAGE",
+    "AwsError",
+    "BadPresetItem",
     "BadRequest",
     "ConfigError",
     "ConfigTypeError",
@@ -65,6 +70,7 @@ __all__ = [
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
+    "PresetsUnavailable",
     "RequestError",
     "RequestTimeout",
     "StoreError",
@@ -245,9 +251,35 @@ class Overloaded(EdgeproofError):
         self.retry_after = retry_after
 
 
+class AwsError(EdgeproofError):
+    """An AWS API call (CloudFront's function API, …) failed: the service refused the request, the
+    credentials are missing or refused, or the endpoint cannot be reached; exit 2. A gate that the
+    call's *answer* fails is a verdict (exit 1), never this error."""
+
+    status = 502
+    error = "aws"
+    exit_code = EXIT_USAGE
+
+
 class StoreError(EdgeproofError):
     """A store cannot be opened or read (missing folder, unsupported URL, S3 failure): input, exit 2."""
 
     status = 502
     error = "store"
     exit_code = EXIT_USAGE
+
+
+class BadPresetItem(StoreError):
+    """An item of the presets table that is no valid preset or policy: the origin answers 502 naming
+    the item (a config error in the table, not the client's); ``origin presets list`` exits 2."""
+
+    status = 502
+    error = "bad_preset_item"
+
+
+class PresetsUnavailable(StoreError):
+    """The presets table cannot be read (endpoint unreachable, throttled, no such table, access
+    denied): 503 from the origin when the presets file has no fallback; exit 2 from a command."""
+
+    status = 503
+    error = "presets_unavailable"

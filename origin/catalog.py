@@ -213,16 +213,40 @@ def _stamp(store: Store) -> dict[str, object] | None:
     return value if isinstance(value, dict) else None
 
 
+def _donors(keys: list[str], distinct: int) -> dict[str, str]:
+    """With ``distinct`` > 0: each key after the first ``distinct`` → the earlier key whose pixels it shares
+    (cycling through the first ``distinct`` keys of the same format, so a ``.png`` key stays a PNG)."""
+    if distinct <= 0 or distinct >= len(keys):
+        return {}
+    firsts: dict[str, list[str]] = {}
+    for key in keys[:distinct]:
+        firsts.setdefault(key.rsplit(".", 1)[-1], []).append(key)
+    out: dict[str, str] = {}
+    for i, key in enumerate(keys[distinct:]):
+        pool = firsts.get(key.rsplit(".", 1)[-1])
+        if pool:
+            out[key] = pool[i % len(pool)]
+    return out
+
+
 def generate_catalog(out: str | Path, *, count: int, images_per_sku: int = 2, seed: int = 1,
-                     jobs: int = 0, progress: bool = False) -> CatalogResult:
-    """Write the catalog to ``out`` (folder or ``s3://``); see the module docstring."""
-    if count < 1 or images_per_sku < 1:
-        raise UsageError("--count and --images-per-sku must be at least 1")
+                     jobs: int = 0, progress: bool = False, distinct: int = 0) -> CatalogResult:
+    """Write the catalog to ``out`` (folder or ``s3://``); see the module docstring. ``distinct`` > 0:
+    only that many images are drawn; every other key holds the pixels of one of them (a hard link in a
+    folder), so a catalog of thousands of SKUs stays cheap to make while every key is its own source
+    (its own variants, cache keys and transforms)."""
+    if count < 1 or images_per_sku < 1 or distinct < 0:
+        raise UsageError("--count and --images-per-sku must be at least 1, --distinct at least 0")
     store = open_store(str(out))
     keys = catalog_keys(count, images_per_sku, seed)
-    want = {"version": STAMP_VERSION, "count": count, "images_per_sku": images_per_sku, "seed": seed}
+    want: dict[str, object] = {"version": STAMP_VERSION, "count": count, "images_per_sku": images_per_sku,
+                               "seed": seed}
+    if distinct:
+        want["distinct"] = distinct
+    donors = _donors(keys, distinct)
     same = _stamp(store) == want
-    todo = [k for k in keys if not (same and store.exists(k))]
+    todo = [k for k in keys if k not in donors and not (same and store.exists(k))]
+    copies = [k for k in donors if not (same and store.exists(k))]
     store.put(STAMP, b"", "application/json")  # invalidated until this run completes
     bar = Progress("sample-catalog", len(todo), unit=" images", enabled=progress)
 
@@ -235,10 +259,25 @@ def generate_catalog(out: str | Path, *, count: int, images_per_sku: int = 2, se
         for _key in pool.map(make, todo):
             bar.update(1)
     bar.close()
+    for key in copies:  # the shared pixels: a hard link in a folder, a copy elsewhere
+        donor = donors[key]
+        if isinstance(store, FolderStore):
+            src, dst = store.root / donor, store.root / key
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.unlink(missing_ok=True)
+            try:
+                os.link(src, dst)
+                continue
+            except OSError:
+                pass
+        data = store.get(donor)
+        if data is not None:
+            store.put(key, data, "image/png" if key.endswith(".png") else "image/jpeg")
     store.put(MANIFEST, ("\n".join(keys) + "\n").encode(), "text/plain")
     store.put(STAMP, json.dumps(want).encode(), "application/json")
     manifest = str(Path(store.root) / MANIFEST) if isinstance(store, FolderStore) else f"{store.describe()}/{MANIFEST}"
-    return CatalogResult(store.describe(), len(keys), len(todo), len(keys) - len(todo), manifest)
+    return CatalogResult(store.describe(), len(keys), len(todo) + len(copies), len(keys) - len(todo) - len(copies),
+                         manifest)
 
 
 def iter_catalog(out: str | Path) -> Iterator[str]:

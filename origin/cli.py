@@ -1,4 +1,4 @@
-"""``edgeproof origin …``: serve, sample-catalog, prescale, sign."""
+"""``edgeproof origin …``: serve, sample-catalog, prescale, sign, presets (push, list)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _catalog(args: argparse.Namespace) -> int:
     from edgeproof.origin.catalog import generate_catalog
 
     result = generate_catalog(args.out, count=args.count, images_per_sku=args.images_per_sku, seed=args.seed,
-                              progress=not args.quiet)
+                              progress=not args.quiet, distinct=args.distinct)
     print(f"{result.images} images ({result.generated} generated, {result.reused} reused) in {result.out}; "
           f"manifest {result.manifest}")
     return 0
@@ -57,6 +57,43 @@ def _sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _presets_push(args: argparse.Namespace) -> int:
+    from edgeproof.origin.presets import load_preset_file
+    from edgeproof.origin.presets_table import PresetsTable, push_presets
+
+    file = load_preset_file(args.file)  # checked in full before anything is written
+    result = push_presets(file, PresetsTable(args.table), create=args.create)
+    made = " (table created, on-demand billing)" if result.created else ""
+    print(f"pushed {result.presets} presets and {result.policies} policies to {result.table}{made}")
+    return 0
+
+
+def _presets_list(args: argparse.Namespace) -> int:
+    from edgeproof.origin.presets import Policy, load_preset_file
+    from edgeproof.origin.presets_table import PresetsTable, read_items
+
+    from edgeproof.canonical import Variant
+    from edgeproof.errors import ConfigError
+
+    items = read_items(PresetsTable(args.table), load_preset_file(args.presets))
+    for name, value in items.presets:
+        print(f"preset  {name}  {value.ops if isinstance(value, Variant) else 'MALFORMED: ' + str(value.detail)}")
+    for rule in items.policies:
+        if isinstance(rule.policy, Policy):
+            p = rule.policy
+            text = " ".join(part for part in (
+                f"widths={','.join(map(str, p.widths))}" if p.widths else "",
+                f"formats={','.join(p.formats)}" if p.formats else "",
+                f"max_quality={p.max_quality}" if p.max_quality != 100 else "") if part) or "(no limits)"
+        else:
+            text = f"MALFORMED: {rule.policy.detail}"
+        print(f"policy  {rule.prefix}  {text}")
+    print(f"{len(items.presets)} presets, {len(items.policies)} policies in {args.table}", file=sys.stderr)
+    if items.malformed:
+        raise ConfigError(f"{items.malformed} malformed items in presets table {args.table} (marked MALFORMED above)")
+    return 0
+
+
 def register(parser: argparse.ArgumentParser) -> None:
     from edgeproof.origin.config import add_arguments
 
@@ -72,6 +109,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     cat.add_argument("--out", required=True, help="output folder (or s3://bucket/prefix)")
     cat.add_argument("--images-per-sku", type=int, default=2, help="images per SKU (default 2)")
     cat.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    cat.add_argument("--distinct", type=int, default=0, metavar="N",
+                     help="draw only N images; the other keys share their pixels (hard links): a catalog of "
+                          "thousands of SKUs made in seconds, every key still its own source (default 0: all drawn)")
     cat.add_argument("--quiet", action="store_true", help="no progress line")
     cat.set_defaults(func=_catalog)
 
@@ -92,3 +132,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     sg.add_argument("--presets", help="TOML presets file")
     sg.add_argument("-v", "--verbose", action="store_true", help="also print the signed message")
     sg.set_defaults(func=_sign)
+
+    pr = sub.add_parser("presets", help="presets and path policies in a DynamoDB table (origin serve --presets-table)",
+                        description="Load a presets TOML file into the DynamoDB table that origin serve "
+                                    "--presets-table reads, or list the table; see docs/origin.md.")
+    prs = pr.add_subparsers(dest="presets_command", metavar="SUBCOMMAND", required=True)
+    push = prs.add_parser("push", help="write a TOML file's presets and policies to the table",
+                          description="Check FILE as origin serve --presets does, then write each of its presets "
+                                      "(resolved) and policies as one item; other items stay.")
+    push.add_argument("file", metavar="FILE.toml", help="presets file: [presets.NAME] and [policies.\"/prefix/\"]")
+    push.add_argument("--table", required=True, help="DynamoDB table name")
+    push.add_argument("--create", action="store_true", help="create the table (on-demand billing) if it is missing")
+    push.set_defaults(func=_presets_push)
+    ls = prs.add_parser("list", help="print the table's presets and policies (exit 2 if an item is malformed)")
+    ls.add_argument("--table", required=True, help="DynamoDB table name")
+    ls.add_argument("--presets", metavar="FILE", help="presets file the items may build on (as origin serve's)")
+    ls.set_defaults(func=_presets_list)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 import pyarrow.compute as pc
 from edgeproof.analytics.metrics import exact_quantiles, hit_rate
+from edgeproof.rehearsal.autoscaler import scaling_summary, why_lines
 from edgeproof.rehearsal.calibration import (
     ReplaySettings,
     calibration_lines,
@@ -146,7 +147,7 @@ def _edge(logs: list[str], t0: datetime | None, bin_s: float, spike: tuple[float
     # per POP over the scored (spike) window, as the gates are; the whole run when there is none
     for key, group in sorted(((spike_summary or overall).get("groups") or {}).items()):
         by_pop.append({"pop": key, "requests": group.get("requests"), "hits": group.get("hits"),
-                       "misses": group.get("misses"), "hit_rate": group.get("hit_rate")})
+                       "misses": group.get("misses"), "hit_rate": group.get("hit_rate"), "bytes": group.get("bytes")})
     return edge, timeline, by_pop, kept
 
 
@@ -156,7 +157,14 @@ def _origin_timeline(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     prev: dict[str, Any] | None = None
     for s in samples:
         origin = s.get("origin") or {}
+        tasks = s.get("tasks") or {}
+        cpus = [r["cpu_pct"] for r in tasks.values() if r.get("cpu_pct") is not None]
         row = {"t": round(s["t"], 2), "origin_tasks": s.get("origin_tasks"),
+               "tasks_wanted": s.get("tasks_wanted", s.get("origin_tasks")),
+               "tasks_starting": s.get("tasks_starting", 0),
+               "task_cpu_pct": {k: r.get("cpu_pct") for k, r in tasks.items()},
+               "task_inflight": {k: r.get("inflight") for k, r in tasks.items()},
+               "cpu_pct_mean": round(sum(cpus) / len(cpus), 1) if cpus else None,
                "transforms_total": origin.get("transforms_total", 0.0),
                "responses_503_total": origin.get("responses_503", 0.0),
                **{k: origin.get(k, 0.0) for k in ORIGIN_SOURCES}}
@@ -254,7 +262,10 @@ def _origin_work(out: Path, totals: dict[str, float], since: float) -> dict[str,
     distinct = _variants_written(out, since)
     repeats = max(0, transforms - distinct)
     return {"transforms": transforms, "distinct_variants": distinct, "repeat_transforms": repeats,
-            "repeat_transform_rate": repeats / transforms if transforms else 0.0}
+            "repeat_transform_rate": repeats / transforms if transforms else 0.0,
+            # the origin's transform_duration_seconds histogram (sum, count): the cost model's CPU per transform
+            "transform_seconds": totals.get("transform_duration_seconds_sum"),
+            "timed_transforms": round(totals.get("transform_duration_seconds_count", 0.0))}
 
 
 def _origin_gates(rules: tuple[str, ...], values: dict[str, float | None]) -> list[Any]:
@@ -298,6 +309,13 @@ def explain(s: RehearsalSummary) -> list[str]:
     if pre:
         why.append(f"Before the load, {pre['written']} variants of {len(pre['skus'])} SKUs (the launch and the "
                    f"hottest) were prescaled into the shared derivative store in {pre['seconds']:.0f}s.")
+    warm = (s.get("prewarmed") or {}).get("edge")
+    if warm:
+        why.append(f"Before the load, the edge was pre-warmed with {warm['sent']} requests ({warm['keys']} cache keys of "
+                   f"{len(warm['skus'])} SKUs × {warm['pops']} POPs, every Accept the clients send) in "
+                   f"{warm['seconds']:.0f}s: {warm['misses']} filled a POP from the origin group, {warm['hits']} from "
+                   f"their regional edge cache, so that the first viewer of those keys at a POP finds them cached "
+                   f"(`edgeproof rehearse compare` against a run with prewarm = \"store\" measures the gain).")
     work = s.get("origin_work") or {}
     stack = s.get("stack") or {}
     if work.get("transforms"):
@@ -307,9 +325,10 @@ def explain(s: RehearsalSummary) -> list[str]:
             text += (" Each task keeps its variants in a private cache and on its own disk: a task added by "
                      "scale-out starts cold and transforms again what the others already made.")
         why.append(text)
+    why.extend(why_lines(s.get("autoscaling"), bool(stack.get("shared_derivatives"))))
     ot = s.get("origin_timeline") or []
     for ev in s.get("events") or []:
-        if ev["action"] != "scale_out" or not ot:
+        if ev["action"] != "scale_out" or ev.get("by") == "autoscaler" or not ot:
             continue
         before = sum(r.get("transforms_per_s", 0.0) * r["dt"] for r in ot if ev["t"] - 10 <= r["t"] < ev["t"])
         after = sum(r.get("transforms_per_s", 0.0) * r["dt"] for r in ot if ev["t"] <= r["t"] < ev["t"] + 10)
@@ -376,6 +395,9 @@ class RehearsalSummary(TypedDict):
     by_pop: list[dict[str, Any]]
     what_if: dict[str, Any] | None
     events: list[dict[str, Any]]
+    tasks: list[dict[str, Any]]
+    autoscaling: dict[str, Any] | None
+    prewarmed: dict[str, Any] | None
     origin_timeline: list[dict[str, Any]]
     timeline: list[dict[str, Any]]
     bin_seconds: float
@@ -391,7 +413,9 @@ class RehearsalSummary(TypedDict):
 def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, float, float]], embedded: bool,
             samples: list[dict[str, Any]], events: list[dict[str, Any]], real_logs: str | None, what_if: bool,
             started: float, finished: float, target_url: str | None, prescaled: dict[str, Any] | None = None,
-            load_began: float | None = None, edge_config: EdgeConfig | None = None) -> RehearsalSummary:
+            load_began: float | None = None, edge_config: EdgeConfig | None = None,
+            tasks: list[dict[str, Any]] | None = None, prewarmed: dict[str, Any] | None = None,
+            datapoints: list[tuple[float, float, int]] | None = None) -> RehearsalSummary:
     """The summary of a finished run, in named steps: client rows and gates, edge logs, what-if,
     timeline, origin, cross-check, then the summary and the reasons behind its numbers."""
     from edgeproof.loadtest.gates import evaluate
@@ -408,6 +432,9 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
     # a real distribution's log bucket holds more than this run: keep the rehearsal's window only
     window = None if embedded or not logs else (datetime.fromtimestamp(started - 60, UTC),
                                                 datetime.fromtimestamp(finished + 60, UTC))
+    warm_until = ((prewarmed or {}).get("edge") or {}).get("until")
+    if embedded and warm_until:  # the edge pre-warm's requests precede the load: not the run's traffic
+        window = (datetime.fromtimestamp(warm_until, UTC), datetime.fromtimestamp(finished + 60, UTC))
     edge, edge_timeline, by_pop, window_batches = _edge_side(logs, t0, bin_s, spike, window, what_if, notes)
     replay = None
     if what_if and logs and edge and edge["requests"]:
@@ -473,6 +500,9 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         "by_pop": by_pop,
         "what_if": replay,
         "events": events,
+        "tasks": tasks or [],
+        "autoscaling": None,
+        "prewarmed": prewarmed,
         "origin_timeline": _origin_timeline(samples),
         "timeline": timeline,
         "bin_seconds": bin_s,
@@ -484,6 +514,9 @@ def analyse(*, out: Path, scenario: RehearsalScenario, phases: list[tuple[str, f
         "notes": notes,
         "why": [],
     }
+    if embedded:
+        summary["autoscaling"] = scaling_summary(scenario.autoscaling, events, tasks or [],
+                                                 summary["origin_timeline"], timeline, datapoints or [])
     summary["why"] = explain(summary)
     return summary
 
@@ -585,7 +618,7 @@ def _consistency(edge: dict[str, Any], client: dict[str, Any], notes: list[str])
 def _stack(scenario: RehearsalScenario) -> dict[str, Any]:
     """The embedded stack's shape, as the report and a comparison of two runs need it."""
     st = scenario.stack
-    return {"pops": st.pops, "origin_processes": st.origin_processes, "origin_workers": st.origin_workers,
+    return {"pops": st.pop_count, "pop_ids": list(st.pop_ids), "origin_processes": st.origin_processes, "origin_workers": st.origin_workers,
             "local_cache_mb": st.local_cache_mb, "shared_derivatives": st.shared_derivatives,
             "catalog_images": st.catalog_images, "prescale_launch": st.prescale_launch,
             "prescale_hottest": st.prescale_hottest}

@@ -44,7 +44,8 @@ def edge_config(scenario: RehearsalScenario, out: Path) -> EdgeConfig:
     for everything else (:mod:`edgeproof.cloudfront`), real-time logs on."""
     from edgeproof.edge.config import EdgeConfig
 
-    return EdgeConfig(strategy=scenario.strategy, pops=scenario.stack.pops, distribution_id=DISTRIBUTION_ID,
+    return EdgeConfig(strategy=scenario.strategy, pops=scenario.stack.pops, pop_ids=scenario.stack.pop_ids,
+                      distribution_id=DISTRIBUTION_ID,
                       realtime_log_dir=str(out / REALTIME_DIR))
 
 
@@ -60,6 +61,7 @@ def edge_serve_args(config: EdgeConfig, *, port: int, admin_port: int, origin_gr
     ttl = config.ttl
     args = ["edge", "serve", "--port", str(port), "--admin-port", str(admin_port),
             f"--origin-group={origin_group}", "--strategy", config.strategy, "--pops", str(config.pops),
+            *(f"--pop-id={p}" for p in config.pop_ids),
             "--tier", config.tier, "--capacity-mb", _num(config.capacity_mb),
             "--min-ttl", _num(ttl.min_ttl), "--default-ttl", _num(ttl.default_ttl),
             "--max-ttl", _num(ttl.max_ttl), "--error-ttl", _num(ttl.error_ttl),
@@ -96,13 +98,12 @@ def replay_settings(config: EdgeConfig, cache_control: str | None = None) -> Rep
     """The replay's model of ``config``: its tier, its TTL for the origin's image responses (the
     origin's ``Cache-Control``, default :data:`edgeproof.origin.config.DEFAULT_CACHE_CONTROL`, clamped by the
     cache policy exactly as the emulator does, :meth:`TtlPolicy.ttl`), its POP capacity, its POPs."""
-    from edgeproof.edge.pops import pop_ids
     from edgeproof.origin.config import DEFAULT_CACHE_CONTROL
 
     from edgeproof.cloudfront import region_of
 
     ttl = config.ttl.ttl(200, {"cache-control": cache_control or DEFAULT_CACHE_CONTROL})
-    pops = tuple(pop_ids(config.pops))
+    pops = tuple(config.pop_list)
     return ReplaySettings(tier=config.tier, ttl=ttl, capacity=config.capacity_bytes,
                           tier_capacity=config.tier_capacity_bytes, pops=pops,
                           regions={p: region_of(p) for p in pops})
@@ -134,9 +135,11 @@ def _client_starts(table: Any, records: Any, arrival: Any) -> Any:
     """Each log row's intended start from the load recorder (epoch ms), or None when the rows do not pair.
 
     A log row and a recorder row are the same request when they have the same URL and POP; among the
-    requests for one (URL, POP), the n-th to arrive at the edge is the n-th the client started."""
+    requests for one (URL, POP), the n-th to arrive at the edge is the n-th the client started. The edge
+    pre-warm's requests (their own User-Agent, sent before the load) keep their arrival time."""
     import numpy as np
     import pyarrow.compute as pc
+    from edgeproof.rehearsal.prewarm import USER_AGENT as WARM_AGENT
 
     stem = pc.fill_null(table.column("cs_uri_stem"), "").to_pylist()
     query = pc.fill_null(table.column("cs_uri_query"), "").to_pylist()
@@ -153,7 +156,12 @@ def _client_starts(table: Any, records: Any, arrival: Any) -> Any:
         starts.sort(reverse=True)  # pop() takes the earliest
     out = np.empty(table.num_rows, dtype=np.int64)
     unit = 1000 if records.column("intended_start").type.unit == "us" else 1
+    agents = pc.fill_null(table.column("cs_user_agent"), "").to_pylist() \
+        if "cs_user_agent" in table.schema.names else [""] * table.num_rows
     for j in np.argsort(arrival, kind="stable").tolist():
+        if agents[j] == WARM_AGENT:
+            out[j] = arrival[j]
+            continue
         url = stem[j] + ("?" + query[j] if query[j] not in ("", "-") else "")
         starts = queue.get((url, where[j]))
         if not starts:

@@ -23,7 +23,12 @@ _FLAGS = ("strategy", "duration", "peak_rps")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    from edgeproof.rehearsal.config import SCENARIO_SETTINGS, STACK_SETTINGS, list_rehearsal_scenarios
+    from edgeproof.rehearsal.config import (
+        AUTOSCALING_SETTINGS,
+        SCENARIO_SETTINGS,
+        STACK_SETTINGS,
+        list_rehearsal_scenarios,
+    )
 
     parser.description = textwrap.fill(
         "Run a spike rehearsal: start the embedded stack (sample catalog, origin tasks, edge emulator) or "
@@ -31,7 +36,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "analyse the edge logs with the recorder rows, and write summary.json, report.html and the charts. "
         "See docs/rehearsal.md.", 100)
     parser.epilog = "\n".join([_EPILOG, "scenario files (docs/rehearsal.md):", SCENARIO_SETTINGS.help_text(), "",
-                               STACK_SETTINGS.help_text()])
+                               STACK_SETTINGS.help_text(), "", AUTOSCALING_SETTINGS.help_text()])
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--scenario", metavar="NAME|FILE",
                         help=f"rehearsal scenario: built-in ({', '.join(list_rehearsal_scenarios())}) or a TOML "

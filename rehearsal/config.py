@@ -34,12 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from edgeproof.loadtest.gates import GateMetrics, parse_gate
+from edgeproof.rehearsal.autoscaler import AUTOSCALING_SETTINGS, AutoscalingConfig
 
 from edgeproof.errors import ConfigError
 from edgeproof.settings import Settings, at_least, expect, setting
 from edgeproof.tomlfile import builtin_names, dump_toml, load_named_toml  # dump_toml: re-exported
 
 __all__ = [
+    "AUTOSCALING_SETTINGS",
     "BUILTIN_DIR",
     "ORIGIN_METRICS",
     "SCENARIO_SETTINGS",
@@ -55,6 +57,7 @@ __all__ = [
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
 ACTIONS = ("scale_out", "scale_in")
+PREWARM = ("store", "edge", "both", "none")
 #: the origin gates' metrics (computed by the rehearsal from the origin tasks and their stores), as
 #: data on the one gate language: ``repeat_transform_rate`` = share of the run's transforms that re-made
 #: a variant already made during the run (by another task with a private cache, or concurrently);
@@ -78,9 +81,20 @@ class StackConfig:
                                              "(ephemeral tasks with private disks)")
     catalog_images: int = setting(60, "sample catalog size (generated once, kept in .edgeproof-cache/)",
                                   check=at_least(2))
+    catalog_distinct: int = setting(0, "> 0: only that many images drawn, the other catalog keys share their pixels "
+                                       "(cheap thousands of SKUs; every key still its own source and transforms)",
+                                    check=at_least(0))
     prescale_launch: bool = setting(False, "before the load: prescale the promotion's new SKUs (the launch)")
     prescale_hottest: int = setting(0, "... and the N most popular SKUs (needs shared_derivatives)",
                                     check=at_least(0))
+    pop_ids: tuple[str, ...] = setting((), "explicit POP ids (e.g. [\"IAD89-C1\", \"IAD12-C2\"]); default: "
+                                           "the first `pops` of the emulator's list")
+
+
+    @property
+    def pop_count(self) -> int:
+        """The POPs the edge runs: ``pop_ids`` when given, else ``pops``."""
+        return len(self.pop_ids) or self.pops
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +114,12 @@ class RehearsalScenario:
     duration: float = setting(70.0, "seconds of load (the spike shape scales to it)", check=at_least(5))
     peak_rps: float = setting(60.0, "requests/s at the peak", check=at_least(0.1))
     origin_gates: tuple[str, ...] = setting((), "gates on the origin tier, METRIC OP NUMBER (embedded stack only)")
+    prewarm: str = setting("store", "before the load, warm the launch and hottest SKUs (stack.prescale_*) into: "
+                                    "store (prescale the derivative store), edge (every POP through the edge, "
+                                    "every Accept class and DPR the clients use), both, or none",
+                           choices=PREWARM)
     stack: StackConfig = field(default_factory=StackConfig)
+    autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
     events: tuple[Event, ...] = ()
     loadtest: dict[str, Any] = field(default_factory=dict)
     source: str = ""
@@ -135,17 +154,25 @@ def _events(where: str, raw_events: Any) -> tuple[Event, ...]:
 
 
 def rehearsal_from_dict(data: dict[str, Any], where: str = "<rehearsal>") -> RehearsalScenario:
-    top = SCENARIO_SETTINGS.read(data, where=where, ignore=("stack", "events", "loadtest"))
+    top = SCENARIO_SETTINGS.read(data, where=where, ignore=("stack", "events", "loadtest", "autoscaling"))
     for i, rule in enumerate(top["origin_gates"]):
         parse_gate(rule, ORIGIN_METRICS, where=f"{where}: origin_gates[{i}]")
     stack = STACK_SETTINGS.build(data.get("stack"), where=where)
-    if (stack.prescale_launch or stack.prescale_hottest) and not stack.shared_derivatives:
+    if (stack.prescale_launch or stack.prescale_hottest) and top["prewarm"] in ("store", "both") \
+            and not stack.shared_derivatives:
         raise ConfigError(f"{where}: [stack] prescale_*: prescaling writes to the shared derivative store",
                           detail="set stack.shared_derivatives = true, or drop the prescale keys")
+    if stack.pop_ids and len(set(stack.pop_ids)) != len(stack.pop_ids):
+        raise ConfigError(f"{where}: [stack] pop_ids: each POP id once")
+    auto = AUTOSCALING_SETTINGS.build(data.get("autoscaling"), where=where)
+    if auto.enabled and not auto.min_tasks <= stack.origin_processes <= auto.max_tasks:
+        raise ConfigError(f"{where}: [autoscaling] min_tasks <= stack.origin_processes <= max_tasks, got "
+                          f"{auto.min_tasks}, {stack.origin_processes}, {auto.max_tasks}",
+                          detail="the service starts at origin_processes tasks, within its bounds")
     loadtest = data.get("loadtest", {})
     if not isinstance(loadtest, dict):
         raise ConfigError(f"{where}: [loadtest] must be a table")
-    return RehearsalScenario(**top, stack=stack, events=_events(where, data.get("events", [])),
+    return RehearsalScenario(**top, stack=stack, autoscaling=auto, events=_events(where, data.get("events", [])),
                              loadtest=dict(loadtest), source=where)
 
 

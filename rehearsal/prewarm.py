@@ -65,6 +65,7 @@ __all__ = [
     "predict_gain",
     "read_plan",
     "run_plan",
+    "scenario_traffic",
     "write_plan",
 ]
 
@@ -516,6 +517,16 @@ async def _send_all(work: list[tuple[WarmRequest, str | None]], base: str, pop_h
     if not queue.empty():
         left = queue.qsize()
         result.stopped = "; ".join(filter(None, [result.stopped, f"{left} requests not sent: --max-time {max_seconds:g}s"]))
+
+
+def scenario_traffic(scenario: Scenario, pops: Sequence[str]) -> Traffic:
+    """The viewers a load-test scenario sends, as the plan's :class:`Traffic`: its browsers' Accept values
+    with their shares (device pixels are already in the srcset widths the workload picks: DPR 1)."""
+    total = sum(b.share for b in scenario.clients.browsers) or 1.0
+    accepts: dict[str, float] = {}
+    for b in scenario.clients.browsers:
+        accepts[b.accept] = accepts.get(b.accept, 0.0) + b.share / total
+    return Traffic(accept_shares=accepts, dpr_shares={"1": 1.0}, pops=list(pops), start_ms=None, rows=0)
 
 
 def emulator_pops(n: int) -> list[str]:

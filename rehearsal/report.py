@@ -53,6 +53,7 @@ def _charts(s: RehearsalSummary, out: Path) -> _Charts:
         title="Origin transforms/s and 503s (right: origin tasks)", ylabel="per second", phases=phases,
         markers=markers,
         right={"origin tasks": [r.get("origin_tasks") for r in ot]}, right_label="tasks")
+    made["scaling"] = _scaling_chart(s, out, phases, markers)
     anatomy = s.get("miss_anatomy") or {}
     made["anatomy"] = charts.bars(
         out / "miss_anatomy.png", list(anatomy), [anatomy[k] for k in anatomy],
@@ -63,6 +64,55 @@ def _charts(s: RehearsalSummary, out: Path) -> _Charts:
         title="Hit rate by strategy (replay what-if on the same traffic)", percent=True, target=target,
         highlight=s["strategy"])
     return made
+
+
+def _scaling_chart(s: RehearsalSummary, out: Path, phases: list[tuple[float, float, str]],
+                   markers: list[tuple[float, str]]) -> Path | None:
+    """Per-task CPU (left) and tasks wanted / serving (right) over time: where the service lagged the load."""
+    ot = s.get("origin_timeline") or []
+    names = sorted({k for r in ot for k in r.get("task_cpu_pct") or {}}, key=int)
+    if not names:
+        return None
+    series = {f"task {n} CPU %": [(r.get("task_cpu_pct") or {}).get(n) for r in ot] for n in names}
+    series["origin 503/s"] = [r.get("origin_503_per_s") for r in ot]
+    return charts.time_series(
+        out / "autoscaling.png", [r["t"] for r in ot], series,
+        title="Origin tasks: CPU per task and 503s (left), tasks wanted vs serving (right)",
+        ylabel="% of the task's vCPUs, 503/s", phases=phases, markers=markers,
+        right={"tasks wanted": [r.get("tasks_wanted") for r in ot],
+               "tasks serving": [r.get("origin_tasks") for r in ot]}, right_label="tasks")
+
+
+def _scaling_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
+    """The origin service over time: tasks wanted and serving, each task's CPU, the autoscaler's decisions."""
+    if not made.get("scaling"):
+        return
+    auto = s.get("autoscaling")
+    doc.heading("Origin scaling")
+    doc.figure(made["scaling"], "Each origin task's CPU (% of its vCPUs, from /proc) and the origin 503s; on the "
+                                "right the tasks the service wanted and the tasks serving (a task serves once "
+                                "started and warm).")
+    if auto:
+        c = auto["config"]
+        doc.paragraph(f"Target tracking on {c['metric']} at {c['target']:g}, {c['period_s']:g} s datapoints: time "
+                      f"constants compressed ×{auto['compression']:g} against ECS's 1-minute metric period.",
+                      muted=True)
+        rows = [[m["breach_t"], m["decided_t"], m["serving_t"] if m["serving_t"] is not None else "–", m["wanted"],
+                 m["lag_s"] if m["lag_s"] is not None else "–", m["origin_503"],
+                 fmt_ms(m["client_p99_ms_max"])] for m in auto["scale_outs"]]
+        if rows:
+            doc.table(["metric above target from t (s)", "decided t (s)", "serving t (s)", "tasks wanted", "lag (s)",
+                       "origin 503s in lag", "worst client p99 in lag"], rows,
+                      caption="Each scale-out of the autoscaler: from the first datapoint over target to the new "
+                              "tasks taking traffic")
+    tasks = s.get("tasks") or []
+    if tasks:
+        doc.table(["task", "started by", "launched t (s)", "serving t (s)", "stopped t (s)", "requests",
+                   "transforms", "private-cache hits", "private-cache hits when it began serving"],
+                  [[t["task"], t["by"], t["launched_t"], "–" if t["serving_t"] is None else t["serving_t"],
+                    "–" if t["stopped_t"] is None else t["stopped_t"], t["requests"], t["transforms"],
+                    t["local_cache_hits"], t["local_cache_hits_at_start"]] for t in tasks],
+                  caption="Every origin task of the run (times from the first request)")
 
 
 def write_report(s: RehearsalSummary, out: Path) -> list[Path]:
@@ -226,6 +276,20 @@ def _origin_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
                           "vs transformed")
 
 
+def _cost_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
+    """What this run's traffic would cost a month on AWS (edgeproof.analytics.cost.rehearsal_cost)."""
+    from edgeproof.analytics.cost import ITEMS, money, rehearsal_cost, scale_line
+
+    cost = rehearsal_cost(s)  # type: ignore[arg-type]
+    if cost is None:
+        return
+    doc.heading("Cost per month")
+    doc.table(["item", "$/month"], [[label, money(cost["items"][k])] for k, label in ITEMS if cost["items"][k]]
+              + [["total", money(cost["total"])]], caption=scale_line(cost))
+    for note in cost["notes"]:
+        doc.paragraph(note, muted=True)
+
+
 def _misses_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
     """The miss anatomy and the what-if: why the misses happened and what another cache key would score."""
     doc.heading("Where the misses come from")
@@ -269,7 +333,7 @@ def _notes_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
 #: the report's sections, in order: each adds its headings, figures and tables to the document
 _SECTIONS: tuple[Callable[[Document, RehearsalSummary, _Charts], None], ...] = (
     _headline_section, _gates_section, _traffic_section, _latency_section, _generator_section, _pop_section,
-    _origin_section,
+    _origin_section, _scaling_section, _cost_section,
     _misses_section, _cross_check_section, _notes_section,
 )
 

@@ -141,11 +141,12 @@ def test_locust_environment_is_the_documented_one() -> None:
 
 
 def test_rehearsal_settings_are_the_documented_ones() -> None:
-    from edgeproof.rehearsal.config import SCENARIO_SETTINGS, STACK_SETTINGS
+    from edgeproof.rehearsal.config import AUTOSCALING_SETTINGS, SCENARIO_SETTINGS, STACK_SETTINGS
 
     doc = _toml_block("rehearsal.md", "## Scenario files")
     _check_block(SCENARIO_SETTINGS, doc, "rehearsal.md")
     _check_block(STACK_SETTINGS, doc["stack"], "rehearsal.md")
+    _check_block(AUTOSCALING_SETTINGS, doc["autoscaling"], "rehearsal.md")
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -217,11 +218,11 @@ def _cli(*argv: str, cwd: Path | None = None) -> Any:
 
 def test_every_rehearsal_setting_is_in_rehearse_help() -> None:
     from edgeproof.rehearsal.cli import _FLAGS
-    from edgeproof.rehearsal.config import SCENARIO_SETTINGS, STACK_SETTINGS
+    from edgeproof.rehearsal.config import AUTOSCALING_SETTINGS, SCENARIO_SETTINGS, STACK_SETTINGS
 
     res = _cli("rehearse", "--help")
     assert res.returncode == 0, res.stderr
-    for table in (SCENARIO_SETTINGS, STACK_SETTINGS):
+    for table in (SCENARIO_SETTINGS, STACK_SETTINGS, AUTOSCALING_SETTINGS):
         for r in table:
             prefix = f"[{table.table}] " if table.table else ""
             line = next((ln for ln in res.stdout.splitlines() if ln.strip().startswith(f"{prefix}{r.name} ")), None)
