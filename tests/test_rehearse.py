@@ -81,13 +81,18 @@ def test_bad_strategy_rehearsal_end_to_end() -> None:
         assert summary["latency_ms"]["client"]["hit"][key] is not None
         assert summary["latency_ms"]["edge"]["miss"][key] is not None
 
+    # the scripted scale-out played (no autoscaler in this scenario), its task counted
+    scripted = [e for e in summary["events"] if e["action"] == "scale_out"]
+    assert scripted and all(e["by"] == "script" for e in scripted) and summary["autoscaling"] is None
+    assert [t["by"] for t in summary["tasks"]][:2] == ["initial", "script"]
     # report files, charts embedded in the HTML
     for name in ("report.html", "report.md", "requests_and_hit_rate.png", "latency_over_time.png",
-                 "hit_rate_by_pop.png", "origin_transforms.png", "miss_anatomy.png", "hit_rate_by_strategy.png"):
+                 "hit_rate_by_pop.png", "origin_transforms.png", "autoscaling.png", "miss_anatomy.png",
+                 "hit_rate_by_strategy.png"):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text()
     pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(pngs) == 6 and all(base64.b64decode(p)[:4] == b"\x89PNG" for p in pngs)
+    assert len(pngs) == 7 and all(base64.b64decode(p)[:4] == b"\x89PNG" for p in pngs)
     assert "FAIL" in html and "http://" not in html.replace("http://127.0.0.1", "")
     # every child is gone: the stack's process logs end and no port is still served
     assert (out / "stack" / "edge.log").is_file() and (out / "stack" / "origin-1.log").is_file()
