@@ -105,7 +105,7 @@ def main() -> int:
         for label, s in (("default (prewarm both)", b), ("ephemeral", e)):
             work = s.get("origin_work") or {}
             most = max((r.get("origin_tasks") or 0 for r in s.get("origin_timeline") or []), default=0)
-            print(f"| {label} | {s['spike_hit_rate']:.2%} | {s['latency_ms']['client']['miss']['p99']} ms | "
+            print(f"| {label} | {s['spike_hit_rate']:.2%} | {s['latency_ms']['client']['miss']['p99']:.0f} ms | "
                   f"{work.get('transforms')} | {work.get('repeat_transforms')} "
                   f"({(work.get('repeat_transform_rate') or 0):.0%}) | {most} | {'PASS' if s['passed'] else 'FAIL'} |")
     print(f"runs in {base}")
