@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from edgeproof.analytics.deploy import querystring_object
 from edgeproof.analytics.strategies import Strategy, get_strategy, list_strategies
 from edgeproof.analytics.strategies._registry import BUILTIN_ORDER
 from edgeproof.analytics.strategies.cf_function import CF_FUNCTION_MAX_BYTES, export_cf_function
@@ -142,21 +143,8 @@ class Req:
     accept: tuple[str, ...] | None = None    # Accept header lines; None: no Accept header
 
 
-def querystring_event(query: str) -> dict[str, dict[str, Any]]:
-    """``request.querystring`` as CloudFront builds it: split on '&' (empty segments skipped) and at the
-    first '=' (none: value ""); one field per name in first-appearance order; a repeated name keeps its
-    first value in ``value`` and all of them in ``multiValue``; nothing is decoded."""
-    grouped: dict[str, list[str]] = {}
-    for segment in query.split("&"):
-        if segment:
-            name, _, value = segment.partition("=")
-            grouped.setdefault(name, []).append(value)
-    out: dict[str, dict[str, Any]] = {}
-    for name, values in grouped.items():
-        out[name] = {"value": values[0]}
-        if len(values) > 1:
-            out[name]["multiValue"] = [{"value": v} for v in values]
-    return out
+#: ``request.querystring`` as CloudFront builds it: the deploy's own builder (one definition)
+querystring_event = querystring_object
 
 
 def event_of(req: Req) -> dict[str, Any]:
