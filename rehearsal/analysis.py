@@ -164,6 +164,7 @@ def _origin_timeline(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
                "tasks_starting": s.get("tasks_starting", 0),
                "task_cpu_pct": {k: r.get("cpu_pct") for k, r in tasks.items()},
                "task_inflight": {k: r.get("inflight") for k, r in tasks.items()},
+               "task_rps": {k: r.get("rps") for k, r in tasks.items()},
                "cpu_pct_mean": round(sum(cpus) / len(cpus), 1) if cpus else None,
                "transforms_total": origin.get("transforms_total", 0.0),
                "responses_503_total": origin.get("responses_503", 0.0),

@@ -66,19 +66,31 @@ def _charts(s: RehearsalSummary, out: Path) -> _Charts:
     return made
 
 
+#: the per-task series the scaling chart draws for each autoscaling metric: (timeline key, label, unit)
+_SCALING_SERIES = {"cpu": ("task_cpu_pct", "CPU %", "% of the task's vCPUs"),
+                   "requests": ("task_rps", "requests/s", "requests/s per task"),
+                   "inflight": ("task_inflight", "in-flight transforms", "transforms running or queued")}
+
+
 def _scaling_chart(s: RehearsalSummary, out: Path, phases: list[tuple[float, float, str]],
                    markers: list[tuple[float, str]]) -> Path | None:
-    """Per-task CPU (left) and tasks wanted / serving (right) over time: where the service lagged the load."""
+    """The tracked metric per task with its target, the origin 503s (left), and tasks wanted / serving
+    (right) over time: where the service lagged the load. Without autoscaling: CPU per task."""
     ot = s.get("origin_timeline") or []
-    names = sorted({k for r in ot for k in r.get("task_cpu_pct") or {}}, key=int)
+    auto = s.get("autoscaling")
+    metric = auto["config"]["metric"] if auto else "cpu"
+    key, label, unit = _SCALING_SERIES[metric]
+    names = sorted({k for r in ot for k in r.get(key) or {}}, key=int)
     if not names:
         return None
-    series = {f"task {n} CPU %": [(r.get("task_cpu_pct") or {}).get(n) for r in ot] for n in names}
+    series = {f"task {n} {label}": [(r.get(key) or {}).get(n) for r in ot] for n in names}
+    if auto:
+        series[f"target {auto['config']['target']:g}"] = [auto["config"]["target"]] * len(ot)
     series["origin 503/s"] = [r.get("origin_503_per_s") for r in ot]
     return charts.time_series(
         out / "autoscaling.png", [r["t"] for r in ot], series,
-        title="Origin tasks: CPU per task and 503s (left), tasks wanted vs serving (right)",
-        ylabel="% of the task's vCPUs, 503/s", phases=phases, markers=markers,
+        title=f"Origin tasks: {label} per task and 503s (left), tasks wanted vs serving (right)",
+        ylabel=f"{unit}, 503/s", phases=phases, markers=markers,
         right={"tasks wanted": [r.get("tasks_wanted") for r in ot],
                "tasks serving": [r.get("origin_tasks") for r in ot]}, right_label="tasks")
 
@@ -89,9 +101,12 @@ def _scaling_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
         return
     auto = s.get("autoscaling")
     doc.heading("Origin scaling")
-    doc.figure(made["scaling"], "Each origin task's CPU (% of its vCPUs, from /proc) and the origin 503s; on the "
-                                "right the tasks the service wanted and the tasks serving (a task serves once "
-                                "started and warm).")
+    metric = auto["config"]["metric"] if auto else "cpu"
+    what = {"cpu": "CPU (% of its vCPUs, from /proc)", "requests": "requests per second",
+            "inflight": "transforms running or queued"}[metric]
+    doc.figure(made["scaling"], f"Each origin task's {what}{' against the target' if auto else ''} and the origin "
+                                "503s; on the right the tasks the service wanted and the tasks serving (a task "
+                                "serves once started and warm).")
     if auto:
         c = auto["config"]
         doc.paragraph(f"Target tracking on {c['metric']} at {c['target']:g}, {c['period_s']:g} s datapoints: time "
@@ -185,8 +200,11 @@ def _traffic_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:
                                 "shaded: baseline, ramp, peak, decay.")
     events = s.get("events") or []
     if events:
-        doc.table(["t (s)", "event", "origin tasks after"],
-                  [[e["t"], e["action"], e["origin_tasks"]] for e in events], caption="Scenario events played")
+        doc.table(["t (s)", "event", "by", "tasks wanted", "tasks serving", "why"],
+                  [[e["t"], e["action"].replace("_", " "), e.get("by", "script"), e.get("wanted", e["origin_tasks"]),
+                    e["origin_tasks"], e.get("reason", "")] for e in events],
+                  caption="Origin scaling events: the scenario's scripted ones and the autoscaler's (a task it "
+                          "launched serves once started: \"task serving\")")
 
 
 def _latency_section(doc: Document, s: RehearsalSummary, made: _Charts) -> None:

@@ -270,7 +270,11 @@ class _Stack:
                 row["cpu_pct"] = round(100.0 * (cpu - last[1]) / (self.clock - last[0]) / vcpus, 1)
             if cpu is not None:
                 self.cpu_last[n] = (self.clock, cpu)
-            self.req_last[n] = (self.clock, counters.get("requests_total", 0.0))
+            served = counters.get("requests_total", 0.0)
+            before = self.req_last.get(n)
+            if before is not None and self.clock > before[0]:
+                row["rps"] = round((served - before[1]) / (self.clock - before[0]), 2)
+            self.req_last[n] = (self.clock, served)
             self.req_period.setdefault(n, self.req_last[n])
             per_task[str(n)] = row
         sample["tasks"] = per_task
