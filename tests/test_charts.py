@@ -153,3 +153,12 @@ def test_png_form_keeps_the_report_signature() -> None:
         params = list(inspect.signature(png).parameters)
         assert params[0] == "path" and params[1:] == list(inspect.signature(figure).parameters), kind
         assert png.__name__ == kind and kind + "_figure" in (png.__doc__ or "")
+
+
+def test_time_series_with_more_series_than_colours(tmp_path: Path) -> None:
+    """A rehearsal with many origin tasks draws a line per task: more series than the palette has colours."""
+    n = len(charts.PALETTE) + 3
+    xs = list(range(5))
+    path = charts.time_series(tmp_path / "many.png", xs, {f"task {i}": [float(i)] * 5 for i in range(n)},
+                              title="many", right={"tasks": [1, 2, 3, 3, 2]}, right_label="tasks")
+    assert path is not None and path.read_bytes()[:4] == b"\x89PNG"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import inspect
 import io
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -208,7 +209,7 @@ def time_series_figure(
         ax.axvspan(start, end, zorder=0, label="no data" if n == 0 else "_gap", **_GAP)
         ax.text(start, 0.98, " no data", transform=ax.get_xaxis_transform(), va="top", ha="left",
                 fontsize=8, color=_GAP_TEXT, fontweight="bold")
-    colours = iter(PALETTE)
+    colours = itertools.cycle(PALETTE)  # more series than colours: they repeat, never run out
     drawn = []
     for at, label in markers:
         ax.axvline(at, color="#444", linestyle=":", linewidth=1.1)
