@@ -673,6 +673,9 @@ def run_rehearsal(options: RehearsalOptions) -> RehearsalResult:
             host = stack.edge_url
         else:
             host = str(options.target).rstrip("/")
+            if scenario.prewarm != "none" or scenario.autoscaling.enabled:
+                _say(quiet, "with --target nothing is started: the scenario's prewarm and autoscaling are the "
+                            "distribution's own (warm its POPs first with `edgeproof prewarm run --target URL`)")
         _say(quiet, f"load: {host} (phases: " + ", ".join(f"{n} {a:.0f}-{b:.0f}s" for n, a, b in phases) + ")")
         load_began = time.time()
         load_rc = _run_load(stack, scenario, host, out, scenario_file, phases, procs, quiet)
