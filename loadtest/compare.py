@@ -67,6 +67,10 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("transforms", "transforms (origin)", "count"),
     ("origin_503", "503s (origin tasks)", "count"),
     ("status_503", "503 responses (client)", "count"),
+    # rehearsals only (a load test has none of these: the rows are left out)
+    ("repeat_transforms", "repeated transforms (origin)", "count"),
+    ("origin_tasks_max", "origin tasks (most serving)", "count"),
+    ("edge_warm_requests", "edge pre-warm requests", "count"),
 )
 _RATE_KEYS = {k for k, _, kind in METRICS if kind == "rate"}
 _P99_KEYS = ("p99_hit_ms", "p99_miss_ms")

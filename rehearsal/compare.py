@@ -58,6 +58,10 @@ def load_rehearsal_run(path: str | Path) -> RunFigures:
             "transforms": _num(s.get("transforms")),
             "origin_503": _num(errors.get("origin_503")),
             "status_503": _num(((s.get("client") or {}).get("status") or {}).get("503", 0)),
+            "repeat_transforms": _num((s.get("origin_work") or {}).get("repeat_transforms")),
+            "origin_tasks_max": _num(max((r.get("origin_tasks") or 0 for r in s.get("origin_timeline") or []),
+                                         default=None)),
+            "edge_warm_requests": _num(((s.get("prewarmed") or {}).get("edge") or {}).get("sent")),
         }
         gates = tuple(GateValue(str(g["gate"]), _num(g.get("value")), bool(g["passed"]))
                       for g in s["gates"]["gates"])

@@ -72,6 +72,8 @@ def test_rehearsal_compare_deltas_and_html(run_a: Path, tmp_path: Path) -> None:
         s["spike_hit_rate"] -= drop
         s["latency_ms"]["client"]["miss"]["p99"] *= slower
         s["transforms"] += 7
+        s["origin_work"]["repeat_transforms"] += 5
+        s["origin_timeline"][-1]["origin_tasks"] += 2
         s["gates"]["gates"][0]["value"] -= drop
         for row in s["timeline"]:
             if row["edge_hit_rate"] is not None:
@@ -103,6 +105,10 @@ def test_rehearsal_compare_deltas_and_html(run_a: Path, tmp_path: Path) -> None:
     assert miss["delta_pct"] == pytest.approx(50.0) and miss["regressed"]
     assert not _metric(result, "p99_hit_ms")["regressed"]
     assert _metric(result, "transforms")["delta"] == 7
+    assert _metric(result, "repeat_transforms")["delta"] == 5
+    tasks = _metric(result, "origin_tasks_max")
+    most = max(r["origin_tasks"] for r in summary["origin_timeline"])
+    assert tasks["a"] == most and tasks["b"] == max(most, summary["origin_timeline"][-1]["origin_tasks"] + 2)
     assert _metric(result, "origin_503")["a"] == summary["errors"]["origin_503"]
     first = result["gates"][0]
     assert first["gate"] == summary["gates"]["gates"][0]["gate"] and first["delta"] == pytest.approx(-drop)
