@@ -10,6 +10,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,20 +53,19 @@ def samples_dir() -> Path:
     return SAMPLES
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[dict[str, str]]:
-    """A moto S3 server in its own process on loopback; yields the env a boto3 client needs."""
+#: what a boto3 client needs besides the endpoint (moto accepts any keys unless auth is turned on)
+MOTO_CLIENT_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextmanager
+def moto_server(server_env: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """moto's server mode in its own process on loopback (every service it has, over HTTP), started with
+    ``server_env`` added to its environment (recording, auth); yields the env a boto3 client needs."""
     port = free_port()
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }
+    env = {**MOTO_CLIENT_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(server_env or {})},
     )
     try:
         wait_http(env["AWS_ENDPOINT_URL"] + "/moto-api/", proc=proc)
@@ -76,6 +76,13 @@ def s3_server() -> Iterator[dict[str, str]]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A moto server (S3, DynamoDB and the rest) shared by the session; yields the env a boto3 client needs."""
+    with moto_server() as env:
+        yield env
 
 
 @pytest.fixture

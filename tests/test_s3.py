@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
-from conftest import free_port, wait_http
+from conftest import free_port, moto_server
 from edgeproof.analytics.inputs import LogInput, expand_inputs, open_input
 from edgeproof.analytics.reader import read_logs
 from edgeproof.analytics.report.store import list_json, publish_dir, read_json, write_json
@@ -248,14 +248,9 @@ def test_log_upload_to_a_missing_bucket_fails_on_close_with_a_store_error(s3_env
 @pytest.fixture(scope="module")
 def locked_bucket() -> Iterator[dict[str, str]]:
     """A moto server with authentication on, a bucket, and the keys of an IAM user with no policy."""
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
     # the first 3 requests go unauthenticated: the bucket, the user and its access key
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_http(endpoint + "/moto-api/", proc=proc)
+    with moto_server({"INITIAL_NO_AUTH_ACTION_COUNT": "3"}) as env:
+        endpoint = env["AWS_ENDPOINT_URL"]
         admin = {"endpoint_url": endpoint, "region_name": "us-east-1",
                  "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
         boto3.client("s3", **admin).create_bucket(Bucket="edgeproof-locked")
@@ -264,12 +259,6 @@ def locked_bucket() -> Iterator[dict[str, str]]:
         key = iam.create_access_key(UserName="nobody")["AccessKey"]
         yield {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"], "AWS_DEFAULT_REGION": "us-east-1"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_access_denied_is_a_store_error(locked_bucket: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import free_port, wait_http
+from conftest import free_port, moto_server
 from edgeproof.analytics.deploy import (
     DEFAULT_MAX_UTILIZATION,
     RUNTIME,
@@ -84,27 +84,10 @@ on_invalid = "fallback"
 @pytest.fixture(scope="module")
 def cloudfront_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A moto server (CloudFront and the rest) on loopback that records every request it receives."""
-    port = free_port()
     recording = tmp_path_factory.mktemp("moto") / "recording.jsonl"
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_MAX_ATTEMPTS": "1",  # moto's 500 for UpdateFunction is not worth retrying
-    }
-    server_env = {**os.environ, "MOTO_ENABLE_RECORDING": "1", "MOTO_RECORDER_FILEPATH": str(recording)}
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=server_env)
-    try:
-        wait_http(env["AWS_ENDPOINT_URL"] + "/moto-api/", proc=proc)
-        yield {"env": env, "recording": recording}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with moto_server({"MOTO_ENABLE_RECORDING": "1", "MOTO_RECORDER_FILEPATH": str(recording)}) as env:
+        # moto's 500 for UpdateFunction is not worth retrying
+        yield {"env": {**env, "AWS_MAX_ATTEMPTS": "1"}, "recording": recording}
 
 
 def cf_client(env: dict[str, str]) -> Any:
