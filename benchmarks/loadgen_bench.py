@@ -17,7 +17,7 @@ request to 1 s before the last): requests from Locust's own ``*_stats_history.cs
 (user + system) of the generator process sampled from /proc. The two alternate ``--rounds`` times.
 Because the machine is shared, wall-clock rates swing with other people's work; the headline figure
 is requests per CPU-second (per core), whose median ratio over the rounds is printed (target:
-edgeproof ≥ 0.8× plain Locust), next to each round's wall-rate ratio.
+edgeproof ≥ 0.9× plain Locust, issue 13; 0.8× before), next to each round's wall-rate ratio.
 
     .venv/bin/python benchmarks/loadgen_bench.py [--seconds 15] [--users 50] [--rounds 2]
 """
@@ -251,7 +251,7 @@ def main() -> int:
           f"median {statistics.median(p for p, _ in per_cpu):.0f} req/CPU-s")
     print(f"edgeproof worker (spike workload, open model, recorder): best {max(e for _, e in wall):.0f} req/s, "
           f"median {statistics.median(e for _, e in per_cpu):.0f} req/CPU-s")
-    print(f"ratio per CPU-second (median of rounds): {statistics.median(cpu_ratios):.2f}x  (target >= 0.8x)")
+    print(f"ratio per CPU-second (median of rounds): {statistics.median(cpu_ratios):.2f}x  (target >= 0.9x)")
     print(f"ratio of wall rates per round: {', '.join(f'{x:.2f}' for x in wall_ratios)}  "
           "(noisy on a shared machine)")
     return 0

@@ -60,8 +60,11 @@ class Lane:
         """Wall-clock seconds from a monotonic source (no jumps during the run)."""
         return self._base_wall + (time.perf_counter() - self._base_perf)
 
-    def _arrivals(self) -> Iterator[tuple[float, str, Any]]:
-        """(offset, phase, request-or-factory) for this lane's arrivals, in order."""
+    def _arrivals(self) -> Iterator[tuple[float, str, Request]]:
+        """(offset, phase, request) for this lane's arrivals, in order.
+
+        A sender never waits for the workload model: arrivals are taken ahead of their intended
+        start, and the model makes its requests a batch at a time (:meth:`Workload.stream`)."""
         cfg = self.config
         if cfg.is_replay:
             plan = TrafficPlan(cfg.replay_file, cfg.duration or cfg.shape().duration, cfg.replay_speed)
@@ -73,19 +76,27 @@ class Lane:
                         headers[header] = str(pop)
                     yield off, "replay", Request(url, headers, "replay", 0, False, pop)
             return
-        shape = cfg.shape()
-        spike_start = next((start for name, start, _ in shape.phases() if name in shape.scored), 0.0)
+        workload = Workload(cfg.scenario, lane=self.lane, spike_start=self.spike_start())
+        yield from workload.stream(self._offsets())
+
+    def spike_start(self) -> float:
+        """The offset from which the workload's promotion is on (the first scored phase of a spike)."""
+        shape = self.config.shape()
         if shape.kind != "spike":
-            spike_start = 0.0
-        workload = Workload(cfg.scenario, lane=self.lane, spike_start=spike_start)
+            return 0.0
+        return next((start for name, start, _ in shape.phases() if name in shape.scored), 0.0)
+
+    def _offsets(self) -> Iterator[tuple[float, str]]:
+        """(offset, phase name) of this lane's share of the shape's arrivals, in order."""
+        shape = self.config.shape()
         phases = shape.phases()
         k = 0
         lane, lanes = self.lane, self.lanes
-        for i, off in enumerate(shape.arrivals(self.settings.arrivals, seed=cfg.scenario.seed)):
+        for i, off in enumerate(shape.arrivals(self.settings.arrivals, seed=self.config.scenario.seed)):
             if i % lanes == lane:
                 while k < len(phases) - 1 and off >= phases[k][2]:  # arrivals increase: walk the phases
                     k += 1
-                yield off, phases[k][0], workload.next
+                yield off, phases[k][0]
 
     def run(self, client: Any | Callable[[], Any]) -> None:
         """Send every arrival of this lane, then wait up to ``drain_s`` for requests still in flight.
@@ -111,52 +122,61 @@ class Lane:
     def _sender(self, client: Any) -> None:
         late_s = self.settings.late_ms / 1000.0
         max_late = self.settings.max_lateness_s
+        counts, now, t0 = self.counts, self.now, self.t0
         skipped = 0
-        for offset, phase, req in self._schedule:
-            due = self.t0 + offset
+        for offset, phase, request in self._schedule:
+            due = t0 + offset
             self._last_due = due
-            now = self.now()
-            if due > now:
-                gevent.sleep(due - now)
-                now = self.now()
-            request = req(offset) if callable(req) else req
-            lateness = now - due
+            t = now()
+            if due > t:
+                gevent.sleep(due - t)
+                t = now()
+            lateness = t - due
             late = lateness > late_s
-            self.counts["scheduled"] += 1
-            self.counts["late"] += late
+            counts["scheduled"] += 1
+            counts["late"] += late
             if lateness > max_late:
-                self.counts["dropped"] += 1
+                counts["dropped"] += 1
                 self._record(due, None, None, request, phase, late, dropped=True, error="too late")
                 skipped += 1
                 if skipped % _YIELD_EVERY == 0:
                     gevent.sleep(0)
                 continue
-            self.counts["sent"] += 1
+            counts["sent"] += 1
             self._send(client, request, due, phase, late)
         self._exhausted = True
 
     def _send(self, client: Any, req: Request, due: float, phase: str, late: bool) -> None:
         rid = self._next_id
-        self._next_id += 1
-        start = self.now()
-        self.in_flight[rid] = (due, start, req, phase, late)
+        self._next_id = rid + 1
+        in_flight, now = self.in_flight, self.now
+        start = now()
+        in_flight[rid] = (due, start, req, phase, late)
         try:
             resp = client.get(req.url, headers=req.headers, name=req.role)
-            body = resp.content if resp.status_code else None
-            end = self.now()
+            status = resp.status_code
+            body = resp.content if status else None
+            end = now()
         except gevent.GreenletExit:
             raise
         except Exception as err:  # the client reports most failures as status 0; anything else too
-            end = self.now()
-            del self.in_flight[rid]
+            end = now()
+            del in_flight[rid]
             self._record(due, start, (end, 0, 0, None, None), req, phase, late, error=type(err).__name__)
             return
-        del self.in_flight[rid]
+        del in_flight[rid]
         headers = resp.headers  # (no truth test: geventhttpclient's Headers counts its lines for that)
-        xc, pop = (None, None) if headers is None else (headers.get("X-Cache"), headers.get("X-Amz-Cf-Pop"))
+        if headers is None:
+            xc = pop = None
+        else:
+            xc, pop = headers.get("X-Cache"), headers.get("X-Amz-Cf-Pop")
         err = getattr(resp, "error", None)
-        self._record(due, start, (end, int(resp.status_code or 0), len(body or b""), xc, pop), req, phase, late,
-                     error=None if err is None else (str(err)[:200] or type(err).__name__))
+        # the row _record(due, start, (end, status, bytes, xc, pop), req, phase, late, error=…) writes,
+        # built here: this is the hot path
+        self.recorder.add_row((
+            due, start, (end - start) * 1000.0, (end - due) * 1000.0, int(status or 0), len(body or b""), xc, pop,
+            req.url, req.role, req.sku, req.promoted, phase, self.lane, late, False,
+            None if err is None else (str(err)[:200] or type(err).__name__)))
 
     def _record(self, due: float, start: float | None, result: tuple | None, req: Request, phase: str,
                 late: bool, *, dropped: bool = False, error: str | None = None) -> None:

@@ -16,6 +16,7 @@ Needs only pyarrow (no Locust, no boto3).
 
 from __future__ import annotations
 
+import collections
 import os
 import socket
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from edgeproof.errors import ConfigError
@@ -51,6 +53,11 @@ RECORD_SCHEMA = pa.schema([
 _NAMES = RECORD_SCHEMA.names
 _TS = RECORD_SCHEMA.field("intended_start").type
 _US = 1_000_000
+_append = list.append
+_consume = collections.deque  # deque(iterator, 0): runs an iterator to its end, keeping nothing
+#: columns with few distinct values get a dictionary page; the others (URLs, times, latencies) are plain:
+#: measured ~1.5x faster to write than dictionary-encoding every column, and smaller
+_DICTIONARY = ["status", "x_cache", "pop", "role", "phase", "lane", "error"]
 
 
 class Recorder:
@@ -66,9 +73,12 @@ class Recorder:
         suffix = f"-{run_id}" if run_id else ""
         self.path = self.dir / (name or f"part-{socket.gethostname()}-{os.getpid()}{suffix}.parquet")
         self.row_group = max(1, row_group)
-        self._rows: list[tuple] = []
+        # the rows held, one list per column: appending a value allocates no container, so held rows
+        # never trigger the garbage collector (a tuple per row did: ~1 µs per row in the generator)
+        self._columns: list[list[Any]] = [[] for _ in _NAMES]
+        self._held = 0
         warm_up()
-        self._writer = pq.ParquetWriter(self.path, RECORD_SCHEMA, compression="zstd")
+        self._writer = pq.ParquetWriter(self.path, RECORD_SCHEMA, compression="zstd", use_dictionary=_DICTIONARY)
         self.rows = 0
         self.closed = False
 
@@ -82,24 +92,18 @@ class Recorder:
 
     def add_row(self, row: tuple) -> None:
         """One row as a tuple in :data:`RECORD_SCHEMA` order (times as float epoch seconds)."""
-        self._rows.append(row)
+        _consume(map(_append, self._columns, row), 0)  # column i gets row[i] (zip's pairing, in C)
         self.rows += 1
-        if len(self._rows) >= self.row_group:
+        self._held += 1
+        if self._held >= self.row_group:
             self.flush()
 
     def flush(self) -> None:
-        if not self._rows:
+        if not self._held:
             return
-        cols = list(zip(*self._rows, strict=True))
-        self._rows = []
-        arrays = []
-        for i, name in enumerate(_NAMES):
-            values: Any = cols[i]
-            if i < 2:  # float seconds → µs timestamps
-                arrays.append(pa.array([None if v is None else int(v * _US) for v in values], pa.int64()).cast(_TS))
-            else:
-                arrays.append(pa.array(values, type=RECORD_SCHEMA.field(name).type))
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=RECORD_SCHEMA))
+        columns = self._columns
+        self._columns, self._held = [[] for _ in _NAMES], 0
+        self._writer.write_table(columns_table(columns))
 
     def close(self) -> None:
         if self.closed:
@@ -107,6 +111,34 @@ class Recorder:
         self.flush()
         self._writer.close()
         self.closed = True
+
+
+def columns_table(columns: list[list[Any]]) -> pa.Table:
+    """Columns of rows (:data:`RECORD_SCHEMA` order, times as float epoch seconds) → a table.
+
+    Times × 10⁶ truncated to µs, like ``int(t * 1_000_000)``; :func:`rows_table_reference` is the plain
+    per-row form it must equal (``tests/test_loadtest_model.py``)."""
+    arrays = []
+    for i, (values, field) in enumerate(zip(columns, RECORD_SCHEMA, strict=True)):
+        if i < 2:
+            seconds = pa.array(values, pa.float64())
+            arrays.append(pc.cast(pc.multiply(seconds, float(_US)), pa.int64(), safe=False).cast(_TS))
+        else:
+            arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=RECORD_SCHEMA)
+
+
+def rows_table_reference(rows: list[tuple]) -> pa.Table:
+    """The plain form of :func:`columns_table`: rows (tuples) transposed, then one column at a time."""
+    cols = list(zip(*rows, strict=True))
+    arrays = []
+    for i, name in enumerate(_NAMES):
+        values: Any = cols[i]
+        if i < 2:  # float seconds → µs timestamps
+            arrays.append(pa.array([None if v is None else int(v * _US) for v in values], pa.int64()).cast(_TS))
+        else:
+            arrays.append(pa.array(values, type=RECORD_SCHEMA.field(name).type))
+    return pa.Table.from_arrays(arrays, schema=RECORD_SCHEMA)
 
 
 _warm = False
@@ -120,9 +152,9 @@ def warm_up() -> None:
         return
     table = pa.Table.from_pylist([], schema=RECORD_SCHEMA)
     sink = pa.BufferOutputStream()
-    with pq.ParquetWriter(sink, RECORD_SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(sink, RECORD_SCHEMA, compression="zstd", use_dictionary=_DICTIONARY) as writer:
         writer.write_table(table)
-    pa.array([0], pa.int64()).cast(_TS)
+    columns_table([[v] for v in (0.0, None, None, None, 0, 0, None, None, "", "", 0, False, "", 0, False, False, None)])
     _warm = True
 
 
