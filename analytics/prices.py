@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -27,6 +26,7 @@ from typing import Any
 from edgeproof.cloudfront import geographies
 from edgeproof.errors import ConfigError
 from edgeproof.settings import Setting, Settings, above, at_least, between
+from edgeproof.tomlfile import parse_toml, read_toml
 
 __all__ = ["ARCHITECTURES", "PRICE_TABLES", "Prices", "builtin_prices", "load_prices"]
 
@@ -182,18 +182,11 @@ def _check_tiers(t: Mapping[str, Mapping[str, Any]], where: str) -> None:
                           "[cloudfront.origin_shield_requests_per_10k]")
 
 
-def _load(text: str, where: str) -> dict[str, Any]:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{where}: not valid TOML: {err}") from err
-
-
 @cache
 def builtin_prices() -> Prices:
     """The shipped table (``analytics/data/prices.toml``), checked: every key present, every value valid."""
     text = resources.files("edgeproof.analytics").joinpath("data/prices.toml").read_text(encoding="utf-8")
-    return Prices(_read(_load(text, "prices.toml"), "prices.toml", None), ("prices.toml (built-in)",))
+    return Prices(_read(parse_toml(text, "prices.toml"), "prices.toml", None), ("prices.toml (built-in)",))
 
 
 def load_prices(path: str | Path | None = None) -> Prices:
@@ -205,8 +198,4 @@ def load_prices(path: str | Path | None = None) -> Prices:
     if path is None:
         return base
     where = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"cannot read the price file {where}: {err.strerror or err}") from err
-    return Prices(_read(_load(text, where), where, base.tables), (*base.files, where))
+    return Prices(_read(read_toml(path, "the price file"), where, base.tables), (*base.files, where))

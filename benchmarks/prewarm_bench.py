@@ -55,6 +55,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from edgeproof.rehearsal import prewarm
+    from edgeproof.rehearsal.calibration import edge_config
     from edgeproof.rehearsal.config import BUILTIN_DIR, load_rehearsal
     from edgeproof.rehearsal.run import edge_warm_plan
 
@@ -71,10 +72,7 @@ def main() -> int:
     a, b = runs["A"], runs["B"]
     try:
         scenario = load_rehearsal(base / "B.toml")
-        pops = list(b["what_if"]["settings"]["pops"]) if b.get("what_if") else None
-        from edgeproof.edge.config import EdgeConfig
-
-        pops = pops or EdgeConfig(pops=scenario.stack.pops, pop_ids=scenario.stack.pop_ids).pop_list
+        pops = edge_config(scenario, base / "B").pop_list  # the POPs B's edge ran and warmed
         plan, _skus = edge_warm_plan(scenario, base / "B" / "loadtest-scenario.toml", pops)
         traffic = prewarm.observe_traffic([str(base / "A" / "logs")])
         traffic.pops = pops  # every POP of the emulator, as the rehearsal warmed them

@@ -1,6 +1,6 @@
 """The edge's counters as a typed result (``Edge.stats()``, served by the admin API as ``GET /stats``).
 
-Typed because it crosses packages: the rehearsal polls it (edgeproof.rehearsal.run samples,
+Typed because it crosses packages: the rehearsal polls it (edgeproof.rehearsal.embedded samples,
 edgeproof.rehearsal.analysis), telemetry reads it in-process. The keys are the JSON's, in its order.
 """
 

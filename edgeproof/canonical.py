@@ -24,13 +24,13 @@ a malformed value raises :class:`~edgeproof.errors.BadRequest`. The "friendly" q
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from edgeproof.errors import BadRequest, ConfigError
+from edgeproof.tomlfile import read_toml
 
 __all__ = [
     "DEFAULT_PRESETS",
@@ -154,10 +154,7 @@ def load_presets(path: str | Path | None) -> dict[str, Variant]:
     """Presets from a TOML file with ``[presets.NAME]`` tables of ops; built-ins when ``path`` is None."""
     if path is None:
         return dict(DEFAULT_PRESETS)
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"cannot read presets from {path}: {err}") from err
+    data = read_toml(path, "presets from")
     return {**DEFAULT_PRESETS, **presets_from_table(data.get("presets", {}), DEFAULT_PRESETS, where=str(path))}
 
 

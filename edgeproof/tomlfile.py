@@ -27,6 +27,24 @@ def builtin_names(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.toml"))
 
 
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A TOML file's table. ConfigError (exit 2) naming ``what`` and the file when it cannot be read
+    (missing, not UTF-8) and the file when it is not valid TOML."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {what} {path}: {getattr(err, 'strerror', None) or err}") from err
+    return parse_toml(text, str(path))
+
+
+def parse_toml(text: str, where: str) -> dict[str, Any]:
+    """TOML text → its table; ConfigError naming ``where`` when it is not valid TOML."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{where}: not valid TOML: {err}") from err
+
+
 def load_named_toml(name_or_path: str | Path, folder: Path, what: str) -> tuple[dict[str, Any], Path]:
     """A built-in ``what`` by name (a ``NAME.toml`` in ``folder``) or a TOML file path → (data, path).
 
@@ -40,12 +58,7 @@ def load_named_toml(name_or_path: str | Path, folder: Path, what: str) -> tuple[
         if text not in names:
             raise ConfigError(f"unknown {what} {text!r}", detail=f"built-in: {', '.join(names)}; or give a .toml path")
         path = folder / f"{text}.toml"
-    try:
-        return tomllib.loads(path.read_text()), path
-    except OSError as err:
-        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    return read_toml(path, what), path
 
 
 def dump_toml(data: Mapping[str, Any]) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -43,6 +42,7 @@ from edgeproof.canonical import (
 )
 from edgeproof.errors import BadPresetItem, BadRequest, ConfigError, EdgeproofError
 from edgeproof.settings import Settings, between, setting
+from edgeproof.tomlfile import read_toml
 
 __all__ = [
     "POLICY_SETTINGS",
@@ -168,12 +168,7 @@ def load_preset_file(path: str | Path | None) -> PresetFile:
     if path is None:
         return PresetFile(dict(DEFAULT_PRESETS), {}, ())
     where = str(path)
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read presets from {path}: {err.strerror or err}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    data = read_toml(path, "presets from")
     unknown = sorted(set(data) - {"presets", "policies"})
     if unknown:
         raise ConfigError(f"{path}: {unknown[0]}: unknown table", detail="a presets file has [presets.NAME] and "

@@ -26,7 +26,7 @@ constants are the scenario's: a short rehearsal compresses them (the report says
 ECS's 1-minute metric period).
 
 :class:`TargetTracking` is the policy alone (plain values in, decisions out; the rehearsal feeds it one
-datapoint per period). The rehearsal (:mod:`edgeproof.rehearsal.run`) measures the datapoints — each
+datapoint per period). The rehearsal (:mod:`edgeproof.rehearsal.embedded`) measures the datapoints — each
 serving task's CPU from ``/proc`` (utime + stime of its process group, over the period, as a share of
 ``origin_workers`` vCPUs), its requests per second (the origin's ``requests_total``) or its in-flight
 transforms (the origin's ``queue_depth + in_flight`` gauges)
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,11 +117,11 @@ class TargetTracking:
     def _clamp(self, n: int) -> int:
         return max(self.config.min_tasks, min(self.config.max_tasks, n))
 
-    def _run(self, test: object) -> tuple[int, float]:
+    def _run(self, test: Callable[[float], bool]) -> tuple[int, float]:
         """Length of the trailing run of datapoints passing ``test`` and the start of that run."""
         n, start = 0, math.inf
         for t, v in reversed(self.datapoints):
-            if not test(v):  # type: ignore[operator]
+            if not test(v):
                 break
             n += 1
             start = t - self.config.period_s
@@ -180,7 +181,7 @@ def group_cpu_seconds(pgid: int, proc: Path = Path("/proc")) -> float | None:
 
 def scaling_summary(config: AutoscalingConfig, events: list[dict[str, Any]], tasks: list[dict[str, Any]],
                     origin_timeline: list[dict[str, Any]], timeline: list[dict[str, Any]],
-                    datapoints: list[tuple[float, float, int]] = ()) -> dict[str, Any] | None:
+                    datapoints: Sequence[tuple[float, float, int]] = ()) -> dict[str, Any] | None:
     """What the autoscaler did and where it lagged the load: each scale-out's breach (the first datapoint of
     the run that raised the alarm), decision and first serving task, with the origin 503s and the worst
     client p99 (corrected) between breach and serving; and the seconds with more tasks wanted than serving."""

@@ -12,7 +12,6 @@ Two modes:
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from edgeproof.canonical import FORMATS, MAX_DIMENSION_SYNTAX, PARAM_ALIASES
 from edgeproof.errors import ConfigError
 from edgeproof.settings import expect, expect_list
+from edgeproof.tomlfile import read_toml
 
 __all__ = ["CanonicalOptions", "ParamOptions", "StrategyConfig", "TRACKING_PARAMS"]
 
@@ -126,10 +126,7 @@ class StrategyConfig:
     @classmethod
     def from_toml(cls, path: str | Path) -> StrategyConfig:
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-            raise ConfigError(f"cannot read strategy file {path}: {err}") from err
+        data = read_toml(path, "strategy file")
         data.setdefault("name", path.stem)
         return cls.from_dict(data, source=str(path))
 
